@@ -1,0 +1,173 @@
+"""The `lxc` hypervisor plugin: a container directory that lxc-start boots.
+
+DEST/rootfs holds the guest and DEST/config its LXC 3+ configuration, so that
+`lxc-start -P $(dirname DEST) -n $(basename DEST)` starts it (or plain `lxc-start -n NAME` when
+DEST is in the default LXC path, see --lxc-path).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import ClassVar
+
+from vmbuilder_lxc import __version__
+from vmbuilder_lxc import validators as v
+from vmbuilder_lxc.log import LOG, die
+from vmbuilder_lxc.plugin import Hypervisor
+from vmbuilder_lxc.run import run
+from vmbuilder_lxc.settings import Setting
+
+GROUP = "LXC options"
+DEFAULT_LXC_PATH = Path("/var/lib/lxc")
+DEFAULT_BRIDGE = "lxcbr0"
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+LXCFS_MOUNT = Path("/var/lib/lxcfs")
+# Debian architecture -> the kernel personality name lxc.arch takes.
+LXC_ARCH = {"amd64": "x86_64", "i386": "i686", "arm64": "aarch64", "armhf": "armv7l", "armel": "armv5tel",
+            "ppc64el": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}  # fmt: skip
+
+
+def cgroup_layout(root: Path = CGROUP_ROOT) -> dict[str, object]:
+    """Which cgroup keys this host takes: v1 controllers (legacy/hybrid) or cgroup2 (unified)."""
+    unified = (root / "cgroup.controllers").exists()
+    v1_memory = (root / "memory").is_dir() and not unified
+    v1_cpu = ((root / "cpu").is_dir() or (root / "cpu,cpuacct").is_dir()) and not unified
+    layout = (
+        "unified (cgroup2)"
+        if unified
+        else "hybrid (cgroup v1 + v2)"
+        if (root / "unified").is_dir()
+        else "legacy (cgroup v1)"
+    )
+    return {"cgroup_layout": layout, "cgroup_v1_memory": v1_memory, "cgroup_v1_cpu": v1_cpu}
+
+
+def random_mac() -> str:
+    """A locally unique MAC in the 00:16:3e (Xen/LXC) range, as lxc-create would pick."""
+    rng = random.SystemRandom()
+    return "00:16:3e:" + ":".join(f"{rng.randrange(256):02x}" for _ in range(3))
+
+
+class LXC(Hypervisor):
+    name: ClassVar[str] = "lxc"
+    description: ClassVar[str] = "LXC containers: DEST/rootfs plus DEST/config for lxc-start"
+
+    def register_options(self) -> Sequence[Setting]:
+        return [
+            Setting("network", "'none' for no network (loopback only); the default is a veth on "
+                    f"--bridge ({DEFAULT_BRIDGE})", default="bridge", metavar="NAME", group=GROUP),
+            Setting("bridge", "host bridge for the container's veth", default=DEFAULT_BRIDGE, metavar="BR",
+                    group=GROUP),
+            Setting("mac", "MAC address of eth0 (default: random 00:16:3e:xx:xx:xx)", validate=v.mac,
+                    group=GROUP),
+            Setting("mem", "memory limit in MB (also accepts 2G)", validate=v.memory_mb, metavar="MB",
+                    group=GROUP),
+            Setting("cpus", "CPU limit (CFS quota of this many CPUs)", "int", validate=v.positive,
+                    group=GROUP),
+            Setting("lxc-path", f"write the container into this LXC path (e.g. {DEFAULT_LXC_PATH}); "
+                    "the name is --hostname", metavar="DIR", group=GROUP),
+            Setting("autostart", "start the container when the host boots (lxc.start.auto)", "bool", False,
+                    group=GROUP),
+        ]  # fmt: skip
+
+    def set_defaults(self) -> None:
+        s = self.settings
+        lxc_path = s.get_str("lxc-path")
+        if lxc_path:
+            base = Path(lxc_path).expanduser().absolute()
+            if not s.explicit("dest"):
+                s.set("dest", str(base / str(s["hostname"])), "--lxc-path")
+            elif self.context.dest.parent != base:
+                die(f"-d {s['dest']} is not inside --lxc-path {lxc_path}", "give only one of -d and --lxc-path")
+        network = str(s["network"])
+        self.context.facts["NETWORK"] = "none" if network == "none" else f"bridge:{s['bridge']}"
+
+    def preflight_check(self) -> None:
+        s = self.settings
+        ctx = self.context
+        try:
+            v.container_name(ctx.name)
+        except ValueError as exc:
+            die(f"invalid container name '{ctx.name}' (from -d): {exc}", "choose another -d")
+        network = str(s["network"])
+        if network not in ("none", "bridge"):
+            die(
+                f"--network {network}: named networks need libvirt; lxc-start only knows bridges",
+                "use --bridge BR, or --network none",
+            )
+        if network == "none" and s.explicit("bridge"):
+            die("--bridge and --network none contradict each other", "drop one of them")
+        if network != "none" and not Path(f"/sys/class/net/{s['bridge']}").exists():
+            LOG.warning(
+                "bridge %s does not exist on this host yet; create it (e.g. start lxc-net) before "
+                "lxc-start, or build with --network none",
+                s["bridge"],
+            )
+        if not shutil.which("lxc-start"):
+            LOG.warning("lxc-start is not installed (apt-get install lxc); the container cannot be started here")
+        if s["mem"] and not (LXCFS_MOUNT / "proc").is_dir():
+            LOG.info("note: lxcfs is not running, so the container's /proc/meminfo will show the host's memory")
+        if ctx.dest.exists() and self.is_running():
+            die(
+                f"container {ctx.name} in {ctx.dest.parent} is running",
+                f"stop it first: lxc-stop -P {ctx.dest.parent} -n {ctx.name}",
+            )
+
+    def is_running(self) -> bool:
+        if not shutil.which("lxc-info"):
+            return False
+        result = run(["lxc-info", "-P", self.context.dest.parent, "-n", self.context.name, "-s"], check=False)
+        return "RUNNING" in result.output or "FROZEN" in result.output
+
+    def finalize(self) -> None:
+        s = self.settings
+        ctx = self.context
+        assert ctx.workdir is not None
+        lxcpath = ctx.dest.parent
+        variables = {
+            "version": __version__,
+            "name": ctx.name,
+            "lxcpath": str(lxcpath),
+            "lxcpath_arg": lxcpath != DEFAULT_LXC_PATH,
+            "includes": [],
+            "lxc_arch": LXC_ARCH.get(str(s["arch"]), str(s["arch"])),
+            "rootfs": str(ctx.dest / "rootfs"),
+            "hostname": s["hostname"],
+            "ttys": 4,
+            "network": "none" if s["network"] == "none" else "veth",
+            "bridge": s["bridge"],
+            "mac": s["mac"] or random_mac(),
+            "mem": s["mem"],
+            "cpus": s["cpus"],
+            "autostart": s.get_bool("autostart"),
+            **cgroup_layout(),
+        }
+        config = ctx.workdir / "config"
+        config.write_text(ctx.render("lxc/config.j2", variables))
+        os.chmod(config, 0o644)
+        ctx.summary["lxc"] = {
+            "config": str(ctx.dest / "config"),
+            "lxcpath": str(lxcpath),
+            "start": self.start_command(),
+            "network": variables["network"],
+            "mac": variables["mac"] if variables["network"] != "none" else None,
+        }
+
+    def start_command(self) -> str:
+        lxcpath = self.context.dest.parent
+        path_arg = "" if lxcpath == DEFAULT_LXC_PATH else f" -P {lxcpath}"
+        return f"lxc-start{path_arg} -n {self.context.name}"
+
+    def next_steps(self) -> list[str]:
+        start = self.start_command()
+        attach = start.replace("lxc-start", "lxc-attach")
+        return [
+            f"Container {self.context.name} is ready in {self.context.dest}",
+            f"  start it:      {start}",
+            f"  get a shell:   {attach}",
+            f"  login prompt:  {start.replace('lxc-start', 'lxc-console')}",
+        ]

@@ -1,0 +1,104 @@
+"""The `postinst` plugin: VMBuilder's --copy, --execscript and --firstboot.
+
+--copy FILE      each line of FILE is "SOURCE DESTINATION"; SOURCE (a host path) is copied to
+                 DESTINATION inside the guest ('#' starts a comment)
+--execscript S   run S on the host with the rootfs as $1 (and the build facts in its environment),
+                 after the guest is configured and while the chroot mounts are active
+--firstboot S    copy S into the guest and run it once, at the first boot
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import ClassVar
+
+from vmbuilder_lxc import validators as v
+from vmbuilder_lxc.log import LOG, die
+from vmbuilder_lxc.plugin import Plugin
+from vmbuilder_lxc.run import clean_env, run
+from vmbuilder_lxc.settings import Setting
+from vmbuilder_lxc.shellhooks import HookError
+
+GROUP = "Customisation"
+FIRSTBOOT_DIR = "/var/lib/vmbuilder-lxc"
+
+
+def parse_copy_file(path: Path) -> list[tuple[Path, str]]:
+    """Read a --copy file; every error names the file and line."""
+    pairs = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        text = line.split("#", 1)[0].strip()
+        if not text:
+            continue
+        parts = shlex.split(text)
+        if len(parts) != 2:
+            die(f"{path}:{number}: expected 'SOURCE DESTINATION', got {line.strip()!r}", "fix the --copy file")
+        source, dest = Path(parts[0]).expanduser(), parts[1]
+        if not source.exists():
+            die(f"{path}:{number}: {source} does not exist", "fix the --copy file")
+        if not dest.startswith("/"):
+            die(f"{path}:{number}: destination {dest} is not an absolute guest path", "fix the --copy file")
+        pairs.append((source, dest))
+    return pairs
+
+
+class PostInst(Plugin):
+    name: ClassVar[str] = "postinst"
+    description: ClassVar[str] = "--copy, --execscript and --firstboot (VMBuilder's post-install options)"
+    priority: ClassVar[int] = 50
+
+    def register_options(self) -> Sequence[Setting]:
+        return [
+            Setting("copy", "copy host files into the guest, as listed in FILE ('SOURCE DEST' per line)",
+                    metavar="FILE", validate=v.existing_file, group=GROUP),
+            Setting("execscript", "run SCRIPT on the host with the rootfs as $1 after configuration",
+                    aliases=("--exec",), metavar="SCRIPT", validate=v.existing_file, group=GROUP),
+            Setting("firstboot", "run SCRIPT inside the guest once, at its first boot", metavar="SCRIPT",
+                    validate=v.existing_file, group=GROUP),
+        ]  # fmt: skip
+
+    def preflight_check(self) -> None:
+        copy = self.settings.get_str("copy")
+        if copy:
+            parse_copy_file(Path(copy))
+        for key in ("execscript",):
+            script = self.settings.get_str(key)
+            if script and not os.access(script, os.X_OK):
+                die(f"--{key} {script} is not executable", f"chmod +x {script}")
+
+    def configure_os(self) -> None:
+        s = self.settings
+        ctx = self.context
+        copy = s.get_str("copy")
+        if copy:
+            for source, dest in parse_copy_file(Path(copy)):
+                target = ctx.guest_path(dest.rstrip("/") + ("/" + source.name if dest.endswith("/") else ""))
+                target.parent.mkdir(parents=True, exist_ok=True)
+                if source.is_dir():
+                    shutil.copytree(source, target, symlinks=True, dirs_exist_ok=True)
+                else:
+                    shutil.copy2(source, target)
+                LOG.info("copied %s to %s", source, dest)
+        firstboot = s.get_str("firstboot")
+        if firstboot:
+            self.install_file(f"{FIRSTBOOT_DIR}/firstboot", Path(firstboot).read_text(), 0o755)
+            self.install_from_template(
+                "/etc/systemd/system/vmbuilder-firstboot.service", "systemd/firstboot.service.j2",
+                {"script": f"{FIRSTBOOT_DIR}/firstboot"},
+            )  # fmt: skip
+            wants = ctx.guest_path("/etc/systemd/system/multi-user.target.wants")
+            wants.mkdir(parents=True, exist_ok=True)
+            link = wants / "vmbuilder-firstboot.service"
+            if not link.is_symlink():
+                link.symlink_to("/etc/systemd/system/vmbuilder-firstboot.service")
+        script = s.get_str("execscript")
+        if script:
+            LOG.info("running --execscript %s", script)
+            env = clean_env({**ctx.facts, "ROOTFS": str(ctx.rootfs)})
+            result = run([script, ctx.rootfs], env=env, check=False)
+            if result.returncode != 0:
+                raise HookError(Path(script), result.returncode, result.lines[-20:])

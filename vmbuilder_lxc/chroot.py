@@ -1,0 +1,216 @@
+"""The build chroot: a private mount namespace, API filesystems, no daemons, host DNS.
+
+The build process unshares its mount namespace first, so every mount it (or debootstrap) makes is
+invisible to the host and disappears with the process even if it is killed. Mounts are still
+unmounted explicitly, deepest first, before anything under the build directory is deleted: a
+recursive delete must never walk into /proc or /dev.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import stat
+from pathlib import Path
+from types import TracebackType
+
+from .log import LOG
+from .run import CommandResult, clean_env, run
+
+CLONE_NEWNS = 0x00020000
+MS_REC = 0x4000
+MS_PRIVATE = 1 << 18
+
+POLICY_RC_D = "#!/bin/sh\n# Installed by vmbuilder-lxc for the duration of the build: no daemon may start.\nexit 101\n"
+SAVED_SUFFIX = ".vmbuilder-saved"
+HOST_RESOLV_CONF = Path("/etc/resolv.conf")
+
+DEVICES = {  # name: (major, minor, mode)
+    "null": (1, 3, 0o666),
+    "zero": (1, 5, 0o666),
+    "full": (1, 7, 0o666),
+    "random": (1, 8, 0o666),
+    "urandom": (1, 9, 0o666),
+    "tty": (5, 0, 0o666),
+}
+
+
+def enter_private_mount_namespace() -> None:
+    """Unshare the mount namespace and make every mount private, so nothing leaks to the host."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(CLONE_NEWNS) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"unshare(CLONE_NEWNS) failed: {os.strerror(err)}")
+    if libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"making / private failed: {os.strerror(err)}")
+    LOG.debug("entered a private mount namespace")
+
+
+def _unescape(field: str) -> str:
+    """mountinfo escapes space, tab, newline and backslash as octal."""
+    out, i = [], 0
+    while i < len(field):
+        if field[i] == "\\" and i + 3 < len(field) and field[i + 1 : i + 4].isdigit():
+            out.append(chr(int(field[i + 1 : i + 4], 8)))
+            i += 4
+        else:
+            out.append(field[i])
+            i += 1
+    return "".join(out)
+
+
+def mounts_below(path: Path, mountinfo: Path = Path("/proc/self/mountinfo")) -> list[Path]:
+    """Mount points at or below `path`, deepest first."""
+    base = os.path.realpath(path)
+    found = []
+    for line in mountinfo.read_text().splitlines():
+        fields = line.split(" ")
+        if len(fields) > 4:
+            point = _unescape(fields[4])
+            if point == base or point.startswith(base.rstrip("/") + "/"):
+                found.append(Path(point))
+    return sorted(set(found), key=lambda p: len(p.parts), reverse=True)
+
+
+def unmount_below(path: Path) -> None:
+    """Unmount everything at or below `path`; lazy unmount is the last resort."""
+    for point in mounts_below(path):
+        if run(["umount", point], check=False).returncode != 0:
+            run(["umount", "-l", point], check=False)
+    left = mounts_below(path)
+    if left:
+        raise RuntimeError(f"could not unmount {', '.join(map(str, left))}")
+
+
+def _inside(root: Path, rel: str) -> Path:
+    """A path in the rootfs that is a real directory, not a symlink pointing out of it."""
+    target = root / rel
+    if target.is_symlink():
+        raise RuntimeError(f"{target} is a symlink; refusing to mount over it")
+    target.mkdir(parents=True, exist_ok=True)
+    return target
+
+
+class Chroot:
+    """Context manager giving a rootfs what package scripts expect, and taking it away again."""
+
+    def __init__(self, root: Path, *, apt_proxy: str | None = None) -> None:
+        self.root = root
+        self.apt_proxy = apt_proxy
+        self.mounted: list[Path] = []
+        self._resolv_written: bytes | None = None
+
+    # -- mounts ---------------------------------------------------------------------------------
+
+    def _mount(self, *args: str, target: Path) -> None:
+        run(["mount", *args, target])
+        self.mounted.append(target)
+
+    def _populate_dev(self) -> None:
+        dev = _inside(self.root, "dev")
+        self._mount("-t", "tmpfs", "-o", "mode=755,nosuid,size=4m", "vmbuilder-dev", target=dev)
+        for name, (major, minor, mode) in DEVICES.items():
+            node = dev / name
+            os.mknod(node, stat.S_IFCHR | mode, os.makedev(major, minor))
+            os.chmod(node, mode)
+        for name, dest in {
+            "fd": "/proc/self/fd",
+            "stdin": "/proc/self/fd/0",
+            "stdout": "/proc/self/fd/1",
+            "stderr": "/proc/self/fd/2",
+            "ptmx": "pts/ptmx",
+        }.items():
+            os.symlink(dest, dev / name)
+        (dev / "pts").mkdir()
+        self._mount("-t", "devpts", "-o", "newinstance,ptmxmode=0666,mode=620,gid=5", "devpts", target=dev / "pts")
+        (dev / "shm").mkdir()
+        self._mount("-t", "tmpfs", "-o", "mode=1777,nosuid,nodev", "shm", target=dev / "shm")
+
+    def mount_all(self) -> None:
+        self._mount("-t", "proc", "-o", "nosuid,nodev,noexec", "proc", target=_inside(self.root, "proc"))
+        self._mount("-t", "sysfs", "-o", "ro,nosuid,nodev,noexec", "sysfs", target=_inside(self.root, "sys"))
+        self._populate_dev()
+        # An empty /run hides anything package scripts write there, and there is no
+        # /run/systemd/system, so they do not try to talk to a running systemd.
+        self._mount("-t", "tmpfs", "-o", "mode=755,nosuid,nodev", "vmbuilder-run", target=_inside(self.root, "run"))
+        (self.root / "run/lock").mkdir(mode=0o1777, exist_ok=True)
+
+    def unmount_all(self) -> None:
+        while self.mounted:
+            point = self.mounted.pop()
+            if run(["umount", point], check=False).returncode != 0:
+                run(["umount", "-l", point], check=False)
+        unmount_below(self.root)
+
+    # -- daemons, DNS and proxy -----------------------------------------------------------------
+
+    def _swap_in(self, rel: str, content: bytes, mode: int) -> None:
+        path = self.root / rel
+        saved = path.with_name(path.name + SAVED_SUFFIX)
+        if os.path.lexists(path):
+            os.replace(path, saved)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+        os.chmod(path, mode)
+
+    def _swap_out(self, rel: str, content: bytes) -> None:
+        """Remove our file and restore the saved one; keep whatever a package put there instead."""
+        path = self.root / rel
+        saved = path.with_name(path.name + SAVED_SUFFIX)
+        ours = path.is_file() and not path.is_symlink() and path.read_bytes() == content
+        if ours or not os.path.lexists(path):
+            if ours:
+                path.unlink()
+            if os.path.lexists(saved):
+                os.replace(saved, path)
+        elif os.path.lexists(saved):
+            os.unlink(saved)
+
+    def _host_resolv_conf(self) -> bytes:
+        try:
+            return HOST_RESOLV_CONF.read_bytes()
+        except OSError:
+            LOG.warning("the host has no readable /etc/resolv.conf; name lookups in the chroot may fail")
+            return b""
+
+    def prepare(self) -> None:
+        self._swap_in("usr/sbin/policy-rc.d", POLICY_RC_D.encode(), 0o755)
+        self._resolv_written = b"# vmbuilder-lxc: the host's resolvers, for the build only\n" + self._host_resolv_conf()
+        self._swap_in("etc/resolv.conf", self._resolv_written, 0o644)
+        if self.apt_proxy:
+            conf = f'Acquire::http::Proxy "{self.apt_proxy}";\nAcquire::https::Proxy "{self.apt_proxy}";\n'
+            self._swap_in("etc/apt/apt.conf.d/99vmbuilder-proxy", conf.encode(), 0o644)
+
+    def unprepare(self) -> None:
+        if self.apt_proxy:
+            conf = f'Acquire::http::Proxy "{self.apt_proxy}";\nAcquire::https::Proxy "{self.apt_proxy}";\n'
+            self._swap_out("etc/apt/apt.conf.d/99vmbuilder-proxy", conf.encode())
+        if self._resolv_written is not None:
+            self._swap_out("etc/resolv.conf", self._resolv_written)
+        self._swap_out("usr/sbin/policy-rc.d", POLICY_RC_D.encode())
+
+    def __enter__(self) -> Chroot:
+        try:
+            self.mount_all()
+            self.prepare()
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        try:
+            self.unprepare()
+        finally:
+            self.unmount_all()
+
+    # -- running commands -----------------------------------------------------------------------
+
+    def env(self) -> dict[str, str]:
+        return clean_env(host_path=False)
+
+    def run(self, *argv: str, input: str | None = None, progress: str | None = None) -> CommandResult:
+        return run(["chroot", self.root, *argv], env=self.env(), input=input, progress=progress)

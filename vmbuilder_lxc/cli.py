@@ -1,0 +1,210 @@
+"""`vmbuilder HYPERVISOR DISTRO [options]`: the VMBuilder-compatible command line.
+
+Errors the user can fix are printed as one line (no traceback) with a non-zero exit code:
+2 for bad input, 1 for a failed build, 130 for an interrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import traceback
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from . import __version__, pipeline
+from .context import Context
+from .log import LOG, UserError, setup_logging
+from .options import core_settings
+from .plugin import Plugin, PluginError, by_kind, discover
+from .render import Templates
+from .run import CommandError
+from .settings import SYSTEM_CONFIG, USER_CONFIG, Settings, build_parser
+
+PROG = "vmbuilder"
+GLOBAL_FLAGS = {"-v", "--verbose", "--debug", "--json"}
+GLOBAL_VALUE_FLAGS = {"-c", "--config"}
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def split_argv(argv: list[str]) -> tuple[list[str], list[str]]:
+    """Separate HYPERVISOR and DISTRO from the options; global flags may come first."""
+    positionals: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(argv) and len(positionals) < 2:
+        arg = argv[i]
+        if arg in GLOBAL_VALUE_FLAGS and i + 1 < len(argv):
+            rest += argv[i : i + 2]
+            i += 2
+            continue
+        if arg.startswith("-"):
+            if arg.split("=")[0] not in GLOBAL_FLAGS | GLOBAL_VALUE_FLAGS | {"-h", "--help", "--version"}:
+                break
+            rest.append(arg)
+        else:
+            positionals.append(arg)
+        i += 1
+    return positionals, rest + argv[i:]
+
+
+def top_help(plugins: dict[str, type[Plugin]]) -> str:
+    lines = [
+        f"usage: {PROG} HYPERVISOR DISTRO [options]",
+        "",
+        "Build container-safe root filesystems with VMBuilder's command line.",
+        "",
+    ]
+    for kind, title in (("hypervisor", "Hypervisors"), ("distro", "Distros"), ("plugin", "Plugins")):
+        found = by_kind(plugins, kind)
+        lines.append(f"{title}:")
+        lines += [f"  {name:<12}{cls.description}" for name, cls in found.items()] or ["  (none installed)"]
+        lines.append("")
+    lines += [
+        f"Run '{PROG} HYPERVISOR DISTRO --help' for the options, e.g. '{PROG} lxc ubuntu --help'.",
+        f"Config files: {SYSTEM_CONFIG}, {USER_CONFIG}, then each -c FILE ([DEFAULT], [HYPERVISOR], [DISTRO]).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def make_context(hypervisor: str, distro: str, plugins: dict[str, type[Plugin]]) -> Context:
+    """Instantiate the plugins of a build and collect their settings into one table."""
+    hypervisors, distros = by_kind(plugins, "hypervisor"), by_kind(plugins, "distro")
+    if hypervisor not in hypervisors:
+        raise UserError(f"unknown hypervisor '{hypervisor}'", f"installed: {', '.join(hypervisors) or 'none'}")
+    if distro not in distros:
+        raise UserError(f"unknown distro '{distro}'", f"installed: {', '.join(distros) or 'none'}")
+    settings = Settings(core_settings(), hypervisor=hypervisor, distro=distro)
+    ctx = Context(settings=settings, hypervisor_name=hypervisor, distro_name=distro)
+    generic = [
+        cls
+        for cls in by_kind(plugins, "plugin").values()
+        if (cls.hypervisors is None or hypervisor in cls.hypervisors) and (cls.distros is None or distro in cls.distros)
+    ]
+    # The distro configures the guest first, generic plugins then customise it, the hypervisor
+    # writes its files last.
+    classes = [distros[distro], *sorted(generic, key=lambda c: (c.priority, c.name)), hypervisors[hypervisor]]
+    for cls in classes:
+        plugin = cls(ctx)
+        try:
+            declared = list(plugin.register_options())
+        except Exception as exc:
+            raise PluginError(cls.name, "register_options", exc) from exc
+        for s in declared:
+            group = s.group or f"{cls.name} options"
+            try:
+                settings.add(_with(s, plugin=cls.name, group=group))
+            except ValueError as exc:
+                raise PluginError(cls.name, "register_options", exc) from exc
+        ctx.plugins.append(plugin)
+    return ctx
+
+
+def _with(s: Any, **changes: Any) -> Any:
+    from dataclasses import replace
+
+    return replace(s, **changes)
+
+
+def configure(ctx: Context, rest: list[str]) -> None:
+    """Parse options and config files into ctx.settings (precedence: defaults < files < CLI)."""
+    settings = ctx.settings
+    prog = f"{PROG} {ctx.hypervisor_name} {ctx.distro_name}"
+    descriptions = " / ".join(f"{p.name}: {p.description}" for p in ctx.plugins if p.kind != "plugin")
+    parser = build_parser(prog, settings.table.values(), description=descriptions)
+    namespace = parser.parse_args(rest)
+    cli_configs = [Path(p) for p in getattr(namespace, "config", None) or []]
+    files = [(SYSTEM_CONFIG, False), (USER_CONFIG, False)] + [(p, True) for p in cli_configs]
+    used = settings.read_config_files(files)
+    settings.apply_cli(namespace)
+    level = 2 if settings.get_bool("debug") else 1 if settings.get_bool("verbose") else 0
+    setup_logging(level)
+    for path in used:
+        LOG.debug("read config file %s", path)
+    ctx.templates = Templates([Path(p) for p in settings.get_list("templates")])
+
+
+def _print_error(message: str, details: list[str] | None = None) -> None:
+    LOG.error("%s", message)
+    for line in details or []:
+        print(f"    {line}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    setup_logging(2 if "--debug" in args else 1 if {"-v", "--verbose"} & set(args) else 0)
+    want_json = "--json" in args
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _raise_interrupt)
+    code = 1
+    error: str | None = None
+    try:
+        return _main(args)
+    except UserError as exc:
+        error, code = str(exc), 2
+        _print_error(error)
+    except PluginError as exc:
+        error = str(exc)
+        details = exc.original.tail if isinstance(exc.original, CommandError) else None
+        _print_error(error, details)
+        if "--debug" in args:
+            traceback.print_exception(exc.original)
+        else:
+            print("    (run with --debug for the traceback)", file=sys.stderr)
+    except CommandError as exc:
+        error = str(exc)
+        _print_error(error, exc.tail)
+        if "--debug" not in args:
+            print("    (run with --debug to see the full output)", file=sys.stderr)
+    except KeyboardInterrupt:
+        error, code = "interrupted; the build directory was removed", 130
+        _print_error(error)
+    except SystemExit as exc:  # argparse --help
+        return int(exc.code or 0)
+    except Exception as exc:  # a bug in vmbuilder-lxc itself
+        error = f"internal error: {type(exc).__name__}: {exc}"
+        _print_error(error)
+        if "--debug" in args:
+            traceback.print_exception(exc)
+        else:
+            print("    (please report this; run with --debug for the traceback)", file=sys.stderr)
+    if want_json:
+        print(json.dumps({"status": "error", "error": error, "exit_code": code}))
+    return code
+
+
+def _main(args: list[str]) -> int:
+    plugins = discover()
+    positionals, rest = split_argv(args)
+    if "--version" in rest and len(positionals) < 2:
+        print(f"{PROG} (vmbuilder-lxc) {__version__}")
+        return 0
+    if len(positionals) < 2:
+        if {"-h", "--help"} & set(rest) or not args:
+            print(top_help(plugins), end="")
+            return 0 if args else 2
+        if positionals and positionals[0] in by_kind(plugins, "hypervisor"):
+            raise UserError(
+                f"missing DISTRO after '{positionals[0]}'",
+                f"installed distros: {', '.join(by_kind(plugins, 'distro'))}",
+            )
+        raise UserError("missing HYPERVISOR and DISTRO", f"usage: {PROG} HYPERVISOR DISTRO [options]")
+    ctx = make_context(positionals[0], positionals[1], plugins)
+    configure(ctx, rest)
+    summary = pipeline.build(ctx)
+    if ctx.settings.get_bool("json"):
+        print(json.dumps(summary, indent=2, sort_keys=True, default=str))
+    else:
+        for line in ctx.hypervisor.next_steps():
+            LOG.info("%s", line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""Per-build state shared by the pipeline and the plugins (mkosi's Context, VMBuilder's Context).
+
+`Settings` is what the user asked for; `Context` is what the build has: the plugin instances, the
+staging paths, the active chroot, the template search path and the summary being collected.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .log import UserError
+from .render import Templates
+from .settings import Settings
+
+if TYPE_CHECKING:
+    from .chroot import Chroot
+    from .plugin import Distro, Hypervisor, Plugin
+    from .run import CommandResult
+
+
+@dataclass
+class Context:
+    settings: Settings
+    hypervisor_name: str
+    distro_name: str
+    plugins: list[Plugin] = field(default_factory=list)
+    workdir: Path | None = None
+    chroot: Chroot | None = None
+    templates: Templates | None = None
+    facts: dict[str, str] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def distro(self) -> Distro:
+        from .plugin import Distro
+
+        return next(p for p in self.plugins if isinstance(p, Distro))
+
+    @property
+    def hypervisor(self) -> Hypervisor:
+        from .plugin import Hypervisor
+
+        return next(p for p in self.plugins if isinstance(p, Hypervisor))
+
+    @property
+    def dest(self) -> Path:
+        """The destination directory, from -d (or what a plugin's set_defaults made of it)."""
+        return Path(self.settings.get_str("dest") or ".").expanduser().absolute()
+
+    @property
+    def rootfs(self) -> Path:
+        if self.workdir is None:
+            raise RuntimeError("the build directory does not exist yet")
+        return self.workdir / "rootfs"
+
+    @property
+    def name(self) -> str:
+        """The container's name: the destination directory's base name."""
+        return self.dest.name
+
+    def guest_path(self, path: str) -> Path:
+        """The host path of an absolute guest path; refuses paths that leave the rootfs."""
+        if not path.startswith("/"):
+            raise ValueError(f"guest path {path!r} must be absolute")
+        target = self.rootfs / path.lstrip("/")
+        parent = os.path.realpath(target.parent)
+        if parent != os.path.realpath(self.rootfs) and not parent.startswith(os.path.realpath(self.rootfs) + "/"):
+            raise ValueError(f"guest path {path!r} resolves outside the rootfs")
+        return target
+
+    def install_file(self, path: str, contents: str, mode: int = 0o644) -> Path:
+        target = self.guest_path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.is_symlink():
+            target.unlink()
+        target.write_text(contents, encoding="utf-8")
+        os.chmod(target, mode)
+        return target
+
+    def template_context(self) -> dict[str, Any]:
+        return {"settings": self.settings.as_dict(), "facts": dict(self.facts), "name": self.name}
+
+    def render(self, template: str, extra: dict[str, Any] | None = None) -> str:
+        if self.templates is None:
+            raise RuntimeError("templates are not set up yet")
+        return self.templates.render(template, {**self.template_context(), **(extra or {})})
+
+    def run_in_target(self, *argv: str, input: str | None = None) -> CommandResult:
+        if self.chroot is None:
+            raise UserError("run_in_target() was called outside the chroot stage", "call it from configure_os()")
+        return self.chroot.run(*argv, input=input)

@@ -1,0 +1,474 @@
+"""Machinery shared by Debian-family distro plugins (Ubuntu, Debian): settings, suite resolution,
+bootstrap through the cache, the package phase, users, and applying the distro's tweak table.
+
+A distro plugin subclasses DebianFamily and supplies data: its keyring, debootstrap script,
+components, release facts, base packages and tweak table.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import platform
+import re
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+from . import __version__, shellhooks
+from . import validators as v
+from .bootstrap import BootstrapRequest, bootstrap, choose_backend
+from .cache import BaseCache, cache_key
+from .chroot import Chroot
+from .keyring import require_keyring, sha256_file
+from .log import LOG, die, note, step
+from .mirrors import default_mirror
+from .options import each
+from .plugin import Distro
+from .run import run
+from .settings import Setting, Settings
+from .suites import Release, ReleaseTable
+from .tweaks import Guest, GuestFacts, Tweak, apply, select
+
+PACKAGES = "Package options"
+OS = "General OS options"
+INSTALL = "Installation options"
+USER = "Settings for the initial user"
+NETWORK = "Network options"
+LOCALE = "Locale and time"
+
+APT_GET = ["apt-get", "-y", "-q", "-o", "Dpkg::Use-Pty=0", "-o", "APT::Install-Recommends=false",
+           "-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold"]  # fmt: skip
+
+# Debian architecture -> what `uname -m` says on a host that runs it natively.
+NATIVE_MACHINES = {
+    "amd64": ("x86_64",),
+    "i386": ("x86_64", "i686", "i586", "i386"),
+    "arm64": ("aarch64",),
+    "armhf": ("aarch64", "armv7l"),
+    "armel": ("armv7l", "armv6l", "armv5tel"),
+    "ppc64el": ("ppc64le",),
+    "s390x": ("s390x",),
+    "riscv64": ("riscv64",),
+}
+QEMU_NAMES = {"amd64": "x86_64", "i386": "i386", "arm64": "aarch64", "armhf": "arm", "armel": "arm",
+              "ppc64el": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}  # fmt: skip
+
+
+def host_arch() -> str:
+    """The host's Debian architecture (dpkg's answer, else derived from uname)."""
+    if shutil.which("dpkg"):
+        return run(["dpkg", "--print-architecture"]).output.strip()
+    machine = platform.machine()
+    return next((arch for arch, names in NATIVE_MACHINES.items() if names[0] == machine), machine)
+
+
+class DebianFamily(Distro):
+    keyring_path: ClassVar[Path]
+    debootstrap_script: ClassVar[str]
+    default_components: ClassVar[tuple[str, ...]] = ("main",)
+    default_user: ClassVar[str] = "ubuntu"
+    min_version: ClassVar[tuple[int, ...]] = ()
+
+    release: Release
+    facts: GuestFacts
+
+    # -- settings -------------------------------------------------------------------------------
+
+    def register_options(self) -> Sequence[Setting]:
+        return [
+            # packages
+            Setting("addpkg", "install PKG in the guest (repeatable, or comma separated)", "list", [],
+                    metavar="PKG", group=PACKAGES),
+            Setting("removepkg", "purge PKG from the guest (repeatable)", "list", [], metavar="PKG",
+                    group=PACKAGES),
+            Setting("seedfile", "preseed debconf with FILE before packages are installed",
+                    metavar="FILE", validate=v.existing_file, group=PACKAGES),
+            # general
+            Setting("arch", "target architecture", short="-a", default=lambda s: host_arch(), group=OS),
+            Setting("hostname", "host name of the guest", default=self._default_hostname,
+                    validate=v.hostname, group=OS),
+            Setting("domain", "DNS domain of the guest (hosts file and search list)", validate=v.domain,
+                    group=OS),
+            # installation
+            Setting("suite", "release to install: codename, version, or devel/lts/stable",
+                    default="lts", group=INSTALL),
+            Setting("variant", "debootstrap variant of the base", default="minbase",
+                    choices=("minbase", "buildd", "default"), group=INSTALL),
+            Setting("mirror", "archive mirror written into the guest's apt sources",
+                    default=self._default_mirror, metavar="URL", group=INSTALL),
+            Setting("install-mirror", "mirror used only while building (e.g. a local cache)",
+                    metavar="URL", group=INSTALL),
+            Setting("security-mirror", "mirror for the security pocket", metavar="URL", group=INSTALL),
+            Setting("install-security-mirror", "security mirror used only while building", metavar="URL",
+                    group=INSTALL),
+            Setting("components", "archive components", "list", list(self.default_components),
+                    metavar="COMP", group=INSTALL),
+            Setting("proxy", "HTTP proxy for package downloads during the build (not kept in the guest)",
+                    metavar="URL", group=INSTALL),
+            # users
+            Setting("user", "name of the initial user (in the sudo group)", default=self.default_user,
+                    validate=v.username, group=USER),
+            Setting("name", "full name of the initial user", group=USER),
+            Setting("pass", "password of the initial user (default: locked; log in with --ssh-user-key)",
+                    secret=True, group=USER),
+            Setting("uid", "UID of the initial user", "int", group=USER),
+            Setting("rootpass", "root password (default: root is locked)", secret=True, group=USER),
+            Setting("ssh-key", "authorize this public key file for root", metavar="FILE",
+                    validate=v.public_key_file, group=USER),
+            Setting("ssh-user-key", "authorize this public key file for the initial user", metavar="FILE",
+                    validate=v.public_key_file, group=USER),
+            # network
+            Setting("ip", "IPv4 address of eth0, or dhcp", default="dhcp", validate=v.ipv4, group=NETWORK),
+            Setting("mask", "netmask or prefix length for --ip", default="24", validate=v.netmask,
+                    group=NETWORK),
+            Setting("gw", "default gateway for --ip", validate=v.ip_address, group=NETWORK),
+            Setting("dns", "name server for --ip (repeatable)", "list", [], validate=each(v.ip_address),
+                    group=NETWORK),
+            # locale
+            Setting("lang", "locale of the guest", default="C.UTF-8", validate=v.locale, group=LOCALE),
+            Setting("timezone", "time zone of the guest", default="UTC", validate=v.timezone, group=LOCALE),
+        ]  # fmt: skip
+
+    def _default_hostname(self, s: Settings) -> str:
+        """the destination's name"""
+        if s.explicit("dest") and s.get_str("dest"):
+            candidate = re.sub(r"[^a-z0-9-]", "-", Path(str(s.get_str("dest"))).name.lower()).strip("-")
+            if candidate and v.HOSTNAME_LABEL.match(candidate):
+                return candidate
+        return self.name
+
+    def _default_mirror(self, s: Settings) -> str:
+        """from debootstrap's scripts"""
+        release = getattr(self, "release", None)  # not resolved yet while probing an unknown suite
+        series = release.series if release is not None else "devel"
+        return default_mirror(self.debootstrap_script, s.get_str("arch") or "amd64", series)
+
+    # -- to be supplied by the distro -----------------------------------------------------------
+
+    def release_facts(self, release: Release) -> GuestFacts:
+        raise NotImplementedError
+
+    def base_packages(self) -> list[str]:
+        raise NotImplementedError
+
+    def tweak_table(self) -> Sequence[Tweak]:
+        raise NotImplementedError
+
+    def mmdebstrap_ok(self) -> bool:
+        return True
+
+    def unsupported(self, release: Release) -> str | None:
+        """Why a release cannot be built (None: it can)."""
+        if self.min_version and release.version_key < self.min_version:
+            return f"{release.describe()} predates what this plugin supports"
+        return None
+
+    # -- hooks ----------------------------------------------------------------------------------
+
+    def releases(self) -> ReleaseTable:
+        return ReleaseTable.load(self.name)
+
+    def resolve_suite(self, text: str, today: dt.date | None = None) -> Release:
+        table = self.releases()
+        release = table.find(text, today)
+        if release is None:
+            release = self.probe_unknown_suite(text, table)
+        if release is None:
+            known = ", ".join(table.names(self.min_version))
+            die(f"unknown {self.name} suite '{text}'", f"use --suite with one of: {known}, devel, lts, stable")
+        why = self.unsupported(release)
+        if why:
+            die(why, f"choose a newer --suite ({', '.join(table.names(self.min_version)[-4:])}, ...)")
+        return release
+
+    def probe_unknown_suite(self, text: str, table: ReleaseTable) -> Release | None:
+        """Hook for suites distro-info-data does not know yet (none by default)."""
+        return None
+
+    def set_defaults(self) -> None:
+        s = self.settings
+        self.release = self.resolve_suite(str(s["suite"]))
+        self.facts = self.release_facts(self.release)
+        ctx = self.context
+        ctx.facts.update(
+            {
+                "DISTRO": self.name,
+                "SUITE": self.release.series,
+                "RELEASE": self.release.describe(),
+                "RELEASE_VERSION": self.release.version,
+                "ARCH": str(s["arch"]),
+                "HOSTNAME": str(s["hostname"]),
+                "INIT": self.facts.init,
+                "HYPERVISOR": ctx.hypervisor_name,
+                "VMBUILDER_VERSION": __version__,
+            }
+        )
+        ctx.summary["release"] = {
+            "distro": self.name,
+            "series": self.release.series,
+            "version": self.release.version,
+            "codename": self.release.codename,
+            "init": self.facts.init,
+            "network": self.facts.network,
+        }
+
+    def preflight_check(self) -> None:
+        s = self.settings
+        if not s.get_bool("insecure"):
+            fprs = require_keyring(self.keyring_path, self.name)
+            LOG.debug("archive keys: %s", ", ".join(fprs))
+        else:
+            LOG.warning("--insecure: archive signatures will NOT be verified")
+        self.check_arch(str(s["arch"]))
+        if s["ip"] != "dhcp" and not s["gw"]:
+            LOG.warning("--ip without --gw: the guest gets no default route")
+        if s["ip"] == "dhcp" and (s.explicit("gw") or s["dns"]):
+            die("--gw and --dns need a static --ip", "add --ip ADDRESS or drop --gw/--dns")
+        if not s["pass"] and not s["ssh-user-key"]:
+            LOG.info("note: user '%s' has no password and no SSH key; use lxc-attach to get in", s["user"])
+        choose_backend(str(s["bootstrapper"]), self.bootstrap_request())
+
+    def check_arch(self, arch: str) -> None:
+        if arch not in NATIVE_MACHINES:
+            die(f"unknown architecture '{arch}'", f"use --arch with one of: {', '.join(NATIVE_MACHINES)}")
+        if platform.machine() in NATIVE_MACHINES[arch]:
+            return
+        binfmt = Path(f"/proc/sys/fs/binfmt_misc/qemu-{QEMU_NAMES[arch]}")
+        if not binfmt.exists():
+            die(
+                f"this host cannot run {arch} binaries (no {binfmt})",
+                "install qemu-user-static and binfmt-support, or build for the host's architecture",
+            )
+        if "flags: F" not in binfmt.read_text() and "flags: OCF" not in binfmt.read_text():
+            LOG.warning("%s lacks the F flag; the chroot may not find the emulator", binfmt)
+
+    # -- bootstrap ------------------------------------------------------------------------------
+
+    def mirrors(self) -> tuple[str, str]:
+        """(install mirror, install security mirror) for the build."""
+        s = self.settings
+        mirror = str(s["install-mirror"] or s["mirror"])
+        security = s["install-security-mirror"] or (
+            s["install-mirror"] if s["install-mirror"] else (s["security-mirror"] or s["mirror"])
+        )
+        return mirror, str(security)
+
+    def pockets(self) -> tuple[str, ...]:
+        return ("updates", "security")
+
+    def bootstrap_request(self) -> BootstrapRequest:
+        s = self.settings
+        mirror, security = self.mirrors()
+        variant = str(s["variant"])
+        return BootstrapRequest(
+            suite=self.release.series,
+            arch=str(s["arch"]),
+            mirror=mirror,
+            security_mirror=security,
+            components=tuple(s.get_list("components")),
+            include=tuple(sorted(set(self.base_packages()))),
+            variant=None if variant == "default" else variant,
+            keyring=None if s.get_bool("insecure") else self.keyring_path,
+            script=self.debootstrap_script,
+            pockets=self.pockets(),
+            proxy=s.get_str("proxy"),
+            mmdebstrap_ok=self.mmdebstrap_ok(),
+        )
+
+    def cache_manifest(self, req: BootstrapRequest, backend: str) -> dict[str, Any]:
+        """Every input that shapes the cached base; any change gives a new cache key."""
+        s = self.settings
+        seed = s.get_str("seedfile")
+        return {
+            "tool": __version__,
+            "distro": self.name,
+            "suite": req.suite,
+            "arch": req.arch,
+            "variant": req.variant,
+            "components": list(req.components),
+            "packages": list(req.include),
+            "addpkg": sorted(s.get_list("addpkg")),
+            "removepkg": sorted(s.get_list("removepkg")),
+            "mirror": req.mirror,
+            "security_mirror": req.security_mirror,
+            "pockets": list(req.pockets),
+            "keyring": sha256_file(req.keyring) if req.keyring else "insecure",
+            "backend": backend,
+            "seedfile": sha256_file(Path(seed)) if seed else None,
+            "hooks": shellhooks.digest([Path(p) for p in s.get_list("hook-dir")]),
+        }
+
+    def bootstrap(self) -> None:
+        s = self.settings
+        ctx = self.context
+        req = self.bootstrap_request()
+        backend = choose_backend(str(s["bootstrapper"]), req)
+        manifest = self.cache_manifest(req, backend)
+        key = cache_key(manifest)
+        ctx.summary["cache"] = {"key": key, "hit": False, "enabled": s.get_bool("cache"), "backend": backend}
+        if not s.get_bool("cache"):
+            note("cache disabled (--no-cache)")
+            self.build_base(req, backend)
+            return
+        cache = BaseCache(Path(str(s["cache-dir"])), s.get_int("cache-max-age") or 0)
+        with cache.locked(key):
+            entry = cache.lookup(key)
+            if entry is not None:
+                meta = entry.load_meta() or {}
+                built = dt.datetime.fromtimestamp(float(meta.get("created", 0))).strftime("%Y-%m-%d %H:%M")
+                note("cache hit: reusing base %s built %s (%s)", key, built, entry.tarball)
+                ctx.summary["cache"].update({"hit": True, "path": str(entry.tarball), "built": built})
+                cache.restore(entry, ctx.rootfs)
+                return
+            note("cache miss: no base %s yet in %s", key, cache.dir)
+            self.build_base(req, backend)
+            with step("Saving the base system to the cache"):
+                entry = cache.store(key, ctx.rootfs, manifest, {"packages": self.package_list()})
+                ctx.summary["cache"]["path"] = str(entry.tarball)
+
+    def build_base(self, req: BootstrapRequest, backend: str) -> None:
+        """Bootstrap, then bring the packages up to date and apply --addpkg/--removepkg."""
+        ctx = self.context
+        dirs = [Path(p) for p in self.settings.get_list("hook-dir")]
+        note("running %s for %s/%s from %s", backend, req.suite, req.arch, req.mirror)
+        bootstrap(backend, req, ctx.rootfs, env_extra=ctx.facts, setup_hooks=shellhooks.stage_scripts(dirs, "setup"))
+        shellhooks.run_stage(dirs, "essential", ctx.rootfs, ctx.facts)
+        s = self.settings
+        needs_apt = backend == "debootstrap" or s["addpkg"] or s["removepkg"] or s["seedfile"]
+        if needs_apt:
+            with Chroot(ctx.rootfs, apt_proxy=s.get_str("proxy")) as chroot, step("Installing packages"):
+                self.package_phase(chroot, req)
+        self.scrub_base()
+
+    def package_phase(self, chroot: Chroot, req: BootstrapRequest) -> None:
+        s = self.settings
+        (self.context.rootfs / "etc/apt/sources.list").write_text("\n".join(req.source_lines()) + "\n")
+        chroot.run(*APT_GET, "update", progress="apt-get update")
+        chroot.run(*APT_GET, "dist-upgrade", progress="apt-get dist-upgrade")
+        seed = s.get_str("seedfile")
+        if seed:
+            chroot.run("debconf-set-selections", input=Path(seed).read_text())
+        if s["addpkg"]:
+            chroot.run(*APT_GET, "install", *s.get_list("addpkg"), progress="apt-get install")
+        if s["removepkg"]:
+            chroot.run(*APT_GET, "purge", "--autoremove", *s.get_list("removepkg"), progress="apt-get purge")
+        chroot.run(*APT_GET, "clean")
+
+    def scrub_base(self) -> None:
+        """What the bootstrap copied from the host must not reach the cache or the guest."""
+        root = self.context.rootfs
+        for rel in ("etc/hostname", "etc/resolv.conf"):
+            path = root / rel
+            if path.is_file() and not path.is_symlink():
+                host = Path("/") / rel
+                if host.is_file() and path.read_bytes() == host.read_bytes():
+                    path.unlink()
+        for lists in (root / "var/lib/apt/lists").glob("*"):
+            if lists.is_file() and lists.name != "lock":
+                lists.unlink()
+        for deb in (root / "var/cache/apt/archives").glob("*.deb"):
+            deb.unlink()
+
+    def package_list(self) -> dict[str, str]:
+        status = self.context.rootfs / "var/lib/dpkg/status"
+        out: dict[str, str] = {}
+        for para in status.read_text(errors="replace").split("\n\n"):
+            fields = dict(ln.split(": ", 1) for ln in para.splitlines() if ": " in ln and not ln.startswith(" "))
+            if fields.get("Status", "").endswith(" installed"):
+                out[fields["Package"]] = fields.get("Version", "")
+        return out
+
+    # -- configuration --------------------------------------------------------------------------
+
+    def guest_vars(self) -> dict[str, Any]:
+        """Variables for templates and hooks (the tweak context)."""
+        s = self.settings
+        hostname = str(s["hostname"])
+        domain = s.get_str("domain")
+        static = s["ip"] != "dhcp"
+        mirror = str(s["mirror"])
+        return {
+            "hostname": hostname,
+            "domain": domain or "",
+            "fqdn": f"{hostname}.{domain}" if domain else hostname,
+            "iface": "eth0",
+            "nic": self.context.facts.get("NETWORK", "") != "none",
+            "dhcp": not static,
+            "address": s["ip"] if static else "",
+            "prefix": s["mask"],
+            "netmask": str(ipaddress.IPv4Network(f"0.0.0.0/{s['mask']}").netmask),
+            "gateway": s.get_str("gw") or "",
+            "dns": s.get_list("dns"),
+            "lang": s["lang"],
+            "timezone": s["timezone"],
+            "suite": self.release.series,
+            "version": self.release.version,
+            "components": s.get_list("components"),
+            "mirror": mirror,
+            "security_mirror": str(s["security-mirror"] or mirror),
+            "pockets": list(self.pockets()),
+            "keyring": str(self.keyring_path),
+            "user": s["user"],
+            "systemd_version": self.facts.systemd_version,
+        }
+
+    def configure_os(self) -> None:
+        ctx = self.context
+        guest = Guest(ctx.rootfs, lambda name, variables: ctx.render(name, variables), self.guest_vars(), ctx.facts)
+        chosen = select(self.tweak_table(), self.release, self.facts, guest)
+        LOG.debug("tweaks for %s: %s", self.release.series, ", ".join(t.name for t in chosen))
+        ctx.summary["tweaks"] = apply(chosen, guest)
+        note("applied %d container tweaks for %s", len(chosen), self.release.describe())
+        self.configure_locale()
+        self.configure_users()
+
+    def configure_locale(self) -> None:
+        lang = str(self.settings["lang"])
+        if lang in ("C.UTF-8", "C", "POSIX"):
+            return
+        self.run_in_target("locale-gen", lang)
+
+    def configure_users(self) -> None:
+        s = self.settings
+        user = str(s["user"])
+        argv = ["useradd", "--create-home", "--shell", "/bin/bash", "--user-group", "--groups", "sudo"]
+        if s["name"]:
+            argv += ["--comment", str(s["name"])]
+        if s["uid"] is not None:
+            argv += ["--uid", str(s["uid"])]
+        self.run_in_target(*argv, user)
+        passwords = []
+        if s["pass"]:
+            passwords.append(f"{user}:{s['pass']}")
+        else:
+            self.run_in_target("usermod", "--lock", user)
+            self.install_file(
+                f"/etc/sudoers.d/90-vmbuilder-{user}",
+                f"# {user} has no password (--pass was not given): sudo without one.\n{user} ALL=(ALL) NOPASSWD:ALL\n",
+                0o440,
+            )
+        if s["rootpass"]:
+            passwords.append(f"root:{s['rootpass']}")
+        if passwords:
+            self.run_in_target("chpasswd", input="\n".join(passwords) + "\n")
+        if not s["rootpass"]:
+            self.run_in_target("usermod", "--lock", "root")
+        for key_setting, account in (("ssh-key", "root"), ("ssh-user-key", user)):
+            key_file = s.get_str(key_setting)
+            if key_file:
+                self.authorize_key(account, Path(key_file))
+
+    def authorize_key(self, account: str, key_file: Path) -> None:
+        home = "/root" if account == "root" else f"/home/{account}"
+        keys = key_file.read_text()
+        self.install_file(f"{home}/.ssh/authorized_keys", keys if keys.endswith("\n") else keys + "\n", 0o600)
+        self.run_in_target("chown", "-R", f"{account}:", f"{home}/.ssh")
+        self.run_in_target("chmod", "700", f"{home}/.ssh")
+
+    def post_install(self) -> None:
+        """Remove what must not survive into the image (shadow backups made by useradd)."""
+        root = self.context.rootfs
+        for backup in ("passwd-", "group-", "shadow-", "gshadow-", "subuid-", "subgid-"):
+            (root / "etc" / backup).unlink(missing_ok=True)

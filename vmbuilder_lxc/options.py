@@ -1,0 +1,56 @@
+"""The core settings every build has, whatever the hypervisor and distro."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from . import validators as v
+from .bootstrap import BACKENDS
+from .cache import DEFAULT_CACHE_DIR
+from .settings import Setting, Settings
+
+GENERAL = "General options"
+BUILD = "Build and cache options"
+
+
+def each(check: Callable[[str], str]) -> Callable[[list[str]], list[str]]:
+    """Apply a single-value check to every item of a list setting."""
+
+    def run(values: list[str]) -> list[str]:
+        return [check(x) for x in values]
+
+    return run
+
+
+def _default_dest(s: Settings) -> str:
+    """./DISTRO-HYPERVISOR"""
+    return f"{s.distro}-{s.hypervisor}"
+
+
+def core_settings() -> list[Setting]:
+    common: dict[str, Any] = {"plugin": "", "group": GENERAL}
+    build: dict[str, Any] = {"plugin": "", "group": BUILD}
+    return [
+        Setting("dest", "directory to create; the rootfs goes to DEST/rootfs", short="-d",
+                aliases=("--destdir",), metavar="DIR", default=_default_dest, **common),
+        Setting("overwrite", "replace DEST if it holds an earlier build", "bool", False, short="-o", **common),
+        Setting("config", "read this config file after /etc/vmbuilder.cfg and ~/.vmbuilder.cfg (repeatable)",
+                "list", [], short="-c", metavar="FILE", in_config=False, **common),
+        Setting("verbose", "show every command that is run", "bool", False, short="-v", **common),
+        Setting("debug", "show commands, their output and tracebacks", "bool", False, **common),
+        Setting("json", "print a machine-readable summary on stdout", "bool", False, **common),
+        Setting("templates", "search DIR for template overrides first (repeatable)", "list", [],
+                metavar="DIR", validate=each(v.existing_dir), **common),
+        Setting("hook-dir", "run the executables in DIR whose names start with a stage name "
+                "(setup, essential, customize, finalize) at that stage (repeatable)", "list", [],
+                metavar="DIR", validate=each(v.existing_dir), **common),
+        Setting("bootstrapper", "tool that bootstraps the base system", default="auto",
+                choices=BACKENDS, **build),
+        Setting("cache", "reuse a cached base system with the same inputs", "bool", True, **build),
+        Setting("cache-dir", "where cached base systems are kept", default=str(DEFAULT_CACHE_DIR),
+                metavar="DIR", **build),
+        Setting("cache-max-age", "rebuild a cached base older than DAYS (0: never)", "int", 7,
+                metavar="DAYS", validate=v.non_negative, **build),
+        Setting("insecure", "do not verify archive signatures (dangerous)", "bool", False, **build),
+    ]  # fmt: skip

@@ -1,0 +1,176 @@
+"""The plugin API and registry.
+
+Plugins are classes of three kinds: a hypervisor (`lxc`), a distro (`ubuntu`) and generic plugins
+that take part in every build they apply to. Built-in ones and third-party ones are both found
+through the `vmbuilder_lxc.plugins` entry-point group; the built-ins are also listed here so that
+a copy that is not installed through pip (a Debian package built without entry points, say) works.
+
+Hook names follow VMBuilder: register_options, set_defaults, preflight_check, configure_os,
+post_install, finalize, deploy. An exception inside a hook is re-raised as PluginError naming the
+plugin and the hook: it is never swallowed (VMBuilder's call_hooks caught AttributeError).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import traceback
+from collections.abc import Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from .log import UserError
+from .settings import Setting
+
+if TYPE_CHECKING:
+    from .context import Context
+    from .run import CommandResult
+
+ENTRY_POINT_GROUP = "vmbuilder_lxc.plugins"
+BUILTIN_PLUGINS = {
+    "lxc": "vmbuilder_lxc.plugins.lxc:LXC",
+    "ubuntu": "vmbuilder_lxc.plugins.ubuntu:Ubuntu",
+    "postinst": "vmbuilder_lxc.plugins.postinst:PostInst",
+}
+KINDS = ("hypervisor", "distro", "plugin")
+
+
+class PluginError(Exception):
+    """An exception raised inside a plugin hook, with the plugin's name attached."""
+
+    def __init__(self, plugin: str, hook: str, exc: BaseException) -> None:
+        frames = traceback.extract_tb(exc.__traceback__)
+        where = f" at {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
+        super().__init__(f"plugin '{plugin}' failed in {hook}(){where}: {type(exc).__name__}: {exc}")
+        self.plugin = plugin
+        self.hook = hook
+        self.original = exc
+
+
+class Plugin:
+    """Base class of every plugin. Subclasses set `name`, `kind` and `description`."""
+
+    name: ClassVar[str] = ""
+    kind: ClassVar[str] = "plugin"
+    description: ClassVar[str] = ""
+    priority: ClassVar[int] = 50
+    # Generic plugins may restrict themselves to some hypervisors or distros (None: all).
+    hypervisors: ClassVar[tuple[str, ...] | None] = None
+    distros: ClassVar[tuple[str, ...] | None] = None
+
+    def __init__(self, context: Context) -> None:
+        self.context = context
+
+    # -- hooks (all optional) -------------------------------------------------------------------
+
+    def register_options(self) -> Sequence[Setting]:
+        """The settings this plugin declares; they become CLI flags and config keys."""
+        return ()
+
+    def set_defaults(self) -> None:
+        """Adjust defaults once all settings are known (VMBuilder hook)."""
+
+    def preflight_check(self) -> None:
+        """Refuse bad input before any slow work; raise UserError via die()."""
+
+    def configure_os(self) -> None:
+        """Configure the guest inside the chroot (the build mounts are active)."""
+
+    def post_install(self) -> None:
+        """Last changes to the guest after the chroot mounts are gone."""
+
+    def finalize(self) -> None:
+        """Write files beside the rootfs (e.g. the LXC config) before it is moved into place."""
+
+    def deploy(self) -> None:
+        """Act on the finished destination (register it somewhere)."""
+
+    # -- helpers for plugins (VMBuilder names) -------------------------------------------------
+
+    @property
+    def settings(self) -> Any:
+        return self.context.settings
+
+    def install_file(self, path: str, contents: str, mode: int = 0o644) -> Path:
+        """Write a file into the guest (path is absolute inside the guest)."""
+        return self.context.install_file(path, contents, mode)
+
+    def install_from_template(
+        self, path: str, template: str, extra: dict[str, Any] | None = None, mode: int = 0o644
+    ) -> Path:
+        """Render a template (searched on the --templates path) into the guest."""
+        return self.context.install_file(path, self.context.render(template, extra), mode)
+
+    def run_in_target(self, *argv: str, input: str | None = None) -> CommandResult:
+        """Run a command inside the guest's chroot."""
+        return self.context.run_in_target(*argv, input=input)
+
+
+class Hypervisor(Plugin):
+    kind: ClassVar[str] = "hypervisor"
+
+    def next_steps(self) -> list[str]:
+        """Lines telling the user how to use the result (printed after a build)."""
+        return []
+
+
+class Distro(Plugin):
+    kind: ClassVar[str] = "distro"
+
+    def bootstrap(self) -> None:
+        """Put a base system into context.rootfs (from the cache when possible)."""
+        raise NotImplementedError
+
+
+def _load(spec: str) -> type[Plugin]:
+    module_name, _, attr = spec.partition(":")
+    obj = getattr(importlib.import_module(module_name), attr)
+    if not (isinstance(obj, type) and issubclass(obj, Plugin)) or obj.kind not in KINDS or not obj.name:
+        raise TypeError(f"{spec} is not a vmbuilder_lxc Plugin class with a name and kind")
+    return obj
+
+
+def discover() -> dict[str, type[Plugin]]:
+    """All installed plugins by name. A plugin that fails to load is an error naming it."""
+    specs: dict[str, str] = dict(BUILTIN_PLUGINS)
+    if os.environ.get("VMBUILDER_NO_ENTRY_POINTS") != "1":
+        for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+            if ep.name in BUILTIN_PLUGINS and ep.value != BUILTIN_PLUGINS[ep.name]:
+                raise UserError(
+                    f"plugin entry point '{ep.name} = {ep.value}' clashes with the built-in plugin",
+                    "rename the third-party plugin",
+                )
+            specs[ep.name] = ep.value
+    found: dict[str, type[Plugin]] = {}
+    for name, spec in specs.items():
+        try:
+            cls = _load(spec)
+        except Exception as exc:  # noqa: BLE001 - reported with the plugin's name
+            raise UserError(
+                f"plugin '{name}' ({spec}) cannot be loaded: {type(exc).__name__}: {exc}",
+                "fix or uninstall that plugin",
+            ) from exc
+        if cls.name != name:
+            raise UserError(
+                f"plugin entry point '{name}' loads a plugin that calls itself '{cls.name}'",
+                "make the entry-point name match the plugin's name",
+            )
+        found[name] = cls
+    return found
+
+
+def by_kind(plugins: dict[str, type[Plugin]], kind: str) -> dict[str, type[Plugin]]:
+    return {n: c for n, c in sorted(plugins.items()) if c.kind == kind}
+
+
+def call_hook(plugins: Sequence[Plugin], hook: str, *args: Any) -> None:
+    """Call `hook` on each plugin in order; wrap unexpected exceptions with the plugin's name."""
+    for plugin in plugins:
+        fn = getattr(plugin, hook)
+        try:
+            fn(*args)
+        except (UserError, KeyboardInterrupt, PluginError):
+            raise
+        except Exception as exc:
+            raise PluginError(plugin.name, hook, exc) from exc

@@ -1,0 +1,171 @@
+"""The one place where external commands are run.
+
+Every command goes through run(): it is logged with -v, its output is shown with --debug and kept
+(the tail) for the error message otherwise, it runs with a clean environment, and on Ctrl-C its
+whole process group is terminated before the interrupt propagates, so that cleanup never races a
+still-running debootstrap. Commands are run with the `sh` library (1.14 from Debian 12 and 2.x
+from PyPI both work: only options common to both are used).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import signal
+import time
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sh
+
+from .log import LOG, Progress, UserError, verbosity
+
+BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+# Which Debian package provides a tool we call, for "command not found" hints.
+PACKAGE_HINTS = {
+    "debootstrap": "debootstrap",
+    "mmdebstrap": "mmdebstrap",
+    "lxc-start": "lxc",
+    "zstd": "zstd",
+    "xz": "xz-utils",
+    "unshare": "util-linux",
+    "gpg": "gpg",
+    "gpgv": "gpgv",
+    "virsh": "libvirt-clients",
+    "mksquashfs": "squashfs-tools",
+}
+
+
+def clean_env(extra: Mapping[str, str] | None = None, *, host_path: bool = True) -> dict[str, str]:
+    """The environment every command gets: no host locale, no prompts, predictable PATH."""
+    path = BASE_PATH
+    if host_path and os.environ.get("PATH"):
+        path = f"{BASE_PATH}:{os.environ['PATH']}"
+    env = {
+        "PATH": path,
+        "LC_ALL": "C.UTF-8",
+        "DEBIAN_FRONTEND": "noninteractive",
+        "DEBCONF_NONINTERACTIVE_SEEN": "true",
+        "HOME": "/root",
+        "TERM": "dumb",
+    }
+    if extra:
+        env.update(extra)
+    return env
+
+
+class CommandError(Exception):
+    """An external command failed; carries the tail of its output for the error message."""
+
+    def __init__(self, argv: Sequence[str], returncode: int, tail: Sequence[str]) -> None:
+        super().__init__(f"command failed with exit code {returncode}: {shlex.join(argv)}")
+        self.argv = list(argv)
+        self.returncode = returncode
+        self.tail = list(tail)
+
+
+@dataclass
+class CommandResult:
+    argv: list[str]
+    returncode: int
+    output: str
+
+    @property
+    def lines(self) -> list[str]:
+        return self.output.splitlines()
+
+
+def _terminate(proc: Any, grace: float = 10.0) -> None:
+    """SIGTERM the command's process group, then SIGKILL it if it does not go away."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            proc.signal_group(sig)
+        except OSError:  # already gone
+            break
+        deadline = time.monotonic() + grace
+        while proc.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if not proc.is_alive():
+            break
+    try:
+        proc.wait()
+    except Exception:  # noqa: BLE001 - the exit status of a killed command is irrelevant
+        pass
+
+
+def run(
+    argv: Sequence[str | os.PathLike[str]],
+    *,
+    env: Mapping[str, str] | None = None,
+    input: str | None = None,
+    cwd: Path | None = None,
+    check: bool = True,
+    progress: str | None = None,
+    ok_codes: Sequence[int] = (0,),
+) -> CommandResult:
+    """Run a command, log it, and return its combined stdout/stderr.
+
+    `progress` names a long step: its output then drives a status line (see log.Progress).
+    With check=True, an exit code outside `ok_codes` raises CommandError.
+    """
+    args = [os.fspath(a) for a in argv]
+    LOG.debug("+ %s", shlex.join(args))
+    full_env = dict(env) if env is not None else clean_env()
+    exe = shutil.which(args[0], path=full_env.get("PATH", BASE_PATH))
+    try:
+        command = sh.Command(exe or args[0])
+    except sh.CommandNotFound:
+        pkg = PACKAGE_HINTS.get(os.path.basename(args[0]))
+        hint = f"install it with: apt-get install {pkg}" if pkg else "install it and retry"
+        raise UserError(f"command '{args[0]}' not found", hint) from None
+
+    output: list[str] = []
+    tail: deque[str] = deque(maxlen=25)
+    bar = Progress(progress) if progress else None
+    debug_output = verbosity() >= 2
+
+    def on_line(line: str) -> None:
+        output.append(line)
+        tail.append(line.rstrip("\n"))
+        if debug_output:
+            LOG.debug("    | %s", line.rstrip("\n"))
+        if bar:
+            bar.update(line)
+
+    kwargs: dict[str, object] = {
+        "_bg": True,
+        "_bg_exc": False,
+        "_out": on_line,
+        "_err_to_out": True,
+        "_new_session": True,
+        "_env": full_env,
+        "_tty_out": False,
+        "_decode_errors": "replace",
+        "_ok_code": list(range(0, 256)),
+    }
+    if cwd is not None:
+        kwargs["_cwd"] = os.fspath(cwd)
+    if input is not None:
+        kwargs["_in"] = input
+    proc = command(*args[1:], **kwargs)
+    code: int
+    try:
+        try:
+            proc.wait()
+            code = int(proc.exit_code)
+        except sh.ErrorReturnCode as exc:  # signals are reported this way by sh 1.14
+            code = int(exc.exit_code)
+    except BaseException:
+        _terminate(proc)
+        raise
+    finally:
+        if bar:
+            bar.close()
+    if check and code not in ok_codes:
+        raise CommandError(args, code, list(tail))
+    return CommandResult(args, code, "".join(output))

@@ -1,0 +1,305 @@
+"""Settings: one declarative table that generates CLI flags, config-file keys, help and JSON.
+
+Each setting is declared once (a `Setting`); its name is both the long option (`--name`) and the
+config-file key (`name = ...`). Values are resolved lowest first: the default, then
+/etc/vmbuilder.cfg, ~/.vmbuilder.cfg and each -c FILE in order (within a file, [DEFAULT], then the
+hypervisor's section, then the distro's), then the command line. A value given on the command line
+always wins, even when it equals the default (VMBuilder compared against the default and got that
+wrong).
+"""
+
+from __future__ import annotations
+
+import argparse
+import configparser
+import difflib
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, NoReturn
+
+from .log import LOG, UserError
+
+SettingType = Literal["str", "int", "bool", "list"]
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+TRUE = {"1", "yes", "true", "on"}
+FALSE = {"0", "no", "false", "off"}
+
+SYSTEM_CONFIG = Path("/etc/vmbuilder.cfg")
+USER_CONFIG = Path("~/.vmbuilder.cfg")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One option. `default` is a value or a callable computing it from the other settings."""
+
+    name: str
+    help: str
+    type: SettingType = "str"
+    default: Any = None
+    metavar: str | None = None
+    short: str | None = None
+    aliases: tuple[str, ...] = ()
+    choices: tuple[str, ...] | None = None
+    validate: Callable[[Any], Any] | None = None
+    secret: bool = False
+    in_config: bool = True
+    group: str = ""
+    plugin: str = ""
+
+    def __post_init__(self) -> None:
+        if not NAME_RE.match(self.name):
+            raise ValueError(f"invalid setting name {self.name!r}")
+
+    @property
+    def dest(self) -> str:
+        return self.name.replace("-", "_")
+
+    @property
+    def flag(self) -> str:
+        return f"--{self.name}"
+
+    @property
+    def flags(self) -> list[str]:
+        flags = [self.short] if self.short else []
+        return flags + [self.flag, *self.aliases]
+
+
+def parse_bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in TRUE:
+        return True
+    if value in FALSE:
+        return False
+    raise ValueError("expected yes/no, true/false, on/off or 1/0")
+
+
+def split_list(items: Iterable[str]) -> list[str]:
+    """Lists accept repetition and comma or whitespace separated values: 'a,b c'."""
+    out: list[str] = []
+    for item in items:
+        out.extend(x for x in re.split(r"[,\s]+", item) if x)
+    return out
+
+
+class Settings:
+    """Resolved values plus where each came from (shown with --debug and in --json)."""
+
+    def __init__(self, table: Sequence[Setting], *, hypervisor: str = "", distro: str = "") -> None:
+        self.table: dict[str, Setting] = {}
+        self.hypervisor = hypervisor
+        self.distro = distro
+        self._values: dict[str, Any] = {}
+        self._sources: dict[str, str] = {}
+        self._resolving: set[str] = set()
+        self._aliases: dict[str, str] = {}
+        for s in table:
+            self.add(s)
+
+    def add(self, setting: Setting) -> None:
+        if setting.name in self.table:
+            other = self.table[setting.name]
+            raise ValueError(
+                f"setting {setting.flag} is declared by both {other.plugin or 'core'} and {setting.plugin or 'core'}"
+            )
+        self.table[setting.name] = setting
+        for alias in setting.aliases:
+            self._aliases[alias.lstrip("-")] = setting.name
+
+    def lookup(self, key: str) -> Setting | None:
+        key = key.strip().lower().replace("_", "-")
+        key = self._aliases.get(key, key)
+        return self.table.get(key)
+
+    # -- setting values -------------------------------------------------------------------------
+
+    def set_raw(self, name: str, raw: Any, source: str) -> None:
+        """Convert and validate a value from a config file (a string) or the CLI, then store it."""
+        s = self.table[name]
+        where = f"{s.flag}" if source == "command line" else f"'{s.name}' in {source}"
+        try:
+            value = self._convert(s, raw)
+            if s.choices is not None:
+                bad = [v for v in (value if isinstance(value, list) else [value]) if v not in s.choices]
+                if bad:
+                    raise ValueError(f"must be one of: {', '.join(s.choices)}")
+            if s.validate is not None and value is not None:
+                value = s.validate(value)
+        except ValueError as exc:
+            shown = "***" if s.secret else (", ".join(raw) if isinstance(raw, list) else raw)
+            raise UserError(f"invalid value {shown!r} for {where}: {exc}", _fix_hint(s)) from None
+        self._values[name] = value
+        self._sources[name] = source
+
+    def set(self, name: str, value: Any, source: str = "plugin") -> None:
+        """Set an already converted value (used by plugins' set_defaults)."""
+        self._values[name] = value
+        self._sources[name] = source
+
+    @staticmethod
+    def _convert(s: Setting, raw: Any) -> Any:
+        if s.type == "bool":
+            return raw if isinstance(raw, bool) else parse_bool(str(raw))
+        if s.type == "list":
+            return split_list(raw if isinstance(raw, list) else [str(raw)])
+        if s.type == "int":
+            if isinstance(raw, int):
+                return raw
+            try:
+                return int(str(raw).strip())
+            except ValueError:
+                raise ValueError("expected a whole number") from None
+        return str(raw)
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self.table:
+            raise KeyError(f"unknown setting {name!r}")
+        if name not in self._values:
+            if name in self._resolving:
+                raise RuntimeError(f"default of {name!r} depends on itself")
+            self._resolving.add(name)
+            try:
+                default = self.table[name].default
+                value = default(self) if callable(default) else default
+                if isinstance(value, list):
+                    value = list(value)
+            finally:
+                self._resolving.discard(name)
+            self._values[name] = value
+            self._sources[name] = "default"
+        return self._values[name]
+
+    def get_str(self, name: str) -> str | None:
+        value = self[name]
+        return None if value is None else str(value)
+
+    def get_int(self, name: str) -> int | None:
+        value = self[name]
+        return None if value is None else int(value)
+
+    def get_bool(self, name: str) -> bool:
+        return bool(self[name])
+
+    def get_list(self, name: str) -> list[str]:
+        value = self[name]
+        return list(value) if value else []
+
+    def source(self, name: str) -> str:
+        self[name]
+        return self._sources[name]
+
+    def explicit(self, name: str) -> bool:
+        """True when the user gave the setting (config file or command line)."""
+        return self._sources.get(name, "default") not in ("default", "plugin")
+
+    def as_dict(self) -> dict[str, Any]:
+        """All values, with secrets redacted (for --json and --debug)."""
+        out: dict[str, Any] = {}
+        for name, s in self.table.items():
+            value = self[name]
+            out[name] = "***" if (s.secret and value) else value
+        return out
+
+    # -- config files ---------------------------------------------------------------------------
+
+    def read_config_files(self, paths: Sequence[tuple[Path, bool]]) -> list[Path]:
+        """Apply VMBuilder-format config files; `paths` holds (path, must_exist) pairs."""
+        used: list[Path] = []
+        sections = ["DEFAULT", self.hypervisor, self.distro]
+        for path, required in paths:
+            path = path.expanduser()
+            if not path.exists():
+                if required:
+                    raise UserError(f"config file {path} does not exist", "check the -c/--config path")
+                continue
+            parser = configparser.ConfigParser(interpolation=None, default_section="\0none")
+            try:
+                with path.open(encoding="utf-8") as fh:
+                    parser.read_file(fh)
+            except (configparser.Error, OSError, UnicodeDecodeError) as exc:
+                detail = str(exc).splitlines()[0]
+                raise UserError(f"cannot read config file {path}: {detail}", "fix the file's syntax") from None
+            used.append(path)
+            for section in sections:
+                if not section or not parser.has_section(section):
+                    continue
+                for key, raw in parser.items(section):
+                    self._apply_config_key(path, section, key, raw)
+        return used
+
+    def _apply_config_key(self, path: Path, section: str, key: str, raw: str) -> None:
+        s = self.lookup(key)
+        where = f"{path} [{section}]"
+        if s is None:
+            close = difflib.get_close_matches(key.replace("_", "-"), list(self.table), n=1)
+            hint = f"did you mean '{close[0]}'?" if close else "see --help for the valid keys"
+            if section == "DEFAULT":
+                LOG.warning("%s: unknown key '%s' ignored (%s)", where, key, hint)
+                return
+            raise UserError(f"unknown key '{key}' in {where}", hint)
+        if not s.in_config:
+            raise UserError(f"'{key}' in {where} can only be given on the command line", f"use {s.flag}")
+        self.set_raw(s.name, raw, where)
+
+    # -- command line ---------------------------------------------------------------------------
+
+    def apply_cli(self, namespace: argparse.Namespace) -> None:
+        for name, s in self.table.items():
+            if hasattr(namespace, s.dest):
+                self.set_raw(name, getattr(namespace, s.dest), "command line")
+
+
+def _fix_hint(s: Setting) -> str:
+    if s.choices:
+        return f"use {s.flag} with one of: {', '.join(s.choices)}"
+    return f"see '{s.flag}' in --help"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports mistakes as a one-line UserError instead of usage + exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        hint = f"see {self.prog} --help"
+        m = re.search(r"unrecognized arguments: (\S+)", message)
+        if m:
+            known = [o for a in self._actions for o in a.option_strings]
+            close = difflib.get_close_matches(m.group(1).split("=")[0], known, n=1)
+            if close:
+                hint = f"did you mean {close[0]}? ({hint})"
+        raise UserError(message, hint)
+
+
+def build_parser(prog: str, table: Iterable[Setting], description: str = "", epilog: str = "") -> _Parser:
+    """Generate the argparse parser for a build from the settings table, one group per plugin."""
+    parser = _Parser(
+        prog=prog,
+        usage=f"{prog} [options]",
+        description=description,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for s in table:
+        title = s.group or "General options"
+        title = f"{title} ({s.plugin})" if s.plugin else title
+        if title not in groups:
+            groups[title] = parser.add_argument_group(title)
+        group = groups[title]
+        help_text = s.help
+        if s.default is not None and not callable(s.default) and s.type != "bool" and s.default != []:
+            shown = ",".join(s.default) if isinstance(s.default, list) else s.default
+            help_text += f" (default: {shown})"
+        elif callable(s.default) and s.default.__doc__:
+            help_text += f" (default: {s.default.__doc__.strip()})"
+        kwargs: dict[str, Any] = {"dest": s.dest, "default": argparse.SUPPRESS, "help": help_text}
+        if s.type == "bool":
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            choices = "{" + ",".join(s.choices) + "}" if s.choices else None
+            kwargs["metavar"] = s.metavar or choices or s.name.upper().replace("-", "_")
+            if s.type == "list":
+                kwargs["action"] = "append"
+        group.add_argument(*s.flags, **kwargs)
+    return parser

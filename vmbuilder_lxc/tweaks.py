@@ -1,0 +1,275 @@
+"""Container tweaks as data: each tweak says why, when (release range, init system, network stack,
+installed package) and what (actions), and the engine applies the ones that match.
+
+Every action is upgrade-safe by construction: it writes files that no package owns (the engine
+checks dpkg's file lists and refuses otherwise), systemd masks and drop-ins under /etc, or runs a
+small packaged shell hook. Nothing here edits a file that a package ships, so `apt-get upgrade`
+and `apt-get install --reinstall` cannot undo a tweak.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .shellhooks import run_builtin
+from .suites import Release
+
+
+def version_key(text: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in text.split("."))
+
+
+@dataclass(frozen=True)
+class GuestFacts:
+    """What a release looks like inside, as far as tweaks care."""
+
+    init: str = "systemd"  # systemd | upstart
+    network: str = "netplan"  # netplan | ifupdown | networkd
+    sources: str = "deb822"  # deb822 | one-line
+    resolved: bool = True  # /etc/resolv.conf is systemd-resolved's stub
+    systemd_version: int = 0
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class When:
+    since: str | None = None  # first release version it applies to
+    until: str | None = None  # last release version it applies to (inclusive)
+    init: str | None = None
+    network: str | None = None
+    sources: str | None = None
+    resolved: bool | None = None
+    installed: str | None = None  # a package that must be installed in the guest
+
+    def matches(self, release: Release, facts: GuestFacts, guest: Guest) -> bool:
+        key = release.version_key
+        if self.since and key < version_key(self.since):
+            return False
+        if self.until and key[: len(version_key(self.until))] > version_key(self.until):
+            return False
+        if self.init and facts.init != self.init:
+            return False
+        if self.network and facts.network != self.network:
+            return False
+        if self.sources and facts.sources != self.sources:
+            return False
+        if self.resolved is not None and facts.resolved != self.resolved:
+            return False
+        return not (self.installed and not guest.is_installed(self.installed))
+
+
+# -- actions ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class File:
+    """Render a template to a guest path that no package owns."""
+
+    path: str
+    template: str
+    mode: int = 0o644
+
+
+@dataclass(frozen=True)
+class DropIn:
+    """A systemd drop-in: /etc/systemd/system/UNIT.d/NAME."""
+
+    unit: str
+    template: str
+    name: str = "50-vmbuilder-lxc.conf"
+
+
+@dataclass(frozen=True)
+class Mask:
+    """Link units to /dev/null in /etc/systemd/system; /etc wins over /lib and /usr/lib."""
+
+    units: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Enable:
+    """Enable a unit the way `systemctl enable` does: a symlink in TARGET.wants."""
+
+    unit: str
+    wanted_by: str = "multi-user.target"
+
+
+@dataclass(frozen=True)
+class Symlink:
+    path: str
+    target: str
+
+
+@dataclass(frozen=True)
+class Remove:
+    """Remove instance state (globs), e.g. SSH host keys or a random seed."""
+
+    paths: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Truncate:
+    """Leave a file present but empty (machine-id)."""
+
+    path: str
+
+
+@dataclass(frozen=True)
+class Hook:
+    """Run hooks/NAME.sh with the build facts and the tweak variables in its environment."""
+
+    name: str
+
+
+Action = File | DropIn | Mask | Enable | Symlink | Remove | Truncate | Hook
+
+
+@dataclass(frozen=True)
+class Tweak:
+    name: str
+    why: str
+    actions: tuple[Action, ...]
+    when: When = When()
+
+
+class OwnedFileError(RuntimeError):
+    pass
+
+
+class Guest:
+    """The rootfs being tweaked: path helpers, dpkg state, template variables."""
+
+    def __init__(
+        self,
+        root: Path,
+        render: Callable[[str, dict[str, Any]], str],
+        variables: dict[str, Any],
+        facts: dict[str, str],
+    ) -> None:
+        self.root = root
+        self.render = render
+        self.vars = variables
+        self.facts = facts
+        self._owned: set[str] | None = None
+        self._installed: set[str] | None = None
+
+    def path(self, guest_path: str) -> Path:
+        return self.root / guest_path.lstrip("/")
+
+    def owned_files(self) -> set[str]:
+        """Every path that dpkg says a package ships (diverted paths included, as dpkg lists them)."""
+        if self._owned is None:
+            owned: set[str] = set()
+            for lst in (self.root / "var/lib/dpkg/info").glob("*.list"):
+                owned.update(line for line in lst.read_text(errors="replace").splitlines() if line)
+            self._owned = owned
+        return self._owned
+
+    def is_installed(self, package: str) -> bool:
+        if self._installed is None:
+            installed: set[str] = set()
+            status = self.root / "var/lib/dpkg/status"
+            text = status.read_text(errors="replace") if status.exists() else ""
+            for para in text.split("\n\n"):
+                fields = dict(
+                    line.split(": ", 1) for line in para.splitlines() if ": " in line and not line.startswith(" ")
+                )
+                if fields.get("Status", "").endswith(" installed") and "Package" in fields:
+                    installed.add(fields["Package"])
+            self._installed = installed
+        return package in self._installed
+
+    def check_not_owned(self, guest_path: str) -> None:
+        candidates = {guest_path, "/usr" + guest_path} if not guest_path.startswith("/usr/") else {guest_path}
+        if candidates & self.owned_files():
+            raise OwnedFileError(f"refusing to write {guest_path}: a package owns it (not upgrade-safe)")
+
+    def write(self, guest_path: str, text: str, mode: int) -> None:
+        self.check_not_owned(guest_path)
+        target = self.path(guest_path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.is_symlink() or target.exists():
+            target.unlink()
+        target.write_text(text, encoding="utf-8")
+        os.chmod(target, mode)
+
+    def symlink(self, guest_path: str, target: str) -> None:
+        self.check_not_owned(guest_path)
+        link = self.path(guest_path)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if link.is_symlink() or link.is_file():
+            link.unlink()
+        os.symlink(target, link)
+
+
+def apply_action(action: Action, guest: Guest) -> list[str]:
+    """Apply one action; returns the guest paths it touched."""
+    if isinstance(action, File):
+        guest.write(action.path, guest.render(action.template, guest.vars), action.mode)
+        return [action.path]
+    if isinstance(action, DropIn):
+        path = f"/etc/systemd/system/{action.unit}.d/{action.name}"
+        guest.write(path, guest.render(action.template, guest.vars), 0o644)
+        return [path]
+    if isinstance(action, Mask):
+        paths = [f"/etc/systemd/system/{unit}" for unit in action.units]
+        for path in paths:
+            guest.symlink(path, "/dev/null")
+        return paths
+    if isinstance(action, Enable):
+        path = f"/etc/systemd/system/{action.wanted_by}.wants/{action.unit}"
+        guest.symlink(path, f"/etc/systemd/system/{action.unit}")
+        return [path]
+    if isinstance(action, Symlink):
+        guest.symlink(action.path, action.target.format(**guest.vars))
+        return [action.path]
+    if isinstance(action, Remove):
+        removed = []
+        for pattern in action.paths:
+            for host_path in glob.glob(str(guest.path(pattern))):
+                p = Path(host_path)
+                if p.is_symlink() or p.is_file():
+                    p.unlink()
+                    removed.append("/" + str(p.relative_to(guest.root)))
+        return removed
+    if isinstance(action, Truncate):
+        target = guest.path(action.path)
+        if target.is_symlink():
+            target.unlink()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(b"")
+        os.chmod(target, 0o444)
+        return [action.path]
+    if isinstance(action, Hook):
+        env = {**guest.facts, **{f"VM_{k.upper()}": _env_value(v) for k, v in guest.vars.items()}}
+        run_builtin(action.name, guest.root, env)
+        return []
+    raise TypeError(f"unknown tweak action {action!r}")
+
+
+def _env_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "1" if value else ""
+    if isinstance(value, list | tuple):
+        return " ".join(str(v) for v in value)
+    return "" if value is None or isinstance(value, dict) else str(value)
+
+
+def select(tweaks: Iterable[Tweak], release: Release, facts: GuestFacts, guest: Guest) -> list[Tweak]:
+    return [t for t in tweaks if t.when.matches(release, facts, guest)]
+
+
+def apply(tweaks: Sequence[Tweak], guest: Guest) -> list[dict[str, Any]]:
+    """Apply the selected tweaks in order; returns a record per tweak for the build summary."""
+    record = []
+    for tweak in tweaks:
+        touched: list[str] = []
+        for action in tweak.actions:
+            touched += apply_action(action, guest)
+        record.append({"name": tweak.name, "why": tweak.why, "paths": touched})
+    return record
