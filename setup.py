@@ -11,9 +11,7 @@ from pathlib import Path
 from setuptools import setup
 
 HERE = Path(__file__).resolve().parent
-VERSION = re.search(
-    r'^__version__ = "([^"]+)"', (HERE / "vmbuilder_lxc" / "__init__.py").read_text(), re.M
-).group(1)  # type: ignore[union-attr]
+VERSION = re.search(r'^__version__ = "([^"]+)"', (HERE / "vmbuilder_lxc" / "__init__.py").read_text(), re.M).group(1)  # type: ignore[union-attr]
 
 setup(
     name="vmbuilder-lxc",

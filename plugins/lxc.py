@@ -24,6 +24,7 @@ from vmbuilder_lxc.settings import Setting
 GROUP = "LXC options"
 DEFAULT_LXC_PATH = Path("/var/lib/lxc")
 DEFAULT_BRIDGE = "lxcbr0"
+TTYS = 4  # lxc.tty.max; the console is pts/0, the ttys pts/1..TTYS
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 LXCFS_MOUNT = Path("/var/lib/lxcfs")
 # Debian architecture -> the kernel personality name lxc.arch takes.
@@ -137,7 +138,8 @@ class LXC(Hypervisor):
             "lxc_arch": LXC_ARCH.get(str(s["arch"]), str(s["arch"])),
             "rootfs": str(ctx.dest / "rootfs"),
             "hostname": s["hostname"],
-            "ttys": 4,
+            "ttys": TTYS,
+            "container_ttys": " ".join(f"pts/{n}" for n in range(1, TTYS + 1)),
             "network": "none" if s["network"] == "none" else "veth",
             "bridge": s["bridge"],
             "mac": s["mac"] or random_mac(),
