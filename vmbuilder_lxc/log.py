@@ -85,12 +85,16 @@ STEPS: list[StepRecord] = []
 
 
 @contextmanager
-def step(title: str) -> Iterator[StepRecord]:
-    """Log a named step, time it and record it for the summary."""
+def step(title: str, quiet: bool = False) -> Iterator[StepRecord]:
+    """Log a named step, time it and record it for the summary.
+
+    A quiet step is logged only with -v: input checks should print nothing but their error.
+    """
     rec = StepRecord(title)
+    level = logging.DEBUG if quiet else logging.INFO
     if _state["depth"] == 0:
         STEPS.append(rec)
-    LOG.info("%s %s", "==>" if _state["depth"] == 0 else "-->", title)
+    LOG.log(level, "%s %s", "==>" if _state["depth"] == 0 else "-->", title)
     start = time.monotonic()
     _state["depth"] += 1
     try:
@@ -102,7 +106,34 @@ def step(title: str) -> Iterator[StepRecord]:
         _state["depth"] -= 1
         rec.seconds = time.monotonic() - start
         status = "done" if rec.ok else "failed"
-        LOG.info("    %s in %.1f s", status, rec.seconds, extra={"depth": _state["depth"]})
+        LOG.log(level, "    %s in %.1f s", status, rec.seconds, extra={"depth": _state["depth"]})
+
+
+@contextmanager
+def deferred() -> Iterator[None]:
+    """Hold back notes and warnings until the block succeeds.
+
+    Used around the input checks: when one of them fails, its one-line error is the only output,
+    not preceded by notes about settings that no longer matter.
+    """
+    held: list[logging.LogRecord] = []
+
+    class _Hold(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            if record.levelno < logging.ERROR:
+                _DepthFilter().filter(record)
+                held.append(record)
+                return False
+            return True
+
+    hold = _Hold()
+    LOG.addFilter(hold)
+    try:
+        yield
+    finally:
+        LOG.removeFilter(hold)
+    for record in held:
+        LOG.handle(record)
 
 
 def note(message: str, *args: object) -> None:

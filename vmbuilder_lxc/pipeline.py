@@ -21,7 +21,7 @@ from typing import Any
 from . import __version__, shellhooks
 from .chroot import Chroot, enter_private_mount_namespace, mounts_below, unmount_below
 from .context import Context
-from .log import LOG, STEPS, die, step
+from .log import LOG, STEPS, deferred, die, step
 from .plugin import call_hook
 from .run import run
 
@@ -148,10 +148,10 @@ def summarize(ctx: Context, status: str) -> dict[str, Any]:
 def build(ctx: Context) -> dict[str, Any]:
     """Run a whole build; returns the summary (also written to DEST/vmbuilder-lxc.json)."""
     started = time.monotonic()
-    with step("Checking settings and the host"):
+    with deferred(), step("Checking settings and the host", quiet=True):
         call_hook(ctx.plugins, "set_defaults")
-        call_hook(ctx.plugins, "preflight_check")
         check_destination(ctx)
+        call_hook(ctx.plugins, "preflight_check")
         for stray in shellhooks.unknown_scripts(hook_dirs(ctx)):
             LOG.warning("%s does not start with a stage name (%s); ignored", stray, ", ".join(shellhooks.STAGES))
     if os.geteuid() != 0:

@@ -1,0 +1,210 @@
+"""Fixtures for integration tests: real debootstrap/mmdebstrap, real lxc-start, real lxcfs.
+
+Bases are cached per test session in one cache directory, so each suite is bootstrapped once per
+run. With VMBUILDER_REQUIRE_INTEGRATION=1 (set by quickstart.sh test, hence by CI) a missing
+prerequisite fails the run instead of skipping it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REQUIRED = os.environ.get("VMBUILDER_REQUIRE_INTEGRATION") == "1"
+TOOLS = ("vmbuilder", "mmdebstrap", "debootstrap", "lxc-start", "lxc-attach", "lxc-stop", "lxcfs", "zstd")
+KEYRING = Path("/usr/share/keyrings/ubuntu-archive-keyring.gpg")
+BUILD_TIMEOUT = 900
+
+
+def missing_prerequisites() -> list[str]:
+    missing = [f"command {t}" for t in TOOLS if not shutil.which(t)]
+    if os.geteuid() != 0:
+        missing.append("root")
+    if not KEYRING.exists():
+        missing.append(str(KEYRING))
+    return missing
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    ours = [i for i in items if here in Path(str(i.fspath)).parents]
+    for item in ours:
+        item.add_marker(pytest.mark.integration)
+    missing = missing_prerequisites()
+    if not missing or not ours:
+        return
+    if REQUIRED:
+        raise pytest.UsageError(
+            "integration tests are required (VMBUILDER_REQUIRE_INTEGRATION=1) but these are missing: "
+            + ", ".join(missing)
+        )
+    skip = pytest.mark.skip(reason="integration prerequisites missing: " + ", ".join(missing))
+    for item in ours:
+        item.add_marker(skip)
+
+
+@dataclass
+class Build:
+    """The result of one `vmbuilder` run."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def dest(self) -> Path:
+        return Path(self.summary["dest"])
+
+    @property
+    def rootfs(self) -> Path:
+        return Path(self.summary["rootfs"])
+
+    def check(self) -> Build:
+        assert self.returncode == 0, f"vmbuilder failed ({self.returncode}):\n{self.stderr[-4000:]}"
+        return self
+
+
+class Builder:
+    def __init__(self, cache_dir: Path) -> None:
+        self.cache_dir = cache_dir
+
+    def argv(self, *args: str, distro: str = "ubuntu") -> list[str]:
+        return ["vmbuilder", "lxc", distro, "--json", "--cache-dir", str(self.cache_dir), *args]
+
+    def run(self, *args: str, distro: str = "ubuntu", timeout: int = BUILD_TIMEOUT) -> Build:
+        start = time.monotonic()
+        proc = subprocess.run(self.argv(*args, distro=distro), capture_output=True, text=True, timeout=timeout, cwd="/")
+        build = Build(proc.returncode, proc.stdout, proc.stderr, time.monotonic() - start)
+        try:
+            build.summary = json.loads(proc.stdout) if proc.stdout.strip() else {}
+        except ValueError:
+            pass
+        return build
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cache that starts empty, so the first build of each suite in a run is a cold one."""
+    return tmp_path_factory.mktemp("vmbuilder-cache")
+
+
+@pytest.fixture(scope="session")
+def builder(cache_dir: Path) -> Builder:
+    return Builder(cache_dir)
+
+
+@pytest.fixture(scope="session")
+def ssh_key(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("keys")
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(directory / "K")], check=True)
+    return directory / "K.pub"
+
+
+@pytest.fixture(scope="session")
+def lxcfs() -> Path:
+    """lxcfs mounted at /var/lib/lxcfs (started here if the host does not run it)."""
+    mount = Path("/var/lib/lxcfs")
+    if not (mount / "proc/meminfo").exists():
+        mount.mkdir(parents=True, exist_ok=True)
+        subprocess.Popen(
+            ["lxcfs", str(mount)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        for _ in range(100):
+            if (mount / "proc/meminfo").exists():
+                break
+            time.sleep(0.1)
+    assert (mount / "proc/meminfo").exists(), "lxcfs did not come up"
+    return mount
+
+
+class Container:
+    """A container started with lxc-start; always stopped again by the fixture."""
+
+    def __init__(self, lxcpath: Path, name: str) -> None:
+        self.lxcpath = lxcpath
+        self.name = name
+
+    def _lxc(self, tool: str, *args: str, timeout: int = 60, check: bool = True) -> subprocess.CompletedProcess[str]:
+        argv = [tool, "-P", str(self.lxcpath), "-n", self.name, *args]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=check, cwd="/")
+
+    def start(self) -> None:
+        self._lxc("lxc-start", "--logfile", str(self.lxcpath / f"{self.name}.log"), "--logpriority", "INFO")
+
+    def sh(self, script: str, check: bool = True, timeout: int = 60) -> str:
+        result = self._lxc("lxc-attach", "--clear-env", "--", "/bin/sh", "-c", script, timeout=timeout, check=False)
+        if check and result.returncode != 0:
+            raise AssertionError(f"{script!r} failed in {self.name}: {result.stdout}{result.stderr}")
+        return result.stdout.strip()
+
+    def wait_running(self, timeout: float = 30) -> str:
+        """Poll `systemctl is-system-running` until it settles; returns the final state."""
+        deadline = time.monotonic() + timeout
+        state = "unknown"
+        while time.monotonic() < deadline:
+            result = self._lxc("lxc-attach", "--clear-env", "--", "systemctl", "is-system-running", check=False)
+            state = result.stdout.strip() or "unknown"
+            if state in ("running", "degraded"):
+                return state
+            time.sleep(0.5)
+        return state
+
+    def failed_units(self) -> list[str]:
+        out = self.sh("systemctl list-units --failed --no-legend --plain || true")
+        return [line.split()[0] for line in out.splitlines() if line.strip()]
+
+    def stop(self) -> float:
+        start = time.monotonic()
+        self._lxc("lxc-stop", timeout=60)
+        return time.monotonic() - start
+
+    def kill(self) -> None:
+        self._lxc("lxc-stop", "--kill", check=False, timeout=30)
+
+    def state(self) -> str:
+        result = self._lxc("lxc-info", "-s", check=False)
+        m = re.search(r"State:\s+(\w+)", result.stdout)
+        return m.group(1) if m else "UNKNOWN"
+
+
+@pytest.fixture
+def container() -> Iterator[Any]:
+    """Factory: container(dest) starts DEST with lxc-start -P dirname -n basename."""
+    started: list[Container] = []
+
+    def start(dest: Path) -> Container:
+        c = Container(dest.parent, dest.name)
+        c.start()
+        started.append(c)
+        return c
+
+    yield start
+    for c in started:
+        if c.state() != "STOPPED":
+            c.kill()
+
+
+def mounts_mentioning(path: Path) -> list[str]:
+    text = Path("/proc/self/mountinfo").read_text()
+    return [line for line in text.splitlines() if str(path) in line]
+
+
+def leftovers(parent: Path) -> list[Path]:
+    """Build directories a failed build might have left in DEST's parent."""
+    return [p for p in parent.iterdir() if p.name.endswith(".vmbuilder-partial")] if parent.exists() else []

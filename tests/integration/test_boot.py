@@ -1,0 +1,113 @@
+"""Build real containers and boot them with lxc-start (issue #2 acceptance 1-3 and 5)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .conftest import Build, Builder, Container
+
+SUITES = ["noble", "jammy", "resolute"]
+FIRST_BUILDS: dict[str, Build] = {}
+
+
+def build_web1(builder: Builder, suite: str, dest: Path, ssh_key: Path) -> Build:
+    build = builder.run(
+        "--suite", suite, "--hostname", "web1", "--user", "alice", "--ssh-user-key", str(ssh_key),
+        "--network", "none", "-d", str(dest),
+    ).check()  # fmt: skip
+    FIRST_BUILDS.setdefault(suite, build)
+    return build
+
+
+def host_key_fingerprint(rootfs: Path) -> str:
+    out = subprocess.run(
+        ["ssh-keygen", "-l", "-f", str(rootfs / "etc/ssh/ssh_host_ed25519_key.pub")],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    return out.split()[1]
+
+
+@pytest.mark.parametrize("suite", SUITES)
+def test_container_boots_and_is_configured(
+    suite: str, builder: Builder, ssh_key: Path, tmp_path: Path, container: Callable[[Path], Container], lxcfs: Path
+) -> None:
+    """Acceptance 1 and 2: the documented command gives a container that boots to `running`."""
+    dest = tmp_path / "web1"
+    build = build_web1(builder, suite, dest, ssh_key)
+    assert (dest / "config").is_file() and (dest / "rootfs/etc/os-release").is_file()
+    assert build.summary["release"]["series"] == suite
+
+    started = time.monotonic()
+    c = container(dest)
+    state = c.wait_running(timeout=30)
+    boot_seconds = time.monotonic() - started
+    assert state == "running", f"{suite}: {state}, failed units: {c.failed_units()}"
+    # Nothing waits for the (absent) network: booting takes seconds, not a DHCP timeout.
+    assert boot_seconds < 15, f"{suite} took {boot_seconds:.1f} s to reach running"
+    assert c.failed_units() == []
+    assert c.sh("hostname") == "web1"
+    groups = c.sh("id -nG alice").split()
+    assert "sudo" in groups
+    assert c.sh("passwd -S alice").split()[1] == "L", "alice's password must be locked"
+    assert c.sh("passwd -S root").split()[1] == "L", "root must be locked"
+    assert re.fullmatch(r"[0-9a-f]{32}", c.sh("cat /etc/machine-id"))
+    assert c.sh("systemctl is-active console-getty.service") == "active"
+    gettys = [line.split(None, 1) for line in c.sh("ps -eo tty=,args=").splitlines() if "agetty" in line]
+    assert ["pts/0"] == [tty for tty, _ in gettys if tty == "pts/0"], "exactly one getty on the console"
+    assert sorted(tty for tty, _ in gettys) == ["pts/0", "pts/1", "pts/2", "pts/3", "pts/4"]
+    assert c.sh("cat /home/alice/.ssh/authorized_keys") == ssh_key.read_text().strip()
+    assert c.sh("stat -c %a /home/alice/.ssh") == "700"
+    seconds = c.stop()
+    assert seconds < 10, f"lxc-stop took {seconds:.1f} s"
+
+
+def test_second_container_from_cache_gets_its_own_identity(
+    builder: Builder, ssh_key: Path, tmp_path: Path, container: Callable[[Path], Container], lxcfs: Path
+) -> None:
+    """Acceptance 2 and 5: a cache hit, faster than the cold build, with fresh machine-id and keys."""
+    first = build_web1(builder, "noble", tmp_path / "a/web1", ssh_key)
+    second = builder.run("--suite", "noble", "--network", "none", "-d", str(tmp_path / "b/web2")).check()
+    assert second.summary["cache"]["hit"] is True
+    assert "cache hit" in second.stderr
+    cold = FIRST_BUILDS["noble"]
+    if cold.summary["cache"]["hit"] is False:
+        assert second.seconds < cold.seconds, f"cache hit {second.seconds:.1f}s vs cold {cold.seconds:.1f}s"
+    for build in (first, second):
+        c = container(build.dest)
+        assert c.wait_running(30) == "running"
+        c.stop()
+    assert (first.rootfs / "etc/machine-id").read_text() != (second.rootfs / "etc/machine-id").read_text()
+    assert host_key_fingerprint(first.rootfs) != host_key_fingerprint(second.rootfs)
+
+
+def test_memory_limit_is_visible_through_lxcfs(
+    builder: Builder, tmp_path: Path, container: Callable[[Path], Container], lxcfs: Path
+) -> None:
+    """Acceptance 3: --mem 512 and lxcfs give MemTotal: 524288 kB inside."""
+    build = builder.run("--suite", "noble", "--network", "none", "--mem", "512", "-d", str(tmp_path / "m1")).check()
+    config = (build.dest / "config").read_text()
+    assert re.search(r"^lxc\.cgroup2?\.memory\.(limit_in_bytes|max) = 512M$", config, re.M)
+    c = container(build.dest)
+    assert c.wait_running(30) == "running"
+    assert c.sh("grep MemTotal /proc/meminfo").split()[1:] == ["524288", "kB"]
+    assert c.sh("grep -c lxcfs /proc/self/mountinfo") != "0"
+
+
+def test_json_summary_describes_the_build(builder: Builder, tmp_path: Path) -> None:
+    build = builder.run("--suite", "noble", "--network", "none", "-d", str(tmp_path / "j1")).check()
+    s: dict[str, Any] = build.summary
+    assert s["status"] == "ok" and s["name"] == "j1"
+    assert s["lxc"]["start"] == f"lxc-start -P {tmp_path} -n j1"
+    assert {t["name"] for t in s["tweaks"]} >= {"fstab", "hostname", "machine-id", "ssh-host-keys"}
+    assert [st["title"] for st in s["steps"]][0].startswith("Checking")
+    assert all(st["seconds"] >= 0 for st in s["steps"])
+    assert s["settings"]["pass"] is None
+    marker = (build.dest / "vmbuilder-lxc.json").read_text()
+    assert '"status": "ok"' in marker
