@@ -35,14 +35,16 @@ RELEASE_FACTS: list[tuple[str, dict[str, object]]] = [
     ("24.04", {"sources": "deb822", "systemd_version": 255}),
     ("24.10", {"systemd_version": 256}),
     ("25.04", {"systemd_version": 257}),
-    ("25.10", {"systemd_version": 258}),
     ("26.04", {"systemd_version": 259}),
+    ("26.10", {"systemd_version": 261}),
 ]  # fmt: skip
 
 # (first version, last version or None, packages) – the base of a server container.
 BASE_PACKAGES: list[tuple[str, str | None, tuple[str, ...]]] = [
-    ("15.04", None, ("systemd-sysv", "libpam-systemd", "dbus", "ubuntu-keyring", "iproute2", "iputils-ping",
-                     "sudo", "openssh-server", "locales", "tzdata", "ca-certificates", "less", "vim-tiny")),
+    # apt is listed because mmdebstrap's minbase leaves it out on Ubuntu.
+    ("15.04", None, ("apt", "systemd-sysv", "libpam-systemd", "dbus", "ubuntu-keyring", "iproute2",
+                     "iputils-ping", "sudo", "openssh-server", "locales", "tzdata", "ca-certificates", "less",
+                     "vim-tiny")),
     ("15.04", "17.04", ("ifupdown", "isc-dhcp-client")),
     ("17.10", None, ("netplan.io",)),
     ("22.10", None, ("systemd-resolved",)),

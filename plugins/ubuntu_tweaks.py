@@ -6,7 +6,7 @@ evidence. All of them write files no package owns, so upgrades cannot undo them.
 
 from __future__ import annotations
 
-from vmbuilder_lxc.tweaks import DropIn, Enable, File, Remove, Symlink, Truncate, Tweak, When
+from vmbuilder_lxc.tweaks import DropIn, Enable, File, Hook, Remove, Symlink, Truncate, Tweak, When
 
 TWEAKS: tuple[Tweak, ...] = (
     Tweak(
@@ -101,7 +101,7 @@ TWEAKS: tuple[Tweak, ...] = (
     ),
     Tweak(
         "timezone",
-        "UTC unless --timezone says otherwise.",
-        (File("/etc/timezone", "common/timezone.j2"), Symlink("/etc/localtime", "/usr/share/zoneinfo/{timezone}")),
+        "UTC unless --timezone says otherwise, recorded by tzdata itself so that its upgrades keep it.",
+        (Hook("timezone", ("/etc/localtime",)),),
     ),
 )

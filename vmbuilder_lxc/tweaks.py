@@ -121,9 +121,13 @@ class Truncate:
 
 @dataclass(frozen=True)
 class Hook:
-    """Run hooks/NAME.sh with the build facts and the tweak variables in its environment."""
+    """Run hooks/NAME.sh with the build facts and the tweak variables in its environment.
+
+    `paths` names the guest files the hook writes, for the build record.
+    """
 
     name: str
+    paths: tuple[str, ...] = ()
 
 
 Action = File | DropIn | Mask | Enable | Symlink | Remove | Truncate | Hook
@@ -248,7 +252,7 @@ def apply_action(action: Action, guest: Guest) -> list[str]:
     if isinstance(action, Hook):
         env = {**guest.facts, **{f"VM_{k.upper()}": _env_value(v) for k, v in guest.vars.items()}}
         run_builtin(action.name, guest.root, env)
-        return []
+        return list(action.paths)
     raise TypeError(f"unknown tweak action {action!r}")
 
 

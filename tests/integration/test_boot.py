@@ -51,7 +51,12 @@ def test_container_boots_and_is_configured(
     assert state == "running", f"{suite}: {state}, failed units: {c.failed_units()}"
     # Nothing waits for the (absent) network: booting takes seconds, not a DHCP timeout.
     assert boot_seconds < 15, f"{suite} took {boot_seconds:.1f} s to reach running"
+    # sshd must work with the keys made at first boot (socket activation starts it on connect);
+    # without them ssh.service fails a second or so after `running` was reported.
+    assert "ssh-ed25519" in c.sh("ssh-keyscan -T 10 -t ed25519 127.0.0.1 2>/dev/null")
+    time.sleep(2)
     assert c.failed_units() == []
+    assert c.sh("systemctl is-system-running") == "running"
     assert c.sh("hostname") == "web1"
     groups = c.sh("id -nG alice").split()
     assert "sudo" in groups
@@ -64,6 +69,9 @@ def test_container_boots_and_is_configured(
     assert sorted(tty for tty, _ in gettys) == ["pts/0", "pts/1", "pts/2", "pts/3", "pts/4"]
     assert c.sh("cat /home/alice/.ssh/authorized_keys") == ssh_key.read_text().strip()
     assert c.sh("stat -c %a /home/alice/.ssh") == "700"
+    # apt and dpkg work (the rootfs must also serve as a plain chroot).
+    assert c.sh("apt-get --version | head -1").startswith("apt ")
+    assert "ii  openssh-server" in c.sh("dpkg -l openssh-server")
     seconds = c.stop()
     assert seconds < 10, f"lxc-stop took {seconds:.1f} s"
 

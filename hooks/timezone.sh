@@ -1,0 +1,15 @@
+# Set the guest's time zone the way tzdata itself records it.
+#
+# tzdata's maintainer script rewrites /etc/localtime into its canonical form (UTC becomes Etc/UTC)
+# and keeps /etc/timezone in step, so a zone written any other way would be changed back by the
+# next tzdata upgrade or reinstall. Point /etc/localtime at the zone, then let tzdata normalise it.
+# Inputs: ROOTFS, VM_TIMEZONE.
+zone=${VM_TIMEZONE:?}
+if [ ! -e "$ROOTFS/usr/share/zoneinfo/$zone" ]; then
+    echo "time zone $zone does not exist in the guest (is tzdata installed?)" >&2
+    exit 1
+fi
+ln -sfn "/usr/share/zoneinfo/$zone" "$ROOTFS/etc/localtime"
+if [ -e "$ROOTFS/var/lib/dpkg/info/tzdata.list" ]; then
+    chroot "$ROOTFS" dpkg-reconfigure --frontend noninteractive tzdata >/dev/null
+fi
