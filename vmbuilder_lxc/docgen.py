@@ -1,0 +1,124 @@
+"""Generate documentation from the settings table, so docs never drift from the CLI.
+
+    python3 -m vmbuilder_lxc.docgen options > docs/options.md
+
+A unit test regenerates the file and compares.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterable
+
+from .cli import make_context
+from .plugin import discover
+from .settings import Setting
+from .tweaks import Action, DropIn, Enable, File, Mask, Remove, Symlink, Truncate, When
+
+
+def _default(s: Setting) -> str:
+    if callable(s.default):
+        doc = (s.default.__doc__ or "computed").strip()
+        return doc.splitlines()[0]
+    if s.type == "bool":
+        return "yes" if s.default else "no"
+    if s.default in (None, []):
+        return ""
+    return ",".join(s.default) if isinstance(s.default, list) else str(s.default)
+
+
+def options_markdown(hypervisor: str = "lxc", distro: str = "ubuntu") -> str:
+    ctx = make_context(hypervisor, distro, discover())
+    groups: dict[str, list[Setting]] = {}
+    for s in ctx.settings.table.values():
+        title = f"{s.group} ({s.plugin})" if s.plugin else s.group
+        groups.setdefault(title, []).append(s)
+    lines = [
+        f"# Options of `vmbuilder {hypervisor} {distro}`",
+        "",
+        "Generated from the settings table by `python3 -m vmbuilder_lxc.docgen options`; do not edit.",
+        "",
+        "Every option is also a config-file key: `--name VALUE` on the command line is `name = VALUE` in",
+        "`/etc/vmbuilder.cfg`, `~/.vmbuilder.cfg` or a `-c FILE`, in the `[DEFAULT]`, "
+        f"`[{hypervisor}]` or `[{distro}]` section.",
+        "Boolean options also have a `--no-` form. List options may be repeated or take commas.",
+        "",
+    ]
+    for title, settings in groups.items():
+        lines += [f"## {title}", "", "| option | config key | default | meaning |", "|---|---|---|---|"]
+        lines += [_row(s) for s in settings]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _row(s: Setting) -> str:
+    flags = ", ".join(f"`{f}`" for f in s.flags)
+    key = f"`{s.name}`" if s.in_config else "(command line only)"
+    meaning = s.help + (f" ({', '.join(s.choices)})" if s.choices else "")
+    return f"| {flags} | {key} | {_default(s)} | {meaning} |"
+
+
+def _when(w: When) -> str:
+    parts = []
+    if w.since or w.until:
+        parts.append(f"{w.since or 'any'} to {w.until or 'the devel series'}")
+    for label, value in (("init", w.init), ("network", w.network), ("sources", w.sources)):
+        if value:
+            parts.append(f"{label} {value}")
+    if w.resolved is not None:
+        parts.append("systemd-resolved" if w.resolved else "no systemd-resolved")
+    if w.installed:
+        parts.append(f"{w.installed} installed")
+    return ", ".join(parts) or "every release"
+
+
+def _action(a: Action) -> str:
+    if isinstance(a, File):
+        return f"write `{a.path}` (`{a.template}`)"
+    if isinstance(a, DropIn):
+        return f"drop-in `{a.unit}.d/{a.name}` (`{a.template}`)"
+    if isinstance(a, Mask):
+        return "mask " + ", ".join(f"`{u}`" for u in a.units)
+    if isinstance(a, Enable):
+        return f"enable `{a.unit}` in `{a.wanted_by}`"
+    if isinstance(a, Symlink):
+        return f"symlink `{a.path}` -> `{a.target}`"
+    if isinstance(a, Remove):
+        return "remove " + ", ".join(f"`{p}`" for p in a.paths)
+    if isinstance(a, Truncate):
+        return f"empty `{a.path}`"
+    return f"hook `hooks/{a.name}.sh`"
+
+
+def tweaks_markdown(distro: str = "ubuntu") -> str:
+    ctx = make_context("lxc", distro, discover())
+    table = ctx.distro.tweak_table()  # type: ignore[attr-defined]
+    lines = [
+        f"# Container tweaks of the `{distro}` plugin",
+        "",
+        "Generated from the tweak table by `python3 -m vmbuilder_lxc.docgen tweaks`; do not edit.",
+        "See docs/design.md for why every tweak is upgrade-safe.",
+        "",
+        "| tweak | applies to | what | why |",
+        "|---|---|---|---|",
+    ]
+    for t in table:
+        what = "; ".join(_action(a) for a in t.actions)
+        lines.append(f"| {t.name} | {_when(t.when)} | {what} | {t.why} |")
+    return "\n".join(lines) + "\n"
+
+
+GENERATORS: dict[str, Callable[[], str]] = {"options": options_markdown, "tweaks": tweaks_markdown}
+
+
+def main(argv: Iterable[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 1 or args[0] not in GENERATORS:
+        print(f"usage: python3 -m vmbuilder_lxc.docgen {{{'|'.join(GENERATORS)}}}", file=sys.stderr)
+        return 2
+    sys.stdout.write(GENERATORS[args[0]]())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
