@@ -132,6 +132,8 @@ def fetch_release_fields(url: str) -> dict[str, str]:
             text = resp.read(65536).decode("utf-8", "replace")
     except OSError:
         return {}
+    if text.startswith("-----BEGIN PGP SIGNED MESSAGE-----"):
+        text = text.split("\n\n", 1)[-1]  # skip the armor header ("Hash: ...")
     fields: dict[str, str] = {}
     for line in text.splitlines():
         if not line.strip() and fields:

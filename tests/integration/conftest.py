@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,6 +25,12 @@ REQUIRED = os.environ.get("VMBUILDER_REQUIRE_INTEGRATION") == "1"
 TOOLS = ("vmbuilder", "mmdebstrap", "debootstrap", "lxc-start", "lxc-attach", "lxc-stop", "lxcfs", "zstd")
 KEYRING = Path("/usr/share/keyrings/ubuntu-archive-keyring.gpg")
 BUILD_TIMEOUT = 900
+
+
+def vmbuilder_command() -> str:
+    """The vmbuilder installed with the interpreter running the tests, else the one on PATH."""
+    beside = Path(sys.executable).parent / "vmbuilder"
+    return str(beside) if beside.exists() else "vmbuilder"
 
 
 def missing_prerequisites() -> list[str]:
@@ -81,7 +88,7 @@ class Builder:
         self.cache_dir = cache_dir
 
     def argv(self, *args: str, distro: str = "ubuntu") -> list[str]:
-        return ["vmbuilder", "lxc", distro, "--json", "--cache-dir", str(self.cache_dir), *args]
+        return [vmbuilder_command(), "lxc", distro, "--json", "--cache-dir", str(self.cache_dir), *args]
 
     def run(self, *args: str, distro: str = "ubuntu", timeout: int = BUILD_TIMEOUT) -> Build:
         start = time.monotonic()

@@ -119,3 +119,19 @@ def test_json_summary_describes_the_build(builder: Builder, tmp_path: Path) -> N
     assert s["settings"]["pass"] is None
     marker = (build.dest / "vmbuilder-lxc.json").read_text()
     assert '"status": "ok"' in marker
+
+
+def test_devel_series_builds_and_boots(
+    builder: Builder, tmp_path: Path, container: Callable[[Path], Container], lxcfs: Path
+) -> None:
+    """`--suite devel` works even when distro-info-data does not know the series yet."""
+    build = builder.run("--suite", "devel", "--network", "none", "-d", str(tmp_path / "dev1"))
+    if build.returncode != 0 and re.search(r"unmet dependencies|not installable|Broken packages", build.stderr):
+        pytest.xfail("the development archive is currently not installable: " + build.stderr[-300:])
+    build.check()
+    series = build.summary["release"]["series"]
+    assert series != "devel" and re.fullmatch(r"[a-z]+", series)
+    os_release = (build.rootfs / "etc/os-release").read_text()
+    assert f"VERSION_CODENAME={series}" in os_release
+    c = container(build.dest)
+    assert c.wait_running(30) == "running", c.failed_units()

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import Builder
+from .conftest import Builder, vmbuilder_command
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["vmbuilder", *args], capture_output=True, text=True, timeout=120, cwd="/")
+    return subprocess.run([vmbuilder_command(), *args], capture_output=True, text=True, timeout=120, cwd="/")
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess[str], *needles: str) -> None:
