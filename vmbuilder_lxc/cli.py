@@ -139,14 +139,15 @@ def _print_error(message: str, details: list[str] | None = None) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     setup_logging(2 if "--debug" in args else 1 if {"-v", "--verbose"} & set(args) else 0)
-    want_json = "--json" in args
+    # Whether errors are reported as JSON too; _main() updates it once config files are read.
+    state = {"json": "--json" in args}
     # SIGINT too: a shell starts background jobs with SIGINT ignored, and Python keeps that.
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _raise_interrupt)
     code = 1
     error: str | None = None
     try:
-        return _main(args)
+        return _main(args, state)
     except UserError as exc:
         error, code = str(exc), 2
         _print_error(error)
@@ -175,17 +176,17 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exception(exc)
         else:
             print("    (please report this; run with --debug for the traceback)", file=sys.stderr)
-    if want_json:
+    if state["json"]:
         print(json.dumps({"status": "error", "error": error, "exit_code": code}))
     return code
 
 
-def _main(args: list[str]) -> int:
-    plugins = discover()
-    positionals, rest = split_argv(args)
-    if "--version" in rest and len(positionals) < 2:
+def _main(args: list[str], state: dict[str, bool]) -> int:
+    if "--version" in args:
         print(f"{PROG} (vmbuilder-lxc) {__version__}")
         return 0
+    plugins = discover()
+    positionals, rest = split_argv(args)
     if len(positionals) < 2:
         if {"-h", "--help"} & set(rest) or not args:
             print(top_help(plugins), end="")
@@ -198,6 +199,7 @@ def _main(args: list[str]) -> int:
         raise UserError("missing HYPERVISOR and DISTRO", f"usage: {PROG} HYPERVISOR DISTRO [options]")
     ctx = make_context(positionals[0], positionals[1], plugins)
     configure(ctx, rest)
+    state["json"] = ctx.settings.get_bool("json")
     summary = pipeline.build(ctx)
     if ctx.settings.get_bool("json"):
         print(json.dumps(summary, indent=2, sort_keys=True, default=str))

@@ -41,6 +41,8 @@ def _packets(data: bytes) -> list[tuple[int, bytes]]:
     out: list[tuple[int, bytes]] = []
     i = 0
     while i < len(data):
+        if i + 2 > len(data):
+            raise ValueError("truncated packet header")
         head = data[i]
         if not head & 0x80:
             raise ValueError("not an OpenPGP binary keyring")
@@ -62,6 +64,8 @@ def _packets(data: bytes) -> list[tuple[int, bytes]]:
                 raise ValueError("indeterminate-length packet in keyring")
             length = int.from_bytes(data[i + 1 : i + 1 + size], "big")
             i += 1 + size
+        if i + length > len(data):
+            raise ValueError("truncated packet (the keyring file is incomplete)")
         out.append((tag, data[i : i + length]))
         i += length
     return out

@@ -13,9 +13,11 @@ import os
 import shlex
 import shutil
 import signal
+import threading
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,6 +100,31 @@ def _terminate(proc: Any, grace: float = 10.0) -> None:
         pass
 
 
+@contextmanager
+def _signals_deferred() -> Iterator[list[str]]:
+    """Hold back Ctrl-C (and SIGTERM/SIGHUP) while a command is being spawned.
+
+    An interrupt that arrived between fork and the point where run() can terminate the command
+    would leave the command running; it is recorded instead and raised once the command has a
+    process group that can be killed.
+    """
+    pending: list[str] = []
+    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    if threading.current_thread() is not threading.main_thread():
+        yield pending
+        return
+
+    def record(signum: int, frame: object) -> None:
+        pending.append(signal.Signals(signum).name)
+
+    old = {sig: signal.signal(sig, record) for sig in signals}
+    try:
+        yield pending
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
 def run(
     argv: Sequence[str | os.PathLike[str]],
     *,
@@ -147,14 +174,17 @@ def run(
         "_tty_out": False,
         "_decode_errors": "replace",
         "_ok_code": list(range(0, 256)),
+        # No input means an empty stdin, never an open pipe a command could wait on forever.
+        "_in": input if input is not None else "",
     }
     if cwd is not None:
         kwargs["_cwd"] = os.fspath(cwd)
-    if input is not None:
-        kwargs["_in"] = input
-    proc = command(*args[1:], **kwargs)
+    with _signals_deferred() as pending:
+        proc = command(*args[1:], **kwargs)
     code: int
     try:
+        if pending:  # Ctrl-C while the command was being started: stop it, then report it
+            raise KeyboardInterrupt(pending[0])
         try:
             proc.wait()
             code = int(proc.exit_code)

@@ -44,9 +44,17 @@ class Release:
         return tuple(int(p) for p in parts) if parts else (9999,)
 
     def is_devel(self, today: dt.date) -> bool:
-        return self.released is None or self.released > today
+        """In development: opened (created) but not released yet; ubuntu-distro-info's rule."""
+        opened = self.created is None or self.created <= today
+        return opened and (self.released is None or self.released > today)
+
+    def is_future(self, today: dt.date) -> bool:
+        """Listed in distro-info-data but not opened in the archive yet."""
+        return self.created is not None and self.created > today
 
     def status(self, today: dt.date) -> str:
+        if self.is_future(today):
+            return "future"
         if self.is_devel(today):
             return "devel"
         if self.eol and self.eol < today:
@@ -101,7 +109,7 @@ class ReleaseTable:
         if key == "devel":
             devel = [r for r in self.releases if r.is_devel(today) and r.version]
             return devel[-1] if devel else None
-        released = [r for r in self.releases if not r.is_devel(today)]
+        released = [r for r in self.releases if r.released is not None and r.released <= today]
         if key == "lts":
             lts = [r for r in released if r.lts]
             return lts[-1] if lts else None

@@ -141,8 +141,12 @@ class Tweak:
     when: When = When()
 
 
-class OwnedFileError(RuntimeError):
-    pass
+class UnsafePathError(RuntimeError):
+    """A tweak tried to write somewhere it must not."""
+
+
+class OwnedFileError(UnsafePathError):
+    """A tweak tried to write a file that a package ships (not upgrade-safe)."""
 
 
 class Guest:
@@ -163,7 +167,13 @@ class Guest:
         self._installed: set[str] | None = None
 
     def path(self, guest_path: str) -> Path:
-        return self.root / guest_path.lstrip("/")
+        """The host path for a guest path; refuses one whose directory leads out of the rootfs."""
+        target = self.root / guest_path.lstrip("/")
+        root = os.path.realpath(self.root)
+        parent = os.path.realpath(target.parent)
+        if parent != root and not parent.startswith(root + "/"):
+            raise UnsafePathError(f"refusing to write {guest_path}: its directory leads out of the rootfs")
+        return target
 
     def owned_files(self) -> set[str]:
         """Every path that dpkg says a package ships (diverted paths included, as dpkg lists them)."""
@@ -189,7 +199,11 @@ class Guest:
         return package in self._installed
 
     def check_not_owned(self, guest_path: str) -> None:
-        candidates = {guest_path, "/usr" + guest_path} if not guest_path.startswith("/usr/") else {guest_path}
+        # merged /usr: /lib/x and /usr/lib/x are the same file, whichever name dpkg lists
+        if guest_path.startswith("/usr/"):
+            candidates = {guest_path, guest_path[len("/usr") :]}
+        else:
+            candidates = {guest_path, "/usr" + guest_path}
         if candidates & self.owned_files():
             raise OwnedFileError(f"refusing to write {guest_path}: a package owns it (not upgrade-safe)")
 
@@ -235,7 +249,8 @@ def apply_action(action: Action, guest: Guest) -> list[str]:
     if isinstance(action, Remove):
         removed = []
         for pattern in action.paths:
-            for host_path in glob.glob(str(guest.path(pattern))):
+            root = glob.escape(str(guest.root))
+            for host_path in glob.glob(os.path.join(root, pattern.lstrip("/"))):
                 p = Path(host_path)
                 if p.is_symlink() or p.is_file():
                     p.unlink()
