@@ -1,0 +1,223 @@
+"""Suite resolution from distro-info-data: codenames, versions, aliases, and the ubuntu plugin's errors.
+
+The CSV is a fixed copy in a fake file system, so the tests do not depend on the host's
+distro-info-data version or on today's date.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+from pyfakefs.fake_filesystem import FakeFilesystem
+
+from tests.unit.conftest import CSV, ContextFactory
+from vmbuilder_lxc.context import Context
+from vmbuilder_lxc.distro import DebianFamily
+from vmbuilder_lxc.log import UserError, setup_logging
+from vmbuilder_lxc.suites import DISTRO_INFO_DIR, Release, ReleaseTable
+
+CSV_PATH = DISTRO_INFO_DIR / "ubuntu.csv"
+
+
+@pytest.fixture
+def table(fs: FakeFilesystem) -> ReleaseTable:
+    fs.create_file(CSV_PATH, contents=CSV)
+    return ReleaseTable.load("ubuntu")
+
+
+# -- ReleaseTable -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["noble", "Noble", " NOBLE ", "Noble Numbat", "24.04", "24.04.2", "24.04 LTS", "24.04 lts", "24.04.1 "],
+)
+def test_find_noble_by_any_name(table: ReleaseTable, text: str) -> None:
+    release = table.find(text, dt.date(2025, 11, 21))
+    assert release is not None
+    assert release.series == "noble"
+
+
+@pytest.mark.parametrize("text", ["nobel", "24", "24.05", "99.04", "", "sid", "24.04.x", "lts2"])
+def test_unknown_names_give_none(table: ReleaseTable, text: str) -> None:
+    assert table.find(text, dt.date(2025, 11, 21)) is None
+
+
+def test_release_fields(table: ReleaseTable) -> None:
+    noble = table.find("noble")
+    assert noble is not None
+    assert noble.version == "24.04"  # " LTS" is a flag, not part of the version
+    assert noble.lts
+    assert noble.codename == "Noble Numbat"
+    assert noble.released == dt.date(2024, 4, 25)
+    assert noble.eol == dt.date(2029, 5, 31)  # eol-server wins over eol
+    assert noble.version_key == (24, 4)
+    assert noble.describe() == "Ubuntu 24.04 (noble)"
+    oracular = table.find("oracular")
+    assert oracular is not None and not oracular.lts and oracular.eol == dt.date(2025, 7, 10)
+
+
+def test_release_status(table: ReleaseTable) -> None:
+    today = dt.date(2025, 11, 21)
+    statuses = {r.series: r.status(today) for r in table.releases}
+    assert statuses["noble"] == "supported"
+    assert statuses["oracular"] == "eol"
+    assert statuses["resolute"] == "devel"
+
+
+@pytest.mark.parametrize(
+    ("today", "lts", "stable"),
+    [
+        (dt.date(2025, 11, 21), "noble", "questing"),
+        (dt.date(2026, 4, 22), "noble", "questing"),
+        (dt.date(2026, 4, 23), "resolute", "resolute"),  # released on its release day
+        (dt.date(2027, 1, 1), "resolute", "stonking"),
+    ],
+)
+def test_lts_and_stable_aliases(table: ReleaseTable, today: dt.date, lts: str, stable: str) -> None:
+    found_lts, found_stable = table.find("lts", today), table.find("stable", today)
+    assert found_lts is not None and found_lts.series == lts
+    assert found_stable is not None and found_stable.series == stable
+
+
+def test_devel_alias_while_one_series_is_open(table: ReleaseTable) -> None:
+    devel = table.find("devel", dt.date(2026, 5, 1))
+    assert devel is not None and devel.series == "stonking"
+
+
+def test_devel_alias_when_everything_is_released(table: ReleaseTable) -> None:
+    assert table.find("devel", dt.date(2027, 1, 1)) is None
+
+
+def test_devel_alias_ignores_series_not_created_yet(table: ReleaseTable) -> None:
+    """On 2025-11-21 resolute is in development; stonking is only created on 2026-04-24.
+
+    distro-info (ubuntu-distro-info --devel) only considers series with created <= today; the
+    archive has no dists/stonking yet, so picking it makes the bootstrap fail.
+    """
+    devel = table.find("devel", dt.date(2025, 11, 21))
+    assert devel is not None and devel.series == "resolute"
+
+
+def test_a_new_csv_row_is_found_without_a_code_change(fs: FakeFilesystem) -> None:
+    fs.create_file(CSV_PATH, contents=CSV + "27.04,Tuneful Tapir,tapir,2026-10-16,2027-04-22,2028-01-20\n")
+    table = ReleaseTable.load("ubuntu")
+    by_name, by_version = table.find("tapir"), table.find("27.04.1")
+    assert by_name is not None and by_name == by_version
+    assert by_name.codename == "Tuneful Tapir"
+    devel = table.find("devel", dt.date(2027, 1, 1))
+    assert devel is not None and devel.series == "tapir"
+    assert table.names()[-1] == "tapir"
+
+
+def test_names_respect_a_minimum_version(table: ReleaseTable) -> None:
+    assert table.names((16, 4))[0] == "xenial"
+    assert "trusty" in table.names()
+
+
+def test_load_from_another_directory(fs: FakeFilesystem) -> None:
+    fs.create_file(
+        "/opt/info/debian.csv", contents="version,codename,series,created,release,eol\n,Sid,sid,1993-08-16,,\n"
+    )
+    table = ReleaseTable.load("debian", Path("/opt/info"))
+    sid = table.find("sid")
+    assert sid is not None
+    assert sid.version_key == (9999,)  # unversioned sorts after everything
+    assert sid.is_devel(dt.date.today())
+
+
+def test_missing_csv_names_the_package(fs: FakeFilesystem) -> None:
+    with pytest.raises(UserError) as err:
+        ReleaseTable.load("ubuntu")
+    assert str(CSV_PATH) in err.value.message
+    assert err.value.hint == "install it with: apt-get install distro-info-data"
+
+
+def test_newer_than_all(table: ReleaseTable) -> None:
+    release = table.newer_than_all("tapir", "27.04")
+    assert release.series == "tapir" and release.version == "27.04"
+    assert not release.in_distro_info
+    assert release.is_devel(dt.date(2030, 1, 1))
+    assert table.newer_than_all("tapir").version_key > max(r.version_key for r in table.releases)
+
+
+# -- the ubuntu plugin ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def ubuntu(fake_fs: FakeFilesystem, make_ctx: ContextFactory) -> DebianFamily:
+    fake_fs.create_file(CSV_PATH, contents=CSV)
+    ctx: Context = make_ctx("--arch", "amd64", "--mirror", "http://mirror.test/ubuntu")
+    distro = ctx.distro
+    assert isinstance(distro, DebianFamily)
+    return distro
+
+
+def test_unknown_suite_lists_the_known_ones(ubuntu: DebianFamily, monkeypatch: pytest.MonkeyPatch) -> None:
+    asked: list[str] = []
+
+    def fake_fetch(url: str) -> dict[str, str]:
+        asked.append(url)
+        return {}
+
+    monkeypatch.setattr("vmbuilder_lxc.plugins.ubuntu.fetch_release_fields", fake_fetch)
+    with pytest.raises(UserError) as err:
+        ubuntu.resolve_suite("frobnicate", dt.date(2025, 11, 21))
+    assert asked == ["http://mirror.test/ubuntu/dists/frobnicate/InRelease"]
+    assert err.value.message == "unknown ubuntu suite 'frobnicate'"
+    hint = err.value.hint or ""
+    assert hint.startswith("use --suite with one of: xenial, bionic, focal, jammy, noble")
+    assert "trusty" not in hint and "vivid" not in hint  # too old to be offered
+    assert hint.endswith("stonking, devel, lts, stable")
+
+
+def test_version_like_unknown_suite_is_not_probed(ubuntu: DebianFamily, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_network(url: str) -> dict[str, str]:
+        raise AssertionError(f"network access to {url}")
+
+    monkeypatch.setattr("vmbuilder_lxc.plugins.ubuntu.fetch_release_fields", no_network)
+    with pytest.raises(UserError, match="unknown ubuntu suite '30.04'"):
+        ubuntu.resolve_suite("30.04", dt.date(2025, 11, 21))
+
+
+def test_suite_the_archive_serves_is_accepted(
+    ubuntu: DebianFamily, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A series newer than the host's distro-info-data is still buildable (with a warning)."""
+    setup_logging(0)
+    monkeypatch.setattr(
+        "vmbuilder_lxc.plugins.ubuntu.fetch_release_fields",
+        lambda url: {"Origin": "Ubuntu", "Codename": "tapir", "Version": "27.04"},
+    )
+    release = ubuntu.resolve_suite("tapir", dt.date(2025, 11, 21))
+    assert (release.series, release.version, release.in_distro_info) == ("tapir", "27.04", False)
+    assert "not in distro-info-data yet" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("suite", "needle"),
+    [
+        ("trusty", "Ubuntu 14.04 (trusty) boots with upstart"),
+        ("14.04", "Ubuntu 14.04 (trusty) boots with upstart"),
+        ("vivid", "Ubuntu 15.04 (vivid) is a pre-xenial systemd release that is not supported"),
+        ("wily", "Ubuntu 15.10 (wily) is a pre-xenial systemd release that is not supported"),
+    ],
+)
+def test_pre_xenial_suites_are_refused(ubuntu: DebianFamily, suite: str, needle: str) -> None:
+    with pytest.raises(UserError) as err:
+        ubuntu.resolve_suite(suite, dt.date(2025, 11, 21))
+    assert err.value.message.startswith(needle)
+    assert (err.value.hint or "").startswith("choose a newer --suite (")
+
+
+@pytest.mark.parametrize(("suite", "series"), [("xenial", "xenial"), ("16.04", "xenial"), ("lts", "noble")])
+def test_supported_suites_resolve(ubuntu: DebianFamily, suite: str, series: str) -> None:
+    assert ubuntu.resolve_suite(suite, dt.date(2025, 11, 21)).series == series
+
+
+def test_release_is_a_frozen_value() -> None:
+    r = Release("ubuntu", "noble", "24.04", "Noble Numbat", None, None, None)
+    with pytest.raises(AttributeError):
+        r.series = "jammy"  # type: ignore[misc]
