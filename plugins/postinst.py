@@ -19,9 +19,8 @@ from typing import ClassVar
 from vmbuilder_lxc import validators as v
 from vmbuilder_lxc.log import LOG, die
 from vmbuilder_lxc.plugin import Plugin
-from vmbuilder_lxc.run import clean_env, run
 from vmbuilder_lxc.settings import Setting
-from vmbuilder_lxc.shellhooks import HookError
+from vmbuilder_lxc.shellhooks import run_script
 
 GROUP = "Customisation"
 FIRSTBOOT_DIR = "/var/lib/vmbuilder-lxc"
@@ -98,7 +97,4 @@ class PostInst(Plugin):
         script = s.get_str("execscript")
         if script:
             LOG.info("running --execscript %s", script)
-            env = clean_env({**ctx.facts, "ROOTFS": str(ctx.rootfs)})
-            result = run([script, ctx.rootfs], env=env, check=False)
-            if result.returncode != 0:
-                raise HookError(Path(script), result.returncode, result.lines[-20:])
+            run_script(Path(script), ctx.rootfs, ctx.facts)

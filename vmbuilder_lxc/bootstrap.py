@@ -18,7 +18,7 @@ from pathlib import Path
 from .log import UserError
 from .mirrors import DEBOOTSTRAP_SCRIPTS
 from .run import clean_env, run
-from .shellhooks import HookError
+from .shellhooks import run_script
 
 BACKENDS = ("auto", "mmdebstrap", "debootstrap")
 
@@ -130,8 +130,6 @@ def bootstrap(
     else:
         argv = debootstrap_argv(req, target)
         for hook in setup_hooks:
-            result = run([hook, target], env={**env, "STAGE": "setup"}, check=False)
-            if result.returncode != 0:
-                raise HookError(hook, result.returncode, result.lines[-20:])
+            run_script(hook, target, env, STAGE="setup")
     run(argv, env={**env, "STAGE": "setup"}, progress=backend)
     return argv

@@ -21,6 +21,7 @@ from . import validators as v
 from .bootstrap import BootstrapRequest, bootstrap, choose_backend
 from .cache import BaseCache, cache_key
 from .chroot import Chroot
+from .dpkg import installed_packages
 from .keyring import require_keyring, sha256_file
 from .log import LOG, die, note, step
 from .mirrors import default_mirror
@@ -372,13 +373,7 @@ class DebianFamily(Distro):
             deb.unlink()
 
     def package_list(self) -> dict[str, str]:
-        status = self.context.rootfs / "var/lib/dpkg/status"
-        out: dict[str, str] = {}
-        for para in status.read_text(errors="replace").split("\n\n"):
-            fields = dict(ln.split(": ", 1) for ln in para.splitlines() if ": " in ln and not ln.startswith(" "))
-            if fields.get("Status", "").endswith(" installed"):
-                out[fields["Package"]] = fields.get("Version", "")
-        return out
+        return installed_packages(self.context.rootfs)
 
     # -- configuration --------------------------------------------------------------------------
 

@@ -66,15 +66,21 @@ def digest(dirs: Sequence[Path], stages: Sequence[str] = CACHED_STAGES) -> str:
     return h.hexdigest()
 
 
+def run_script(script: Path, rootfs: Path, facts: Mapping[str, str], **extra: str) -> None:
+    """Run a user script on the host with the rootfs as $1 and the build facts in its
+    environment; a non-zero exit stops the build, naming the script and its exit code."""
+    env = clean_env({**facts, **extra, "ROOTFS": str(rootfs)})
+    result = run([script, rootfs], env=env, check=False)
+    if result.returncode != 0:
+        raise HookError(script, result.returncode, result.lines[-20:])
+
+
 def run_stage(dirs: Sequence[Path], stage: str, rootfs: Path, facts: Mapping[str, str]) -> list[str]:
     """Run the user's hooks for one stage; a failing hook stops the build."""
     ran = []
     for script in stage_scripts(dirs, stage):
         LOG.info("running %s hook %s", stage, script)
-        env = clean_env({**facts, "STAGE": stage, "ROOTFS": str(rootfs)})
-        result = run([script, rootfs], env=env, check=False)
-        if result.returncode != 0:
-            raise HookError(script, result.returncode, result.lines[-20:])
+        run_script(script, rootfs, facts, STAGE=stage)
         ran.append(str(script))
     return ran
 

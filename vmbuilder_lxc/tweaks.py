@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .dpkg import installed_packages, owned_paths
 from .shellhooks import run_builtin
 from .suites import Release
 
@@ -178,24 +179,12 @@ class Guest:
     def owned_files(self) -> set[str]:
         """Every path that dpkg says a package ships (diverted paths included, as dpkg lists them)."""
         if self._owned is None:
-            owned: set[str] = set()
-            for lst in (self.root / "var/lib/dpkg/info").glob("*.list"):
-                owned.update(line for line in lst.read_text(errors="replace").splitlines() if line)
-            self._owned = owned
+            self._owned = owned_paths(self.root)
         return self._owned
 
     def is_installed(self, package: str) -> bool:
         if self._installed is None:
-            installed: set[str] = set()
-            status = self.root / "var/lib/dpkg/status"
-            text = status.read_text(errors="replace") if status.exists() else ""
-            for para in text.split("\n\n"):
-                fields = dict(
-                    line.split(": ", 1) for line in para.splitlines() if ": " in line and not line.startswith(" ")
-                )
-                if fields.get("Status", "").endswith(" installed") and "Package" in fields:
-                    installed.add(fields["Package"])
-            self._installed = installed
+            self._installed = set(installed_packages(self.root))
         return package in self._installed
 
     def check_not_owned(self, guest_path: str) -> None:
