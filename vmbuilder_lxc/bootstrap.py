@@ -12,7 +12,7 @@ from __future__ import annotations
 import shlex
 import shutil
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from .log import UserError
@@ -35,10 +35,8 @@ class BootstrapRequest:
     script: str | None = None
     pockets: tuple[str, ...] = ()
     security_mirror: str | None = None
-    exclude: tuple[str, ...] = ()
     proxy: str | None = None
     mmdebstrap_ok: bool = True
-    notes: list[str] = field(default_factory=list, compare=False)
 
     def source_lines(self) -> list[str]:
         """One-line apt sources for the release pocket and any extra pockets."""
@@ -61,8 +59,6 @@ def debootstrap_argv(req: BootstrapRequest, target: Path) -> list[str]:
         argv.append(f"--variant={req.variant}")
     if req.include:
         argv.append(f"--include={','.join(req.include)}")
-    if req.exclude:
-        argv.append(f"--exclude={','.join(req.exclude)}")
     if req.keyring:
         argv.append(f"--keyring={req.keyring}")
     else:

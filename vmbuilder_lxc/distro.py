@@ -242,19 +242,22 @@ class DebianFamily(Distro):
                 f"this host cannot run {arch} binaries (no {binfmt})",
                 "install qemu-user-static and binfmt-support, or build for the host's architecture",
             )
-        if "flags: F" not in binfmt.read_text() and "flags: OCF" not in binfmt.read_text():
+        flags = next((ln.split(":", 1)[1] for ln in binfmt.read_text().splitlines() if ln.startswith("flags:")), "")
+        if "F" not in flags:
             LOG.warning("%s lacks the F flag; the chroot may not find the emulator", binfmt)
 
     # -- bootstrap ------------------------------------------------------------------------------
 
     def mirrors(self) -> tuple[str, str]:
-        """(install mirror, install security mirror) for the build."""
+        """(mirror, security mirror) used while building.
+
+        An --install-mirror (a local mirror or cache) serves the security pocket too unless
+        --install-security-mirror says otherwise; without one, the guest's own mirrors are used.
+        """
         s = self.settings
-        mirror = str(s["install-mirror"] or s["mirror"])
-        security = s["install-security-mirror"] or (
-            s["install-mirror"] if s["install-mirror"] else (s["security-mirror"] or s["mirror"])
-        )
-        return mirror, str(security)
+        if s["install-mirror"]:
+            return str(s["install-mirror"]), str(s["install-security-mirror"] or s["install-mirror"])
+        return str(s["mirror"]), str(s["install-security-mirror"] or s["security-mirror"] or s["mirror"])
 
     def pockets(self) -> tuple[str, ...]:
         return ("updates", "security")
