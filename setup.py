@@ -40,7 +40,7 @@ setup(
     },
     include_package_data=False,
     install_requires=["jinja2>=3.0", "sh>=1.14"],
-    extras_require={"test": ["pytest", "pyfakefs", "ruff", "mypy"]},
+    extras_require={"test": ["pytest", "pyfakefs", "ruff", "mypy", "pyyaml", "types-PyYAML"]},
     entry_points={
         "console_scripts": [
             "vmbuilder = vmbuilder_lxc.cli:main",

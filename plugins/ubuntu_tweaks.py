@@ -47,7 +47,7 @@ TWEAKS: tuple[Tweak, ...] = (
         "network-netplan",
         "eth0 by DHCP (or --ip), marked optional so that a container without eth0 "
         "(--network none) does not wait for it at boot.",
-        (File("/etc/netplan/10-lxc.yaml", "netplan/10-lxc.yaml.j2", 0o600),),
+        (File("/etc/netplan/10-lxc.yaml", "netplan/10-lxc.yaml.j2", 0o600), Hook("netplan-check")),
         When(network="netplan"),
     ),
     Tweak(

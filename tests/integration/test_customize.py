@@ -72,3 +72,16 @@ def test_failing_hook_stops_the_build(builder: Builder, tmp_path: Path) -> None:
     assert "about to fail" in build.stderr
     assert "Traceback" not in build.stderr
     assert not dest.exists() and leftovers(tmp_path) == []
+
+
+def test_broken_netplan_override_fails_the_build_not_the_boot(builder: Builder, tmp_path: Path) -> None:
+    """The guest's own netplan checks the network configuration at build time."""
+    override = tmp_path / "templates/netplan"
+    override.mkdir(parents=True)
+    (override / "10-lxc.yaml.j2").write_text("network:\n  version: 2\n  ethernets:\n    eth0:\n      dhcp4: maybe\n")
+    dest = tmp_path / "np1"
+    build = builder.run("--suite", "noble", "--network", "none", "--templates", str(tmp_path / "templates"),
+                        "-d", str(dest))  # fmt: skip
+    assert build.returncode == 1
+    assert "invalid boolean value 'maybe'" in build.stderr
+    assert not dest.exists() and leftovers(tmp_path) == []
