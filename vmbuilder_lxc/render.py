@@ -1,8 +1,8 @@
 """Jinja2 rendering with an override search path.
 
 `--templates DIR` (repeatable, also settable in the config files) is searched before the packaged
-templates, both as DIR/NAME and as DIR/<plugin>/NAME (VMBuilder's layout), so a site can replace
-one template without copying the rest.
+templates. Names keep the packaged layout (DIR/netplan/10-lxc.yaml.j2 replaces
+templates/netplan/10-lxc.yaml.j2), so a site can replace one template without copying the rest.
 """
 
 from __future__ import annotations
