@@ -10,9 +10,9 @@ import json
 import signal
 import sys
 import traceback
+from dataclasses import replace
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
 from . import __version__, pipeline
 from .context import Context
@@ -99,17 +99,11 @@ def make_context(hypervisor: str, distro: str, plugins: dict[str, type[Plugin]])
         for s in declared:
             group = s.group or f"{cls.name} options"
             try:
-                settings.add(_with(s, plugin=cls.name, group=group))
+                settings.add(replace(s, plugin=cls.name, group=group))
             except ValueError as exc:
                 raise PluginError(cls.name, "register_options", exc) from exc
         ctx.plugins.append(plugin)
     return ctx
-
-
-def _with(s: Any, **changes: Any) -> Any:
-    from dataclasses import replace
-
-    return replace(s, **changes)
 
 
 def configure(ctx: Context, rest: list[str]) -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .log import UserError
-from .settings import Setting
+from .settings import Setting, Settings
 
 if TYPE_CHECKING:
     from .context import Context
@@ -89,7 +89,7 @@ class Plugin:
     # -- helpers for plugins (VMBuilder names) -------------------------------------------------
 
     @property
-    def settings(self) -> Any:
+    def settings(self) -> Settings:
         return self.context.settings
 
     def install_file(self, path: str, contents: str, mode: int = 0o644) -> Path:
