@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from .cli import make_context
 from .plugin import discover
 from .settings import Setting
-from .tweaks import Action, DropIn, Enable, File, Mask, Remove, Symlink, Truncate, When
+from .tweaks import When
 
 
 def _default(s: Setting) -> str:
@@ -72,24 +72,6 @@ def _when(w: When) -> str:
     return ", ".join(parts) or "every release"
 
 
-def _action(a: Action) -> str:
-    if isinstance(a, File):
-        return f"write `{a.path}` (`{a.template}`)"
-    if isinstance(a, DropIn):
-        return f"drop-in `{a.unit}.d/{a.name}` (`{a.template}`)"
-    if isinstance(a, Mask):
-        return "mask " + ", ".join(f"`{u}`" for u in a.units)
-    if isinstance(a, Enable):
-        return f"enable `{a.unit}` in `{a.wanted_by}`"
-    if isinstance(a, Symlink):
-        return f"symlink `{a.path}` -> `{a.target}`"
-    if isinstance(a, Remove):
-        return "remove " + ", ".join(f"`{p}`" for p in a.paths)
-    if isinstance(a, Truncate):
-        return f"empty `{a.path}`"
-    return f"hook `hooks/{a.name}.sh`"
-
-
 def tweaks_markdown(distro: str = "ubuntu") -> str:
     ctx = make_context("lxc", distro, discover())
     table = ctx.distro.tweak_table()  # type: ignore[attr-defined]
@@ -103,7 +85,7 @@ def tweaks_markdown(distro: str = "ubuntu") -> str:
         "|---|---|---|---|",
     ]
     for t in table:
-        what = "; ".join(_action(a) for a in t.actions)
+        what = "; ".join(a.describe() for a in t.actions)
         lines.append(f"| {t.name} | {_when(t.when)} | {what} | {t.why} |")
     return "\n".join(lines) + "\n"
 

@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from .dpkg import installed_packages, owned_paths
 from .shellhooks import run_builtin
@@ -65,6 +65,8 @@ class When:
 
 
 # -- actions ---------------------------------------------------------------------------------------
+# Each action applies itself to a Guest (returning the guest paths it touched, for the build
+# record) and describes itself for docs/tweaks.md.
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,13 @@ class File:
     template: str
     mode: int = 0o644
 
+    def apply(self, guest: Guest) -> list[str]:
+        guest.write(self.path, guest.render(self.template, guest.vars), self.mode)
+        return [self.path]
+
+    def describe(self) -> str:
+        return f"write `{self.path}` (`{self.template}`)"
+
 
 @dataclass(frozen=True)
 class DropIn:
@@ -84,12 +93,29 @@ class DropIn:
     template: str
     name: str = "50-vmbuilder-lxc.conf"
 
+    def apply(self, guest: Guest) -> list[str]:
+        path = f"/etc/systemd/system/{self.unit}.d/{self.name}"
+        guest.write(path, guest.render(self.template, guest.vars), 0o644)
+        return [path]
+
+    def describe(self) -> str:
+        return f"drop-in `{self.unit}.d/{self.name}` (`{self.template}`)"
+
 
 @dataclass(frozen=True)
 class Mask:
     """Link units to /dev/null in /etc/systemd/system; /etc wins over /lib and /usr/lib."""
 
     units: tuple[str, ...]
+
+    def apply(self, guest: Guest) -> list[str]:
+        paths = [f"/etc/systemd/system/{unit}" for unit in self.units]
+        for path in paths:
+            guest.symlink(path, "/dev/null")
+        return paths
+
+    def describe(self) -> str:
+        return "mask " + ", ".join(f"`{u}`" for u in self.units)
 
 
 @dataclass(frozen=True)
@@ -99,11 +125,28 @@ class Enable:
     unit: str
     wanted_by: str = "multi-user.target"
 
+    def apply(self, guest: Guest) -> list[str]:
+        path = f"/etc/systemd/system/{self.wanted_by}.wants/{self.unit}"
+        guest.symlink(path, f"/etc/systemd/system/{self.unit}")
+        return [path]
+
+    def describe(self) -> str:
+        return f"enable `{self.unit}` in `{self.wanted_by}`"
+
 
 @dataclass(frozen=True)
 class Symlink:
+    """A symlink; `target` may name template variables as {name}."""
+
     path: str
     target: str
+
+    def apply(self, guest: Guest) -> list[str]:
+        guest.symlink(self.path, self.target.format(**guest.vars))
+        return [self.path]
+
+    def describe(self) -> str:
+        return f"symlink `{self.path}` -> `{self.target}`"
 
 
 @dataclass(frozen=True)
@@ -112,12 +155,38 @@ class Remove:
 
     paths: tuple[str, ...]
 
+    def apply(self, guest: Guest) -> list[str]:
+        removed = []
+        root = glob.escape(str(guest.root))
+        for pattern in self.paths:
+            for host_path in glob.glob(os.path.join(root, pattern.lstrip("/"))):
+                p = Path(host_path)
+                if p.is_symlink() or p.is_file():
+                    p.unlink()
+                    removed.append("/" + str(p.relative_to(guest.root)))
+        return removed
+
+    def describe(self) -> str:
+        return "remove " + ", ".join(f"`{p}`" for p in self.paths)
+
 
 @dataclass(frozen=True)
 class Truncate:
     """Leave a file present but empty (machine-id)."""
 
     path: str
+
+    def apply(self, guest: Guest) -> list[str]:
+        target = guest.path(self.path)
+        if target.is_symlink():
+            target.unlink()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(b"")
+        os.chmod(target, 0o444)
+        return [self.path]
+
+    def describe(self) -> str:
+        return f"empty `{self.path}`"
 
 
 @dataclass(frozen=True)
@@ -129,6 +198,14 @@ class Hook:
 
     name: str
     paths: tuple[str, ...] = ()
+
+    def apply(self, guest: Guest) -> list[str]:
+        env = {**guest.facts, **{f"VM_{k.upper()}": _env_value(v) for k, v in guest.vars.items()}}
+        run_builtin(self.name, guest.root, env)
+        return list(self.paths)
+
+    def describe(self) -> str:
+        return f"hook `hooks/{self.name}.sh`"
 
 
 Action = File | DropIn | Mask | Enable | Symlink | Remove | Truncate | Hook
@@ -216,48 +293,9 @@ class Guest:
 
 def apply_action(action: Action, guest: Guest) -> list[str]:
     """Apply one action; returns the guest paths it touched."""
-    if isinstance(action, File):
-        guest.write(action.path, guest.render(action.template, guest.vars), action.mode)
-        return [action.path]
-    if isinstance(action, DropIn):
-        path = f"/etc/systemd/system/{action.unit}.d/{action.name}"
-        guest.write(path, guest.render(action.template, guest.vars), 0o644)
-        return [path]
-    if isinstance(action, Mask):
-        paths = [f"/etc/systemd/system/{unit}" for unit in action.units]
-        for path in paths:
-            guest.symlink(path, "/dev/null")
-        return paths
-    if isinstance(action, Enable):
-        path = f"/etc/systemd/system/{action.wanted_by}.wants/{action.unit}"
-        guest.symlink(path, f"/etc/systemd/system/{action.unit}")
-        return [path]
-    if isinstance(action, Symlink):
-        guest.symlink(action.path, action.target.format(**guest.vars))
-        return [action.path]
-    if isinstance(action, Remove):
-        removed = []
-        for pattern in action.paths:
-            root = glob.escape(str(guest.root))
-            for host_path in glob.glob(os.path.join(root, pattern.lstrip("/"))):
-                p = Path(host_path)
-                if p.is_symlink() or p.is_file():
-                    p.unlink()
-                    removed.append("/" + str(p.relative_to(guest.root)))
-        return removed
-    if isinstance(action, Truncate):
-        target = guest.path(action.path)
-        if target.is_symlink():
-            target.unlink()
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(b"")
-        os.chmod(target, 0o444)
-        return [action.path]
-    if isinstance(action, Hook):
-        env = {**guest.facts, **{f"VM_{k.upper()}": _env_value(v) for k, v in guest.vars.items()}}
-        run_builtin(action.name, guest.root, env)
-        return list(action.paths)
-    raise TypeError(f"unknown tweak action {action!r}")
+    if not isinstance(action, get_args(Action)):
+        raise TypeError(f"unknown tweak action {action!r}")
+    return action.apply(guest)
 
 
 def _env_value(value: Any) -> str:
