@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
 from .dpkg import installed_packages, owned_paths
 from .shellhooks import run_builtin
@@ -293,7 +293,7 @@ class Guest:
 
 def apply_action(action: Action, guest: Guest) -> list[str]:
     """Apply one action; returns the guest paths it touched."""
-    if not isinstance(action, get_args(Action)):
+    if not isinstance(action, File | DropIn | Mask | Enable | Symlink | Remove | Truncate | Hook):
         raise TypeError(f"unknown tweak action {action!r}")
     return action.apply(guest)
 
