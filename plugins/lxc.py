@@ -67,7 +67,8 @@ class LXC(Hypervisor):
                     group=GROUP),
             Setting("mem", "memory limit in MB (also accepts 2G)", validate=v.memory_mb, metavar="MB",
                     group=GROUP),
-            Setting("cpus", "CPU limit (CFS quota of this many CPUs)", "int", validate=v.positive,
+            Setting("cpus", "CPU limit: a CFS quota of this many CPUs (nproc shows it only if lxcfs "
+                    "runs with --enable-cfs)", "int", validate=v.positive,
                     group=GROUP),
             Setting("lxc-path", f"write the container into this LXC path (e.g. {DEFAULT_LXC_PATH}); "
                     "the name is --hostname", metavar="DIR", group=GROUP),
