@@ -20,7 +20,7 @@ from .log import LOG, UserError, setup_logging
 from .options import core_settings
 from .plugin import Plugin, PluginError, by_kind, discover
 from .render import Templates
-from .run import CommandError
+from .run import INTERRUPT_SIGNALS, CommandError
 from .settings import SYSTEM_CONFIG, USER_CONFIG, Settings, build_parser
 
 PROG = "vmbuilder"
@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     # Whether errors are reported as JSON too; _main() updates it once config files are read.
     state = {"json": "--json" in args}
     # SIGINT too: a shell starts background jobs with SIGINT ignored, and Python keeps that.
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    for sig in INTERRUPT_SIGNALS:
         signal.signal(sig, _raise_interrupt)
     code = 1
     error: str | None = None
@@ -195,7 +195,7 @@ def _main(args: list[str], state: dict[str, bool]) -> int:
     configure(ctx, rest)
     state["json"] = ctx.settings.get_bool("json")
     summary = pipeline.build(ctx)
-    if ctx.settings.get_bool("json"):
+    if state["json"]:
         print(json.dumps(summary, indent=2, sort_keys=True, default=str))
     else:
         for line in ctx.hypervisor.next_steps():

@@ -13,8 +13,6 @@ import os
 import signal
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +21,7 @@ from .chroot import Chroot, enter_private_mount_namespace, mounts_below, unmount
 from .context import Context
 from .log import LOG, STEPS, deferred, die, step
 from .plugin import call_hook
-from .run import run
+from .run import interrupts_handled_by, run
 
 MARKER = "vmbuilder-lxc.json"
 PARTIAL_SUFFIX = ".vmbuilder-partial"
@@ -72,18 +70,6 @@ def _remove_stale_partials(parent: Path, name: str) -> None:
             continue
         LOG.info("removing %s left behind by an interrupted build", stale)
         remove_tree(stale)
-
-
-@contextmanager
-def _no_interrupts() -> Iterator[None]:
-    """Let cleanup finish even if Ctrl-C is pressed again."""
-    old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    old_term = signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, old_int)
-        signal.signal(signal.SIGTERM, old_term)
 
 
 def _make_workdir(ctx: Context) -> list[Path]:
@@ -180,7 +166,7 @@ def build(ctx: Context) -> dict[str, Any]:
             _commit(ctx)
     except BaseException:
         ctx.chroot = None
-        with _no_interrupts():
+        with interrupts_handled_by(signal.SIG_IGN):  # let cleanup finish despite another Ctrl-C
             if ctx.workdir is not None:
                 LOG.info("cleaning up %s", ctx.workdir)
                 remove_tree(ctx.workdir)

@@ -100,6 +100,24 @@ def _terminate(proc: Any, grace: float = 10.0) -> None:
         pass
 
 
+# What counts as "interrupt the build": Ctrl-C, kill, and the terminal going away.
+INTERRUPT_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+@contextmanager
+def interrupts_handled_by(handler: Any) -> Iterator[None]:
+    """Temporarily handle the interrupt signals with `handler` (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = {sig: signal.signal(sig, handler) for sig in INTERRUPT_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, previous in old.items():
+            signal.signal(sig, previous)
+
+
 @contextmanager
 def _signals_deferred() -> Iterator[list[str]]:
     """Hold back Ctrl-C (and SIGTERM/SIGHUP) while a command is being spawned.
@@ -109,20 +127,12 @@ def _signals_deferred() -> Iterator[list[str]]:
     process group that can be killed.
     """
     pending: list[str] = []
-    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-    if threading.current_thread() is not threading.main_thread():
-        yield pending
-        return
 
     def record(signum: int, frame: object) -> None:
         pending.append(signal.Signals(signum).name)
 
-    old = {sig: signal.signal(sig, record) for sig in signals}
-    try:
+    with interrupts_handled_by(record):
         yield pending
-    finally:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
 
 
 def run(

@@ -66,11 +66,19 @@ def digest(dirs: Sequence[Path], stages: Sequence[str] = CACHED_STAGES) -> str:
     return h.hexdigest()
 
 
-def run_script(script: Path, rootfs: Path, facts: Mapping[str, str], **extra: str) -> None:
-    """Run a user script on the host with the rootfs as $1 and the build facts in its
-    environment; a non-zero exit stops the build, naming the script and its exit code."""
+def run_script(
+    script: Path,
+    rootfs: Path,
+    facts: Mapping[str, str],
+    *,
+    interpreter: Sequence[str] = (),
+    input: str | None = None,
+    **extra: str,
+) -> None:
+    """Run a script on the host with the rootfs as $1 and the build facts in its environment;
+    a non-zero exit stops the build, naming the script and its exit code."""
     env = clean_env({**facts, **extra, "ROOTFS": str(rootfs)})
-    result = run([script, rootfs], env=env, check=False)
+    result = run([*interpreter, script, rootfs], env=env, check=False, input=input)
     if result.returncode != 0:
         raise HookError(script, result.returncode, result.lines[-20:])
 
@@ -87,8 +95,4 @@ def run_stage(dirs: Sequence[Path], stage: str, rootfs: Path, facts: Mapping[str
 
 def run_builtin(name: str, rootfs: Path, facts: Mapping[str, str], input: str | None = None) -> None:
     """Run one of the packaged shell hooks (hooks/NAME.sh) with the build facts."""
-    script = hooks_dir() / f"{name}.sh"
-    env = clean_env({**facts, "ROOTFS": str(rootfs)})
-    result = run(["sh", "-eu", script, rootfs], env=env, check=False, input=input)
-    if result.returncode != 0:
-        raise HookError(script, result.returncode, result.lines[-20:])
+    run_script(hooks_dir() / f"{name}.sh", rootfs, facts, interpreter=("sh", "-eu"), input=input)
