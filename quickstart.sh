@@ -63,6 +63,11 @@ ensure_keyring() {
 }
 
 start_lxcfs() {
+    # A mount whose lxcfs process has gone (killed with its session) answers ENOTCONN: drop it first.
+    if grep -q " /var/lib/lxcfs " /proc/self/mountinfo && ! stat /var/lib/lxcfs/proc/meminfo >/dev/null 2>&1; then
+        say "Unmounting a stale lxcfs mount (its daemon is gone)"
+        umount -l /var/lib/lxcfs
+    fi
     if ! grep -q " /var/lib/lxcfs " /proc/self/mountinfo; then
         say "Starting lxcfs (container-sized /proc/meminfo and friends)"
         if [ -d /run/systemd/system ]; then

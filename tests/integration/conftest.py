@@ -119,11 +119,22 @@ def ssh_key(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return directory / "K.pub"
 
 
+def _lxcfs_answers(mount: Path) -> bool:
+    try:
+        return (mount / "proc/meminfo").exists()
+    except OSError:
+        return False
+
+
 @pytest.fixture(scope="session")
 def lxcfs() -> Path:
     """lxcfs mounted at /var/lib/lxcfs (started here if the host does not run it)."""
     mount = Path("/var/lib/lxcfs")
-    if not (mount / "proc/meminfo").exists():
+    mounted = f" {mount} " in Path("/proc/self/mountinfo").read_text()
+    if mounted and not _lxcfs_answers(mount):
+        # The daemon died (ENOTCONN) but its mount stayed: drop it so a new lxcfs can mount.
+        subprocess.run(["umount", "-l", str(mount)], check=True)
+    if not _lxcfs_answers(mount):
         mount.mkdir(parents=True, exist_ok=True)
         subprocess.Popen(
             ["lxcfs", str(mount)],
@@ -133,10 +144,10 @@ def lxcfs() -> Path:
             start_new_session=True,
         )
         for _ in range(100):
-            if (mount / "proc/meminfo").exists():
+            if _lxcfs_answers(mount):
                 break
             time.sleep(0.1)
-    assert (mount / "proc/meminfo").exists(), "lxcfs did not come up"
+    assert _lxcfs_answers(mount), "lxcfs did not come up"
     return mount
 
 
