@@ -10,6 +10,10 @@ if [ ! -e "$ROOTFS/usr/share/zoneinfo/$zone" ]; then
     exit 1
 fi
 ln -sfn "/usr/share/zoneinfo/$zone" "$ROOTFS/etc/localtime"
+# Older tzdata (the upstart era) reads the zone from /etc/timezone; keep it in step where it exists.
+if [ -f "$ROOTFS/etc/timezone" ]; then
+    echo "$zone" > "$ROOTFS/etc/timezone"
+fi
 if [ -e "$ROOTFS/var/lib/dpkg/info/tzdata.list" ]; then
     chroot "$ROOTFS" dpkg-reconfigure --frontend noninteractive tzdata >/dev/null
 fi

@@ -140,6 +140,8 @@ class LXC(Hypervisor):
             "rootfs": str(ctx.dest / "rootfs"),
             "hostname": s["hostname"],
             "ttys": TTYS,
+            # upstart before precise has no container-detect and expects the ttys on /dev/ttyN itself
+            "tty_dir_empty": ctx.facts.get("INIT") == "upstart" and ctx.facts.get("CONTAINER_DETECT") != "yes",
             "container_ttys": " ".join(f"pts/{n}" for n in range(1, TTYS + 1)),
             "network": "none" if s["network"] == "none" else "veth",
             "bridge": s["bridge"],

@@ -1,37 +1,57 @@
-"""The `ubuntu` distro plugin: Ubuntu releases of the systemd era, from xenial 16.04 on.
+"""The `ubuntu` distro plugin: every Ubuntu release from lucid 10.04 (upstart) to the devel series.
 
-Everything release-specific is data: RELEASE_FACTS says what a release looks like inside (init,
-network stack, sources format, systemd version), BASE_PACKAGES what a server container needs, and
-the tweak table in ubuntu_tweaks.py what makes it container-safe.
+Everything release-specific is data: RELEASE_FACTS says what a release looks like inside (init
+system and its features, network stack, sources format), BASE_PACKAGES what a server container
+needs, and the tweak table in ubuntu_tweaks.py what makes it container-safe. The code is
+DebianFamily's, shared with the debian plugin.
 """
 
 from __future__ import annotations
 
-import re
-import urllib.request
-from collections.abc import Sequence
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from vmbuilder_lxc.distro import DebianFamily
+from vmbuilder_lxc.distro import DebianFamily, FactsTable, PackagesTable
 from vmbuilder_lxc.keyring import UBUNTU_KEYRING
-from vmbuilder_lxc.log import LOG
-from vmbuilder_lxc.suites import Release, ReleaseTable
-from vmbuilder_lxc.tweaks import GuestFacts, Tweak
+from vmbuilder_lxc.suites import Release
+from vmbuilder_lxc.tweaks import Tweak
 
 from .ubuntu_tweaks import TWEAKS
+from .upstart_tweaks import MANAGER_MOUNTS
 
-# (first version, facts) – later rows override earlier ones from their version on.
-RELEASE_FACTS: list[tuple[str, dict[str, object]]] = [
-    ("15.04", {"init": "systemd", "network": "ifupdown", "sources": "one-line", "resolved": False,
+# (first version, facts) – later rows override earlier ones from their version on. Sources: the
+# upstart and systemd packages of each release (see docs/releases.md).
+RELEASE_FACTS: FactsTable = [
+    ("10.04", {"init": "upstart", "upstart_version": "0.6.5", "network": "ifupdown", "sources": "one-line",
+               "resolved": False, "overrides": False, "container_detect": False, "initctl": False}),
+    ("10.10", {"upstart_version": "0.6.6"}),
+    ("11.04", {"upstart_version": "0.9.7"}),
+    ("11.10", {"upstart_version": "1.3", "overrides": True}),
+    ("12.04", {"upstart_version": "1.5", "container_detect": True}),
+    ("12.10", {"upstart_version": "1.5"}),
+    ("13.04", {"upstart_version": "1.8"}),
+    ("13.10", {"upstart_version": "1.10"}),
+    ("14.04", {"upstart_version": "1.12.1"}),
+    ("14.10", {"upstart_version": "1.13.2"}),
+    ("15.04", {"init": "systemd", "upstart_version": "", "overrides": False, "container_detect": False,
                "systemd_version": 219}),
+    ("15.10", {"systemd_version": 225}),
     ("16.04", {"systemd_version": 229}),
+    ("16.10", {"systemd_version": 231}),
     ("17.04", {"resolved": True, "systemd_version": 232}),
     ("17.10", {"network": "netplan", "systemd_version": 234}),
     ("18.04", {"systemd_version": 237}),
+    ("18.10", {"systemd_version": 239}),
+    ("19.04", {"systemd_version": 240}),
+    ("19.10", {"systemd_version": 242}),
     ("20.04", {"systemd_version": 245}),
+    ("20.10", {"systemd_version": 246}),
+    ("21.04", {"systemd_version": 247}),
+    ("21.10", {"systemd_version": 248}),
     ("22.04", {"systemd_version": 249}),
     ("22.10", {"systemd_version": 251}),
+    ("23.04", {"systemd_version": 252}),
+    ("23.10", {"systemd_version": 253}),
     ("24.04", {"sources": "deb822", "systemd_version": 255}),
     ("24.10", {"systemd_version": 256}),
     ("25.04", {"systemd_version": 257}),
@@ -40,105 +60,38 @@ RELEASE_FACTS: list[tuple[str, dict[str, object]]] = [
 ]  # fmt: skip
 
 # (first version, last version or None, packages) – the base of a server container.
-BASE_PACKAGES: list[tuple[str, str | None, tuple[str, ...]]] = [
+BASE_PACKAGES: PackagesTable = [
     # apt is listed because mmdebstrap's minbase leaves it out on Ubuntu.
-    ("15.04", None, ("apt", "systemd-sysv", "libpam-systemd", "dbus", "ubuntu-keyring", "iproute2",
-                     "iputils-ping", "sudo", "openssh-server", "locales", "tzdata", "ca-certificates", "less",
-                     "vim-tiny")),
-    ("15.04", "17.04", ("ifupdown", "isc-dhcp-client")),
+    ("10.04", None, ("apt", "ubuntu-keyring", "iputils-ping", "sudo", "openssh-server", "locales", "tzdata",
+                     "ca-certificates", "less", "vim-tiny")),
+    ("10.04", "14.10", ("upstart", "ifupdown", "netbase")),
+    ("10.04", "10.10", ("dhcp3-client", "iproute")),
+    ("11.04", "17.04", ("isc-dhcp-client",)),
+    ("11.04", "13.10", ("iproute",)),
+    ("14.04", None, ("iproute2",)),
+    ("15.04", None, ("systemd-sysv", "libpam-systemd", "dbus")),
+    ("15.04", "17.04", ("ifupdown",)),
     ("17.10", None, ("netplan.io",)),
     ("22.10", None, ("systemd-resolved",)),
 ]  # fmt: skip
 
 
-def _key(version: str) -> tuple[int, ...]:
-    return tuple(int(p) for p in version.split("."))
-
-
 class Ubuntu(DebianFamily):
     name: ClassVar[str] = "ubuntu"
-    description: ClassVar[str] = "Ubuntu, systemd era: xenial 16.04 to the development series"
+    description: ClassVar[str] = "Ubuntu: lucid 10.04 (upstart) to the development series (systemd)"
     keyring_path: ClassVar[Path] = UBUNTU_KEYRING
     debootstrap_script: ClassVar[str] = "gutsy"
     default_components: ClassVar[tuple[str, ...]] = ("main", "restricted", "universe")
     default_user: ClassVar[str] = "ubuntu"
-    min_version: ClassVar[tuple[int, ...]] = (16, 4)
+    min_version: ClassVar[tuple[int, ...]] = (10, 4)
+    facts_table: ClassVar[FactsTable] = RELEASE_FACTS
+    packages_table: ClassVar[PackagesTable] = BASE_PACKAGES
+    tweaks: ClassVar[tuple[Tweak, ...]] = TWEAKS
+    template_vars: ClassVar[dict[str, Any]] = {"manager_mounts": MANAGER_MOUNTS}
+    # xenial's systemd postinst runs chfn, which fails in mmdebstrap's essential phase.
+    mmdebstrap_since: ClassVar[str] = "18.04"
 
     def unsupported(self, release: Release) -> str | None:
-        if release.version_key < _key("15.04"):
-            return (
-                f"{release.describe()} boots with upstart, which this version of the ubuntu plugin "
-                "does not configure yet"
-            )
         if release.version_key < self.min_version:
-            return f"{release.describe()} is a pre-xenial systemd release that is not supported"
+            return f"{release.describe()} predates lucid 10.04, the first release whose upstart can boot in a container"
         return None
-
-    def release_facts(self, release: Release) -> GuestFacts:
-        values: dict[str, object] = {}
-        for since, facts in RELEASE_FACTS:
-            if release.version_key >= _key(since):
-                values.update(facts)
-        return GuestFacts(
-            init=str(values["init"]),
-            network=str(values["network"]),
-            sources=str(values["sources"]),
-            resolved=bool(values["resolved"]),
-            systemd_version=int(str(values["systemd_version"])),
-        )
-
-    def base_packages(self) -> list[str]:
-        key = self.release.version_key
-        out: list[str] = []
-        for since, until, packages in BASE_PACKAGES:
-            if key >= _key(since) and (until is None or key[:2] <= _key(until)):
-                out += packages
-        return out
-
-    def tweak_table(self) -> Sequence[Tweak]:
-        return TWEAKS
-
-    def mmdebstrap_ok(self) -> bool:
-        # xenial's systemd postinst runs chfn, which fails in mmdebstrap's essential phase.
-        return self.release.version_key >= _key("18.04")
-
-    def probe_unknown_suite(self, text: str, table: ReleaseTable) -> Release | None:
-        """A suite distro-info-data does not know yet, but the archive serves (a new devel series)."""
-        name = text.strip().lower()
-        if not re.fullmatch(r"[a-z]+", name):
-            return None
-        mirror = str(self.settings["install-mirror"] or self.settings["mirror"])
-        info = fetch_release_fields(f"{mirror.rstrip('/')}/dists/{name}/InRelease")
-        if not info:
-            return None
-        codename = info.get("Codename", name)
-        version = info.get("Version", "")
-        LOG.warning(
-            "%s %s is not in distro-info-data yet; the archive serves it, so it is treated as the "
-            "newest release (update distro-info-data to silence this)",
-            codename,
-            version,
-        )
-        return table.newer_than_all(codename, version)
-
-
-def fetch_release_fields(url: str) -> dict[str, str]:
-    """The header fields of a (clear-signed) Release file; only used to learn a suite's name.
-
-    The signature is not checked here; the bootstrap verifies the same file with the keyring.
-    """
-    try:
-        with urllib.request.urlopen(url, timeout=20) as resp:
-            text = resp.read(65536).decode("utf-8", "replace")
-    except OSError:
-        return {}
-    if text.startswith("-----BEGIN PGP SIGNED MESSAGE-----"):
-        text = text.split("\n\n", 1)[-1]  # skip the armor header ("Hash: ...")
-    fields: dict[str, str] = {}
-    for line in text.splitlines():
-        if not line.strip() and fields:
-            break
-        m = re.match(r"^([A-Za-z-]+):\s*(.*)$", line)
-        if m:
-            fields[m.group(1)] = m.group(2).strip()
-    return fields

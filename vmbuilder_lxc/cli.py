@@ -18,7 +18,7 @@ from . import __version__, pipeline
 from .context import Context
 from .log import LOG, UserError, setup_logging
 from .options import core_settings
-from .plugin import Plugin, PluginError, by_kind, discover
+from .plugin import Plugin, PluginError, by_kind, call_report, discover
 from .render import Templates
 from .run import INTERRUPT_SIGNALS, CommandError
 from .settings import SYSTEM_CONFIG, USER_CONFIG, Settings, build_parser
@@ -194,6 +194,11 @@ def _main(args: list[str], state: dict[str, bool]) -> int:
     ctx = make_context(positionals[0], positionals[1], plugins)
     configure(ctx, rest)
     state["json"] = ctx.settings.get_bool("json")
+    for plugin in ctx.plugins:
+        report = call_report(plugin)
+        if report is not None:
+            print(report, end="" if report.endswith("\n") else "\n")
+            return 0
     summary = pipeline.build(ctx)
     if state["json"]:
         print(json.dumps(summary, indent=2, sort_keys=True, default=str))

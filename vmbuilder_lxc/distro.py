@@ -1,17 +1,20 @@
 """Machinery shared by Debian-family distro plugins (Ubuntu, Debian): settings, suite resolution,
 bootstrap through the cache, the package phase, users, and applying the distro's tweak table.
 
-A distro plugin subclasses DebianFamily and supplies data: its keyring, debootstrap script,
-components, release facts, base packages and tweak table.
+A distro plugin subclasses DebianFamily and supplies only data: its keyring, debootstrap script,
+components, release facts, base packages and tweak table. Ubuntu and Debian share every line of
+code below.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import json
 import platform
 import re
 import shutil
+import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -30,7 +33,12 @@ from .plugin import Distro
 from .run import run
 from .settings import Setting, Settings
 from .suites import Release, ReleaseTable
-from .tweaks import Guest, GuestFacts, Tweak, apply, select
+from .tweaks import Guest, GuestFacts, Tweak, apply, select, version_key
+
+# (first version, facts): later rows override earlier ones from their version on.
+FactsTable = Sequence[tuple[str, dict[str, object]]]
+# (first version, last version or None, packages).
+PackagesTable = Sequence[tuple[str, str | None, tuple[str, ...]]]
 
 PACKAGES = "Package options"
 OS = "General OS options"
@@ -71,6 +79,11 @@ class DebianFamily(Distro):
     default_components: ClassVar[tuple[str, ...]] = ("main",)
     default_user: ClassVar[str] = "ubuntu"
     min_version: ClassVar[tuple[int, ...]] = ()
+    facts_table: ClassVar[FactsTable] = ()
+    packages_table: ClassVar[PackagesTable] = ()
+    tweaks: ClassVar[Sequence[Tweak]] = ()
+    mmdebstrap_since: ClassVar[str] = ""  # first version mmdebstrap can bootstrap with our packages
+    template_vars: ClassVar[dict[str, Any]] = {}  # extra data for the tweak templates
 
     release: Release
     facts: GuestFacts
@@ -108,6 +121,11 @@ class DebianFamily(Distro):
                     metavar="COMP", group=INSTALL),
             Setting("proxy", "HTTP proxy for package downloads during the build (not kept in the guest)",
                     metavar="URL", group=INSTALL),
+            Setting("keyring", "OpenPGP keyring that verifies the archive (e.g. the removed-keys "
+                    "keyring for archived releases)", default=self._default_keyring,
+                    metavar="FILE", group=INSTALL),
+            Setting("list-suites", "print every release this plugin knows (init system, network, "
+                    "support) and exit", "bool", False, in_config=False, group=INSTALL),
             # users
             Setting("user", "name of the initial user (in the sudo group)", default=self.default_user,
                     validate=v.username, group=USER),
@@ -140,31 +158,54 @@ class DebianFamily(Distro):
                 return candidate
         return self.name
 
+    def _default_keyring(self, s: Settings) -> str:
+        """the distro's archive keyring"""
+        return str(self.keyring_path)
+
     def _default_mirror(self, s: Settings) -> str:
         """from debootstrap's scripts"""
         release = getattr(self, "release", None)  # not resolved yet while probing an unknown suite
         series = release.series if release is not None else "devel"
         return default_mirror(self.debootstrap_script, s.get_str("arch") or "amd64", series)
 
-    # -- to be supplied by the distro -----------------------------------------------------------
+    # -- release data ---------------------------------------------------------------------------
 
     def release_facts(self, release: Release) -> GuestFacts:
-        raise NotImplementedError
+        """Merge the facts table up to the release; systemd-initctl ships up to systemd 257."""
+        values: dict[str, object] = {}
+        for since, facts in self.facts_table:
+            if release.version_key >= version_key(since):
+                values.update(facts)
+        if "initctl" not in values and values.get("init") == "systemd":
+            values["initctl"] = int(str(values.get("systemd_version", 0))) < 258
+        return GuestFacts(**values)  # type: ignore[arg-type]
 
     def base_packages(self) -> list[str]:
-        raise NotImplementedError
+        key = self.release.version_key
+        out: list[str] = []
+        for since, until, packages in self.packages_table:
+            if key >= version_key(since) and (until is None or key[: len(version_key(until))] <= version_key(until)):
+                out += packages
+        return out
 
     def tweak_table(self) -> Sequence[Tweak]:
-        raise NotImplementedError
+        return self.tweaks
 
     def mmdebstrap_ok(self) -> bool:
-        return True
+        return not self.mmdebstrap_since or self.release.version_key >= version_key(self.mmdebstrap_since)
 
     def unsupported(self, release: Release) -> str | None:
         """Why a release cannot be built (None: it can)."""
         if self.min_version and release.version_key < self.min_version:
             return f"{release.describe()} predates what this plugin supports"
         return None
+
+    def security_mirror_for(self, mirror: str) -> str:
+        """Where the security pocket lives when no --security-mirror is given: the same archive."""
+        return mirror
+
+    def pockets_for(self, release: Release) -> tuple[str, ...]:
+        return ("updates", "security")
 
     # -- hooks ----------------------------------------------------------------------------------
 
@@ -185,8 +226,56 @@ class DebianFamily(Distro):
         return release
 
     def probe_unknown_suite(self, text: str, table: ReleaseTable) -> Release | None:
-        """Hook for suites distro-info-data does not know yet (none by default)."""
-        return None
+        """A suite distro-info-data does not know yet, but the archive serves (a new devel series)."""
+        name = text.strip().lower()
+        if not re.fullmatch(r"[a-z]+", name):
+            return None
+        mirror = str(self.settings["install-mirror"] or self.settings["mirror"])
+        info = fetch_release_fields(f"{mirror.rstrip('/')}/dists/{name}/InRelease")
+        if not info:
+            return None
+        codename = info.get("Codename", name)
+        version = info.get("Version", "")
+        LOG.warning(
+            "%s %s is not in distro-info-data yet; the archive serves it, so it is treated as the "
+            "newest release (update distro-info-data to silence this)",
+            codename,
+            version,
+        )
+        return table.newer_than_all(codename, version)
+
+    def suite_rows(self, today: dt.date | None = None) -> list[dict[str, str]]:
+        """One row per known release for --list-suites."""
+        today = today or dt.date.today()
+        rows = []
+        for release in self.releases().releases:
+            why = self.unsupported(release)
+            facts = self.release_facts(release) if not why else None
+            rows.append(
+                {
+                    "series": release.series,
+                    "version": release.version or "-",
+                    "codename": release.codename,
+                    "released": str(release.released or "-"),
+                    "status": release.status(today),
+                    "init": facts.init if facts else "-",
+                    "network": facts.network if facts else "-",
+                    "supported": "no: " + why if why else "yes",
+                }
+            )
+        return rows
+
+    def report(self) -> str | None:
+        if not self.settings.get_bool("list-suites"):
+            return None
+        rows = self.suite_rows()
+        if self.settings.get_bool("json"):
+            return json.dumps(rows, indent=2)
+        heads = list(rows[0]) if rows else []
+        widths = {h: max(len(h), *(len(r[h]) for r in rows)) for h in heads if h != "supported"}
+        lines = ["  ".join(h.upper().ljust(widths.get(h, 0)) for h in heads).rstrip()]
+        lines += ["  ".join(r[h].ljust(widths.get(h, 0)) for h in heads).rstrip() for r in rows]
+        return "\n".join(lines) + "\n"
 
     def set_defaults(self) -> None:
         s = self.settings
@@ -202,6 +291,8 @@ class DebianFamily(Distro):
                 "ARCH": str(s["arch"]),
                 "HOSTNAME": str(s["hostname"]),
                 "INIT": self.facts.init,
+                "UPSTART_VERSION": self.facts.upstart_version,
+                "CONTAINER_DETECT": "yes" if self.facts.container_detect else "no",
                 "HYPERVISOR": ctx.hypervisor_name,
                 "VMBUILDER_VERSION": __version__,
             }
@@ -218,7 +309,7 @@ class DebianFamily(Distro):
     def preflight_check(self) -> None:
         s = self.settings
         if not s.get_bool("insecure"):
-            fprs = require_keyring(self.keyring_path, self.name)
+            fprs = require_keyring(self.keyring(), self.name)
             LOG.debug("archive keys: %s", ", ".join(fprs))
         else:
             LOG.warning("--insecure: archive signatures will NOT be verified")
@@ -256,11 +347,16 @@ class DebianFamily(Distro):
         """
         s = self.settings
         if s["install-mirror"]:
-            return str(s["install-mirror"]), str(s["install-security-mirror"] or s["install-mirror"])
-        return str(s["mirror"]), str(s["install-security-mirror"] or s["security-mirror"] or s["mirror"])
+            mirror = str(s["install-mirror"])
+            return mirror, str(s["install-security-mirror"] or self.security_mirror_for(mirror))
+        mirror = str(s["mirror"])
+        return mirror, str(s["install-security-mirror"] or s["security-mirror"] or self.security_mirror_for(mirror))
 
     def pockets(self) -> tuple[str, ...]:
-        return ("updates", "security")
+        return self.pockets_for(self.release)
+
+    def keyring(self) -> Path:
+        return Path(str(self.settings["keyring"]))
 
     def bootstrap_request(self) -> BootstrapRequest:
         s = self.settings
@@ -274,7 +370,7 @@ class DebianFamily(Distro):
             components=tuple(s.get_list("components")),
             include=tuple(sorted(set(self.base_packages()))),
             variant=None if variant == "default" else variant,
-            keyring=None if s.get_bool("insecure") else self.keyring_path,
+            keyring=None if s.get_bool("insecure") else self.keyring(),
             script=self.debootstrap_script,
             pockets=self.pockets(),
             proxy=s.get_str("proxy"),
@@ -405,11 +501,14 @@ class DebianFamily(Distro):
             "version": self.release.version,
             "components": s.get_list("components"),
             "mirror": mirror,
-            "security_mirror": str(s["security-mirror"] or mirror),
+            "security_mirror": str(s["security-mirror"] or self.security_mirror_for(mirror)),
+            "distro": self.name,
+            "init": self.facts.init,
             "pockets": list(self.pockets()),
-            "keyring": str(self.keyring_path),
+            "keyring": str(self.keyring_path),  # where the guest's own keyring package puts it
             "user": s["user"],
             "systemd_version": self.facts.systemd_version,
+            **self.template_vars,
         }
 
     def configure_os(self) -> None:
@@ -470,3 +569,25 @@ class DebianFamily(Distro):
         root = self.context.rootfs
         for backup in ("passwd-", "group-", "shadow-", "gshadow-", "subuid-", "subgid-"):
             (root / "etc" / backup).unlink(missing_ok=True)
+
+
+def fetch_release_fields(url: str) -> dict[str, str]:
+    """The header fields of a (clear-signed) Release file; only used to learn a suite's name.
+
+    The signature is not checked here; the bootstrap verifies the same file with the keyring.
+    """
+    try:
+        with urllib.request.urlopen(url, timeout=20) as resp:
+            text = resp.read(65536).decode("utf-8", "replace")
+    except OSError:
+        return {}
+    if text.startswith("-----BEGIN PGP SIGNED MESSAGE-----"):
+        text = text.split("\n\n", 1)[-1]  # skip the armor header ("Hash: ...")
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line.strip() and fields:
+            break
+        m = re.match(r"^([A-Za-z-]+):\s*(.*)$", line)
+        if m:
+            fields[m.group(1)] = m.group(2).strip()
+    return fields

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .run import run
+
 
 def installed_packages(root: Path) -> dict[str, str]:
     """Installed packages of the rootfs at `root`, name -> version."""
@@ -25,3 +27,9 @@ def owned_paths(root: Path) -> set[str]:
     for listing in (root / "var/lib/dpkg/info").glob("*.list"):
         owned.update(line for line in listing.read_text(errors="replace").splitlines() if line)
     return owned
+
+
+def divert(root: Path, path: str, to: str) -> None:
+    """`dpkg-divert --local --rename` in the rootfs at `root`, run by the host's dpkg (no chroot,
+    so it works for foreign architectures too); the guest's dpkg reads the same database."""
+    run(["dpkg-divert", f"--root={root}", "--local", "--rename", "--divert", to, "--add", path])

@@ -74,6 +74,10 @@ class Plugin:
     def preflight_check(self) -> None:
         """Refuse bad input before any slow work; raise UserError via die()."""
 
+    def report(self) -> str | None:
+        """Text to print instead of building (e.g. --list-suites); None to build."""
+        return None
+
     def configure_os(self) -> None:
         """Configure the guest inside the chroot (the build mounts are active)."""
 
@@ -174,3 +178,13 @@ def call_hook(plugins: Sequence[Plugin], hook: str, *args: Any) -> None:
             raise
         except Exception as exc:
             raise PluginError(plugin.name, hook, exc) from exc
+
+
+def call_report(plugin: Plugin) -> str | None:
+    """The plugin's report hook, with errors named after the plugin as call_hook does."""
+    try:
+        return plugin.report()
+    except (UserError, KeyboardInterrupt, PluginError):
+        raise
+    except Exception as exc:
+        raise PluginError(plugin.name, "report", exc) from exc

@@ -2,9 +2,11 @@
 installed package) and what (actions), and the engine applies the ones that match.
 
 Every action is upgrade-safe by construction: it writes files that no package owns (the engine
-checks dpkg's file lists and refuses otherwise), systemd masks and drop-ins under /etc, or runs a
-small packaged shell hook. Nothing here edits a file that a package ships, so `apt-get upgrade`
-and `apt-get install --reinstall` cannot undo a tweak.
+checks dpkg's file lists and refuses otherwise), systemd masks and drop-ins or upstart `.override`
+files under /etc, moves a packaged file aside with `dpkg-divert --local --rename` (dpkg then
+installs every later version at the diverted name), or runs a small packaged shell hook. Nothing
+here edits a file that a package ships, so `apt-get upgrade` and `apt-get install --reinstall`
+cannot undo a tweak.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .dpkg import installed_packages, owned_paths
+from .dpkg import divert, installed_packages, owned_paths
 from .shellhooks import run_builtin
 from .suites import Release
 
@@ -34,6 +36,10 @@ class GuestFacts:
     sources: str = "deb822"  # deb822 | one-line
     resolved: bool = True  # /etc/resolv.conf is systemd-resolved's stub
     systemd_version: int = 0
+    upstart_version: str = ""
+    overrides: bool = False  # upstart reads /etc/init/JOB.override (upstart 1.3, oneiric, on)
+    container_detect: bool = False  # upstart ships container-detect.conf (precise on)
+    initctl: bool = False  # something listens on /run/initctl (systemd-initctl up to systemd 257)
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
@@ -45,6 +51,8 @@ class When:
     network: str | None = None
     sources: str | None = None
     resolved: bool | None = None
+    overrides: bool | None = None
+    container_detect: bool | None = None
     installed: str | None = None  # a package that must be installed in the guest
 
     def matches(self, release: Release, facts: GuestFacts, guest: Guest) -> bool:
@@ -60,6 +68,10 @@ class When:
         if self.sources and facts.sources != self.sources:
             return False
         if self.resolved is not None and facts.resolved != self.resolved:
+            return False
+        if self.overrides is not None and facts.overrides != self.overrides:
+            return False
+        if self.container_detect is not None and facts.container_detect != self.container_detect:
             return False
         return not (self.installed and not guest.is_installed(self.installed))
 
@@ -78,8 +90,9 @@ class File:
     mode: int = 0o644
 
     def apply(self, guest: Guest) -> list[str]:
-        guest.write(self.path, guest.render(self.template, guest.vars), self.mode)
-        return [self.path]
+        path = self.path.format(**guest.vars)  # e.g. /etc/apt/sources.list.d/{distro}.sources
+        guest.write(path, guest.render(self.template, guest.vars), self.mode)
+        return [path]
 
     def describe(self) -> str:
         return f"write `{self.path}` (`{self.template}`)"
@@ -132,6 +145,71 @@ class Enable:
 
     def describe(self) -> str:
         return f"enable `{self.unit}` in `{self.wanted_by}`"
+
+
+@dataclass(frozen=True)
+class Override:
+    """Upstart `.override` files (upstart >= 1.3): `manual` keeps a job from starting on events.
+
+    Written for every listed job, installed or not, so a job that arrives later stays off too.
+    """
+
+    jobs: tuple[str, ...]
+    stanza: str = "manual"
+
+    def apply(self, guest: Guest) -> list[str]:
+        paths = []
+        for job in self.jobs:
+            path = f"/etc/init/{job}.override"
+            guest.write(path, f"# Written by vmbuilder-lxc: {job} cannot work in a container.\n{self.stanza}\n", 0o644)
+            paths.append(path)
+        return paths
+
+    def describe(self) -> str:
+        return f"`{self.stanza}` in `/etc/init/JOB.override` for " + ", ".join(f"`{j}`" for j in self.jobs)
+
+
+@dataclass(frozen=True)
+class Divert:
+    """`dpkg-divert --local --rename` packaged files aside (for upstart before 1.3: no overrides).
+
+    The diverted name must not end in .conf, so upstart ignores it; dpkg installs every later
+    version of the file at the diverted name, so an upgrade cannot bring the job back.
+    """
+
+    paths: tuple[str, ...]
+    suffix: str = ".vmbuilder-disabled"
+
+    def apply(self, guest: Guest) -> list[str]:
+        for path in self.paths:
+            guest.divert(path, path + self.suffix)
+        return list(self.paths)
+
+    def describe(self) -> str:
+        return "divert " + ", ".join(f"`{p}`" for p in self.paths) + f" to `*{self.suffix}`"
+
+
+@dataclass(frozen=True)
+class Replace:
+    """Replace a packaged file: divert it aside, then write ours in its place (only where present)."""
+
+    paths: tuple[str, ...]  # candidates; the ones that exist in the guest are replaced
+    template: str
+    mode: int = 0o644
+    suffix: str = ".vmbuilder-orig"
+
+    def apply(self, guest: Guest) -> list[str]:
+        done = []
+        for path in self.paths:
+            if not guest.path(path).exists() and not guest.is_diverted(path):
+                continue
+            guest.divert(path, path + self.suffix)
+            guest.write(path, guest.render(self.template, guest.vars), self.mode, diverted=True)
+            done.append(path)
+        return done
+
+    def describe(self) -> str:
+        return "replace " + " or ".join(f"`{p}`" for p in self.paths) + f" (diverted; `{self.template}`)"
 
 
 @dataclass(frozen=True)
@@ -208,7 +286,7 @@ class Hook:
         return f"hook `hooks/{self.name}.sh`"
 
 
-Action = File | DropIn | Mask | Enable | Symlink | Remove | Truncate | Hook
+Action = File | DropIn | Mask | Enable | Override | Divert | Replace | Symlink | Remove | Truncate | Hook
 
 
 @dataclass(frozen=True)
@@ -273,8 +351,28 @@ class Guest:
         if candidates & self.owned_files():
             raise OwnedFileError(f"refusing to write {guest_path}: a package owns it (not upgrade-safe)")
 
-    def write(self, guest_path: str, text: str, mode: int) -> None:
-        self.check_not_owned(guest_path)
+    def diversions(self) -> dict[str, str]:
+        """dpkg's diversions in the guest: original path -> diverted-to path."""
+        db = self.root / "var/lib/dpkg/diversions"
+        lines = db.read_text(errors="replace").splitlines() if db.exists() else []
+        return {lines[i]: lines[i + 1] for i in range(0, len(lines) - 2, 3)}
+
+    def is_diverted(self, guest_path: str) -> bool:
+        return guest_path in self.diversions()
+
+    def divert(self, guest_path: str, to: str) -> None:
+        """Move a packaged file aside for good (idempotent)."""
+        current = self.diversions().get(guest_path)
+        if current == to:
+            return
+        if current is not None:
+            raise UnsafePathError(f"{guest_path} is already diverted to {current}")
+        self.path(guest_path)
+        divert(self.root, guest_path, to)
+
+    def write(self, guest_path: str, text: str, mode: int, diverted: bool = False) -> None:
+        if not (diverted and self.is_diverted(guest_path)):
+            self.check_not_owned(guest_path)
         target = self.path(guest_path)
         target.parent.mkdir(parents=True, exist_ok=True)
         if target.is_symlink() or target.exists():
@@ -293,7 +391,7 @@ class Guest:
 
 def apply_action(action: Action, guest: Guest) -> list[str]:
     """Apply one action; returns the guest paths it touched."""
-    if not isinstance(action, File | DropIn | Mask | Enable | Symlink | Remove | Truncate | Hook):
+    if not isinstance(action, Action):
         raise TypeError(f"unknown tweak action {action!r}")
     return action.apply(guest)
 

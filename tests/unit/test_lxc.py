@@ -30,6 +30,7 @@ BASE_VARS: dict[str, Any] = {
     "hostname": "web1",
     "ttys": 4,
     "container_ttys": "pts/1 pts/2 pts/3 pts/4",
+    "tty_dir_empty": False,
     "network": "veth",
     "bridge": "lxcbr0",
     "mac": "00:16:3e:12:34:56",
@@ -212,3 +213,9 @@ def test_next_steps_name_the_commands(fake_fs: FakeFilesystem, make_ctx: Context
     assert "lxc-start -P /srv/ct -n web1" in steps
     assert "lxc-attach -P /srv/ct -n web1" in steps
     assert "lxc-console -P /srv/ct -n web1" in steps
+
+
+def test_pre_precise_upstart_guests_get_their_ttys_on_dev_ttyN() -> None:
+    text = Templates().render("lxc/config.j2", {**BASE_VARS, "tty_dir_empty": True})
+    assert "\nlxc.tty.dir =\n" in text
+    assert "lxc.tty.dir" not in Templates().render("lxc/config.j2", BASE_VARS)

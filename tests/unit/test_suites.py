@@ -162,14 +162,14 @@ def test_unknown_suite_lists_the_known_ones(ubuntu: DebianFamily, monkeypatch: p
         asked.append(url)
         return {}
 
-    monkeypatch.setattr("vmbuilder_lxc.plugins.ubuntu.fetch_release_fields", fake_fetch)
+    monkeypatch.setattr("vmbuilder_lxc.distro.fetch_release_fields", fake_fetch)
     with pytest.raises(UserError) as err:
         ubuntu.resolve_suite("frobnicate", dt.date(2025, 11, 21))
     assert asked == ["http://mirror.test/ubuntu/dists/frobnicate/InRelease"]
     assert err.value.message == "unknown ubuntu suite 'frobnicate'"
     hint = err.value.hint or ""
-    assert hint.startswith("use --suite with one of: xenial, bionic, focal, jammy, noble")
-    assert "trusty" not in hint and "vivid" not in hint  # too old to be offered
+    assert hint.startswith("use --suite with one of: lucid, maverick, natty, oneiric, precise")
+    assert "hardy" not in hint and "karmic" not in hint  # too old to be offered
     assert hint.endswith("stonking, devel, lts, stable")
 
 
@@ -177,7 +177,7 @@ def test_version_like_unknown_suite_is_not_probed(ubuntu: DebianFamily, monkeypa
     def no_network(url: str) -> dict[str, str]:
         raise AssertionError(f"network access to {url}")
 
-    monkeypatch.setattr("vmbuilder_lxc.plugins.ubuntu.fetch_release_fields", no_network)
+    monkeypatch.setattr("vmbuilder_lxc.distro.fetch_release_fields", no_network)
     with pytest.raises(UserError, match="unknown ubuntu suite '30.04'"):
         ubuntu.resolve_suite("30.04", dt.date(2025, 11, 21))
 
@@ -188,7 +188,7 @@ def test_suite_the_archive_serves_is_accepted(
     """A series newer than the host's distro-info-data is still buildable (with a warning)."""
     setup_logging(0)
     monkeypatch.setattr(
-        "vmbuilder_lxc.plugins.ubuntu.fetch_release_fields",
+        "vmbuilder_lxc.distro.fetch_release_fields",
         lambda url: {"Origin": "Ubuntu", "Codename": "tapir", "Version": "27.04"},
     )
     release = ubuntu.resolve_suite("tapir", dt.date(2025, 11, 21))
@@ -196,20 +196,22 @@ def test_suite_the_archive_serves_is_accepted(
     assert "not in distro-info-data yet" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize(
-    ("suite", "needle"),
-    [
-        ("trusty", "Ubuntu 14.04 (trusty) boots with upstart"),
-        ("14.04", "Ubuntu 14.04 (trusty) boots with upstart"),
-        ("vivid", "Ubuntu 15.04 (vivid) is a pre-xenial systemd release that is not supported"),
-        ("wily", "Ubuntu 15.10 (wily) is a pre-xenial systemd release that is not supported"),
-    ],
-)
-def test_pre_xenial_suites_are_refused(ubuntu: DebianFamily, suite: str, needle: str) -> None:
+@pytest.mark.parametrize("suite", ["hardy", "8.04", "karmic", "dapper"])
+def test_releases_before_lucid_are_refused(ubuntu: DebianFamily, suite: str) -> None:
     with pytest.raises(UserError) as err:
         ubuntu.resolve_suite(suite, dt.date(2025, 11, 21))
-    assert err.value.message.startswith(needle)
+    assert "predates lucid 10.04" in err.value.message
     assert (err.value.hint or "").startswith("choose a newer --suite (")
+
+
+@pytest.mark.parametrize(
+    ("suite", "init"),
+    [("lucid", "upstart"), ("10.04", "upstart"), ("precise", "upstart"), ("trusty", "upstart"),
+     ("vivid", "systemd"), ("wily", "systemd"), ("xenial", "systemd")],
+)  # fmt: skip
+def test_old_releases_are_not_refused(ubuntu: DebianFamily, suite: str, init: str) -> None:
+    release = ubuntu.resolve_suite(suite, dt.date(2025, 11, 21))
+    assert ubuntu.release_facts(release).init == init
 
 
 @pytest.mark.parametrize(("suite", "series"), [("xenial", "xenial"), ("16.04", "xenial"), ("lts", "noble")])

@@ -1,0 +1,107 @@
+"""Container tweaks every Debian-family distro shares, as data. The distro plugins compose their
+tweak tables from these and their own entries; nothing is written twice.
+
+Each entry names the problem it solves; docs/tweaks-*.md list them per release with the evidence.
+"""
+
+from __future__ import annotations
+
+from vmbuilder_lxc.tweaks import DropIn, Enable, File, Hook, Remove, Symlink, Truncate, Tweak, When
+
+FSTAB = Tweak(
+    "fstab",
+    "The manager mounts /proc, /sys and /dev (with lxcfs or libvirt's views on top); a guest "
+    "fstab entry for them would hide those views, and block devices or swap do not exist.",
+    (File("/etc/fstab", "common/fstab.j2"),),
+    When(init="systemd"),
+)
+
+HOSTNAME = Tweak(
+    "hostname",
+    "The guest's own name, and 127.0.1.1 for it so sudo and mail can resolve it offline.",
+    (File("/etc/hostname", "common/hostname.j2"), File("/etc/hosts", "common/hosts.j2")),
+)
+
+MACHINE_ID = Tweak(
+    "machine-id",
+    "Empty but present: systemd writes a fresh id at first boot, so clones differ (DHCP client "
+    "ids derive from it); 'uninitialized' would trigger preset-all and change the unit set.",
+    (Truncate("/etc/machine-id"), Remove(("/var/lib/dbus/machine-id",))),
+    When(init="systemd"),
+)
+
+DBUS_MACHINE_ID = Tweak(
+    "dbus-machine-id",
+    "No D-Bus machine id in the image: the dbus job makes a fresh one at boot, so clones differ.",
+    (Remove(("/var/lib/dbus/machine-id",)),),
+    When(init="upstart"),
+)
+
+INSTANCE_SECRETS = Tweak(
+    "instance-secrets",
+    "No random seed or credential secret may be shared between containers built from one cache.",
+    (Remove(("/var/lib/systemd/random-seed", "/var/lib/systemd/credential.secret", "/var/lib/urandom/random-seed")),),
+)
+
+SSH_HOST_KEYS = Tweak(
+    "ssh-host-keys",
+    "Keys are removed so every container gets its own; sshd does not create missing keys "
+    "(ExecStartPre=sshd -t fails), so a oneshot runs ssh-keygen -A at boot and before sshd.",
+    (
+        Remove(("/etc/ssh/ssh_host_*",)),
+        File("/etc/systemd/system/vmbuilder-ssh-hostkeys.service", "systemd/ssh-hostkeys.service.j2"),
+        Enable("vmbuilder-ssh-hostkeys.service"),
+        DropIn("ssh.service", "systemd/ssh-hostkeys-dropin.conf.j2", "10-vmbuilder-hostkeys.conf"),
+    ),
+    When(init="systemd", installed="openssh-server"),
+)
+
+NETWORK_IFUPDOWN = Tweak(
+    "network-ifupdown",
+    "eth0 by DHCP (or --ip) with ifupdown; allow-hotplug so that a missing eth0 never blocks boot.",
+    (File("/etc/network/interfaces", "ifupdown/interfaces.j2"),),
+    When(network="ifupdown"),
+)
+
+RESOLV_CONF_RESOLVED = Tweak(
+    "resolv-conf-resolved",
+    "The guest resolves through systemd-resolved's stub, not the build host's resolvers.",
+    (Symlink("/etc/resolv.conf", "../run/systemd/resolve/stub-resolv.conf"),),
+    When(init="systemd", resolved=True),
+)
+
+RESOLV_CONF_STATIC = Tweak(
+    "resolv-conf-static",
+    "Without systemd-resolved the guest gets its name servers from --dns or from DHCP.",
+    (File("/etc/resolv.conf", "common/resolv.conf.j2"),),
+    When(resolved=False),
+)
+
+APT_SOURCES_DEB822 = Tweak(
+    "apt-sources-deb822",
+    "Release, -updates and -security in deb822 form with Signed-By (the default from Ubuntu 24.04 and Debian 13 on).",
+    (
+        File("/etc/apt/sources.list.d/{distro}.sources", "apt/deb822.sources.j2"),
+        File("/etc/apt/sources.list", "apt/sources.list-deb822.j2"),
+    ),
+    When(sources="deb822"),
+)
+
+APT_SOURCES_ONE_LINE = Tweak(
+    "apt-sources-one-line",
+    "Release, -updates and -security as one-line sources (the older format).",
+    (File("/etc/apt/sources.list", "apt/sources.list.j2"),),
+    When(sources="one-line"),
+)
+
+LOCALE = Tweak(
+    "locale",
+    "C.UTF-8 unless --lang says otherwise; the host's LANG never leaks in.",
+    (File("/etc/default/locale", "common/locale.j2"),),
+)
+
+TIMEZONE = Tweak(
+    "timezone",
+    "UTC unless --timezone says otherwise, recorded by tzdata itself so that its upgrades keep it.",
+    (Hook("timezone", ("/etc/localtime",)),),
+)
