@@ -247,8 +247,15 @@ class DebianFamily(Distro):
     def suite_rows(self, today: dt.date | None = None) -> list[dict[str, str]]:
         """One row per known release for --list-suites."""
         today = today or dt.date.today()
+        table = self.releases()
+        releases = list(table.releases)
+        if table.find("devel", today) is None:
+            # distro-info-data lags behind a new development series; the archive knows it.
+            devel = self.probe_unknown_suite("devel", table)
+            if devel is not None and devel.series not in table.names():
+                releases.append(devel)
         rows = []
-        for release in self.releases().releases:
+        for release in releases:
             why = self.unsupported(release)
             facts = self.release_facts(release) if not why else None
             rows.append(

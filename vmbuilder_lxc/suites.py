@@ -53,6 +53,8 @@ class Release:
         return self.created is not None and self.created > today
 
     def status(self, today: dt.date) -> str:
+        if not self.in_distro_info:
+            return "devel"  # found in the archive only: a series newer than distro-info-data
         if self.is_future(today):
             return "future"
         if self.is_devel(today):

@@ -44,6 +44,7 @@ version,codename,series,created,release,eol,eol-server,eol-esm,eol-legacy
 13.04,Raring Ringtail,raring,2012-10-18,2013-04-25,2014-01-27
 13.10,Saucy Salamander,saucy,2013-04-25,2013-10-17,2014-07-17
 14.04 LTS,Trusty Tahr,trusty,2013-10-17,2014-04-17,2019-04-25,2019-04-25,2024-04-25,2026-04-25
+14.10,Utopic Unicorn,utopic,2014-04-17,2014-10-23,2015-07-23
 15.04,Vivid Vervet,vivid,2014-10-23,2015-04-23,2016-02-04
 15.10,Wily Werewolf,wily,2015-04-23,2015-10-22,2016-07-28
 16.04 LTS,Xenial Xerus,xenial,2015-10-22,2016-04-21,2021-04-21,2021-04-30,2026-04-23,2028-04-25

@@ -7,6 +7,7 @@ distro-info-data version or on today's date.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 
 import pytest
@@ -223,3 +224,76 @@ def test_release_is_a_frozen_value() -> None:
     r = Release("ubuntu", "noble", "24.04", "Noble Numbat", None, None, None)
     with pytest.raises(AttributeError):
         r.series = "jammy"  # type: ignore[misc]
+
+
+# -- --list-suites ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def no_archive(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("vmbuilder_lxc.distro.fetch_release_fields", lambda url: {})
+
+
+def list_suites(fake_fs: FakeFilesystem, make_ctx: ContextFactory, *argv: str) -> str | None:
+    ctx = make_ctx("--list-suites", "--arch", "amd64", "--mirror", "http://mirror.test/ubuntu", *argv)
+    assert isinstance(ctx.distro, DebianFamily)
+    return ctx.distro.report()
+
+
+def test_list_suites_shows_every_release_with_init_and_support(
+    fake_fs: FakeFilesystem, make_ctx: ContextFactory, no_archive: None
+) -> None:
+    fake_fs.create_file(CSV_PATH, contents=CSV)
+    text = list_suites(fake_fs, make_ctx) or ""
+    rows = {line.split()[0]: line for line in text.splitlines()[1:]}
+    assert text.splitlines()[0].split() == [
+        "SERIES", "VERSION", "CODENAME", "RELEASED", "STATUS", "INIT", "NETWORK", "SUPPORTED",
+    ]  # fmt: skip
+    assert list(rows)[0] == "warty" and list(rows)[-1] == "stonking"
+    for series in ("lucid", "maverick", "natty", "oneiric", "precise", "trusty", "utopic"):
+        assert rows[series].split()[-3:] == ["upstart", "ifupdown", "yes"], rows[series]
+    for series in ("vivid", "xenial"):
+        assert rows[series].split()[-3:] == ["systemd", "ifupdown", "yes"]
+    for series in ("bionic", "noble", "resolute", "stonking"):
+        assert rows[series].split()[-3:] == ["systemd", "netplan", "yes"]
+    assert "no: Ubuntu 8.04 (hardy) predates lucid 10.04" in rows["hardy"]
+    assert " eol " in rows["lucid"]
+
+
+def test_a_release_added_to_distro_info_is_listed_without_a_code_change(
+    fake_fs: FakeFilesystem, make_ctx: ContextFactory, no_archive: None
+) -> None:
+    fake_fs.create_file(CSV_PATH, contents=CSV + "27.04,Tenacious Tapir,tenacious,2026-10-15,2027-04-22,2028-01-15\n")
+    text = list_suites(fake_fs, make_ctx) or ""
+    row = text.splitlines()[-1].split()
+    assert row[:3] == ["tenacious", "27.04", "Tenacious"]
+    assert row[-3:] == ["systemd", "netplan", "yes"]
+
+
+def test_list_suites_as_json(fake_fs: FakeFilesystem, make_ctx: ContextFactory, no_archive: None) -> None:
+    fake_fs.create_file(CSV_PATH, contents=CSV)
+    rows = json.loads(list_suites(fake_fs, make_ctx, "--json") or "")
+    lucid = next(r for r in rows if r["series"] == "lucid")
+    assert (lucid["init"], lucid["supported"], lucid["version"]) == ("upstart", "yes", "10.04")
+
+
+def test_no_report_without_list_suites(fake_fs: FakeFilesystem, make_ctx: ContextFactory) -> None:
+    ctx = make_ctx("--arch", "amd64")
+    assert ctx.distro.report() is None
+
+
+def test_list_suites_adds_the_devel_series_the_archive_serves(
+    fake_fs: FakeFilesystem, make_ctx: ContextFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_fs.create_file(CSV_PATH, contents=CSV)
+    asked: list[str] = []
+
+    def fake_fetch(url: str) -> dict[str, str]:
+        asked.append(url)
+        return {"Codename": "tenacious", "Version": "27.04"}
+
+    monkeypatch.setattr("vmbuilder_lxc.distro.fetch_release_fields", fake_fetch)
+    last = (list_suites(fake_fs, make_ctx) or "").splitlines()[-1].split()
+    assert asked == ["http://mirror.test/ubuntu/dists/devel/InRelease"]
+    assert last[:2] == ["tenacious", "27.04"] and "devel" in last
+    assert last[-3:] == ["systemd", "netplan", "yes"]
