@@ -131,20 +131,50 @@ class Mask:
         return "mask " + ", ".join(f"`{u}`" for u in self.units)
 
 
+UNIT_DIRS = ("/usr/lib/systemd/system", "/lib/systemd/system")  # where packages ship units
+
+
 @dataclass(frozen=True)
 class Enable:
-    """Enable a unit the way `systemctl enable` does: a symlink in TARGET.wants."""
+    """Enable a unit the way `systemctl enable` does: a symlink in TARGET.wants to the unit file.
+
+    Our own units (written to /etc/systemd/system by an earlier action) are linked there. A packaged
+    unit that its package leaves disabled (Debian's systemd-networkd) is linked to the path its
+    package ships it at, /usr/lib/systemd/system or /lib/systemd/system (bookworm's systemd still
+    uses /lib), as systemctl would. `aliases` are the unit's Alias= names, linked in
+    /etc/systemd/system like `systemctl enable` does.
+    """
 
     unit: str
     wanted_by: str = "multi-user.target"
+    aliases: tuple[str, ...] = ()
+
+    def unit_file(self, guest: Guest) -> str:
+        """The guest path of the unit file to link to."""
+        own = f"/etc/systemd/system/{self.unit}"
+        if os.path.lexists(guest.path(own)):
+            return own
+        packaged = [f"{d}/{self.unit}" for d in UNIT_DIRS]
+        owned = guest.owned_files()
+        for path in packaged:  # the path dpkg lists is the one systemctl links to
+            if path in owned:
+                return path
+        for path in packaged:
+            if guest.path(path).exists():
+                return path
+        return own  # a unit of ours that a later action writes
 
     def apply(self, guest: Guest) -> list[str]:
-        path = f"/etc/systemd/system/{self.wanted_by}.wants/{self.unit}"
-        guest.symlink(path, f"/etc/systemd/system/{self.unit}")
-        return [path]
+        target = self.unit_file(guest)
+        paths = [f"/etc/systemd/system/{self.wanted_by}.wants/{self.unit}"]
+        paths += [f"/etc/systemd/system/{alias}" for alias in self.aliases]
+        for path in paths:
+            guest.symlink(path, target)
+        return paths
 
     def describe(self) -> str:
-        return f"enable `{self.unit}` in `{self.wanted_by}`"
+        text = f"enable `{self.unit}` in `{self.wanted_by}`"
+        return text + "".join(f", alias `{a}`" for a in self.aliases)
 
 
 @dataclass(frozen=True)

@@ -547,6 +547,69 @@ def test_mask_dropin_and_enable_actions(fs: FakeFilesystem) -> None:
     assert stat.S_IMODE((ROOT / "etc/f").stat().st_mode) == 0o640
 
 
+def test_enable_links_our_own_unit_in_etc(fs: FakeFilesystem) -> None:
+    """A unit we wrote to /etc/systemd/system wins over a packaged one of the same name."""
+    fs.create_file(ROOT / "etc/systemd/system/c.service", contents="[Unit]\n")
+    fs.create_file(ROOT / "usr/lib/systemd/system/c.service", contents="[Unit]\n")
+    guest = Guest(ROOT, lambda n, v: "", {}, {})
+    apply_action(Enable("c.service"), guest)
+    assert os.readlink(ROOT / "etc/systemd/system/multi-user.target.wants/c.service") == "/etc/systemd/system/c.service"
+
+
+@pytest.mark.parametrize("unit_dir", ["/usr/lib/systemd/system", "/lib/systemd/system"])
+def test_enable_links_a_packaged_unit_where_its_package_ships_it(fs: FakeFilesystem, unit_dir: str) -> None:
+    """As `systemctl enable` does: bookworm's systemd ships units in /lib, trixie's in /usr/lib.
+
+    On merged /usr both paths exist; the one dpkg lists is the one systemctl would link to.
+    """
+    fs.create_file(ROOT / "usr/lib/systemd/system/systemd-networkd.service", contents="[Unit]\n")
+    fs.create_file(ROOT / "usr/lib/systemd/system/systemd-networkd.socket", contents="[Socket]\n")
+    fs.create_symlink(ROOT / "lib", "usr/lib")
+    fs.create_file(
+        ROOT / "var/lib/dpkg/info/systemd.list",
+        contents=f"/.\n{unit_dir}\n{unit_dir}/systemd-networkd.service\n{unit_dir}/systemd-networkd.socket\n",
+    )
+    guest = Guest(ROOT, lambda n, v: "", {}, {})
+    enable = Enable("systemd-networkd.service", aliases=("dbus-org.freedesktop.network1.service",))
+    assert apply_action(enable, guest) == [
+        "/etc/systemd/system/multi-user.target.wants/systemd-networkd.service",
+        "/etc/systemd/system/dbus-org.freedesktop.network1.service",
+    ]
+    etc = ROOT / "etc/systemd/system"
+    unit = f"{unit_dir}/systemd-networkd.service"
+    assert os.readlink(etc / "multi-user.target.wants/systemd-networkd.service") == unit
+    assert os.readlink(etc / "dbus-org.freedesktop.network1.service") == unit
+    assert apply_action(Enable("systemd-networkd.socket", "sockets.target"), guest) == [
+        "/etc/systemd/system/sockets.target.wants/systemd-networkd.socket"
+    ]
+    assert os.readlink(etc / "sockets.target.wants/systemd-networkd.socket") == f"{unit_dir}/systemd-networkd.socket"
+
+
+def test_enable_a_unit_no_package_lists_uses_the_file_that_exists(fs: FakeFilesystem) -> None:
+    fs.create_file(ROOT / "lib/systemd/system/d.service", contents="[Unit]\n")
+    guest = Guest(ROOT, lambda n, v: "", {}, {})
+    apply_action(Enable("d.service", "timers.target"), guest)
+    assert os.readlink(ROOT / "etc/systemd/system/timers.target.wants/d.service") == "/lib/systemd/system/d.service"
+
+
+def test_enable_is_idempotent_and_describes_aliases(fs: FakeFilesystem) -> None:
+    fs.create_file(ROOT / "usr/lib/systemd/system/e.service", contents="[Unit]\n")
+    guest = Guest(ROOT, lambda n, v: "", {}, {})
+    enable = Enable("e.service", aliases=("e-alias.service",))
+    assert apply_action(enable, guest) == apply_action(enable, guest)
+    assert os.readlink(ROOT / "etc/systemd/system/e-alias.service") == "/usr/lib/systemd/system/e.service"
+    assert enable.describe() == "enable `e.service` in `multi-user.target`, alias `e-alias.service`"
+
+
+def test_enable_refuses_to_replace_a_packaged_link(fs: FakeFilesystem) -> None:
+    """An Alias= link that a package ships itself must not be rewritten (not upgrade-safe)."""
+    fs.create_file(ROOT / "usr/lib/systemd/system/f.service", contents="[Unit]\n")
+    fs.create_file(ROOT / "var/lib/dpkg/info/f.list", contents="/.\n/etc/systemd/system/f-alias.service\n")
+    guest = Guest(ROOT, lambda n, v: "", {}, {})
+    with pytest.raises(OwnedFileError):
+        apply_action(Enable("f.service", aliases=("f-alias.service",)), guest)
+
+
 def test_file_replaces_a_symlink_instead_of_writing_through_it(fs: FakeFilesystem) -> None:
     """Writing through /etc/resolv.conf -> /run/... would escape into the build host's /run."""
     fs.create_file("/run/systemd/resolve/stub-resolv.conf", contents="host\n")
