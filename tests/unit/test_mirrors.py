@@ -8,7 +8,6 @@ its mirror-selecting header (always), in a fake file system.
 from __future__ import annotations
 
 import subprocess
-
 from pathlib import Path
 
 import pytest
