@@ -49,6 +49,7 @@ setup(
         "vmbuilder_lxc.plugins": [
             "lxc = vmbuilder_lxc.plugins.lxc:LXC",
             "ubuntu = vmbuilder_lxc.plugins.ubuntu:Ubuntu",
+            "debian = vmbuilder_lxc.plugins.debian:Debian",
             "postinst = vmbuilder_lxc.plugins.postinst:PostInst",
         ],
     },

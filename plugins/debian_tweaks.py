@@ -1,0 +1,40 @@
+"""The debian plugin's tweak table: the shared Debian-family tweaks and Debian's own network
+configuration (systemd-networkd), as data filtered by release. docs/tweaks-debian.md lists them
+per release.
+"""
+
+from __future__ import annotations
+
+from vmbuilder_lxc.tweaks import Enable, File, Tweak, When
+
+from . import common_tweaks as common
+
+NETWORK_NETWORKD = Tweak(
+    "network-networkd",
+    "eth0 by DHCP (or --ip) with systemd-networkd, which Debian ships disabled: enable it (with its "
+    "socket and D-Bus alias, as systemctl enable does). RequiredForOnline=no, and "
+    "systemd-networkd-wait-online stays disabled, so a container without eth0 (--network none) "
+    "does not wait for it at boot. systemd-network-generator (Also= of networkd) is left off: it "
+    "reads ip= from /proc/cmdline, which in a container is the host's.",
+    (
+        File("/etc/systemd/network/10-lxc-eth0.network", "networkd/10-lxc-eth0.network.j2"),
+        Enable("systemd-networkd.service", aliases=("dbus-org.freedesktop.network1.service",)),
+        Enable("systemd-networkd.socket", "sockets.target"),
+    ),
+    When(init="systemd", network="networkd"),
+)
+
+TWEAKS: tuple[Tweak, ...] = (
+    common.FSTAB,
+    common.HOSTNAME,
+    common.MACHINE_ID,
+    common.INSTANCE_SECRETS,
+    common.SSH_HOST_KEYS,
+    NETWORK_NETWORKD,
+    common.RESOLV_CONF_RESOLVED,
+    common.RESOLV_CONF_STATIC,
+    common.APT_SOURCES_DEB822,
+    common.APT_SOURCES_ONE_LINE,
+    common.LOCALE,
+    common.TIMEZONE,
+)
