@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from vmbuilder_lxc.docgen import GENERATORS
+from vmbuilder_lxc.docgen import GENERATORS, TWEAK_DOCS, main, tweaks_doc_name
+from vmbuilder_lxc.plugin import discover
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,3 +26,21 @@ def test_readme_quick_start_has_exactly_two_commands() -> None:
     assert commands == ["bash quickstart.sh demo", "bash quickstart.sh test"]
     ci = (ROOT / ".ci/run").read_text()
     assert "quickstart.sh test" in ci, ".ci/run must run the README's test command"
+
+
+def test_every_distro_plugin_has_a_current_tweaks_reference() -> None:
+    """docs/tweaks.md is the ubuntu plugin's, docs/tweaks-DISTRO.md every other distro's."""
+    distros = {name for name, cls in discover().items() if cls.kind == "distro"}
+    assert {"ubuntu", "debian"} <= distros
+    assert distros <= set(TWEAK_DOCS.values())
+    for name, distro in TWEAK_DOCS.items():
+        assert tweaks_doc_name(distro) == name
+        text = (ROOT / f"docs/{name}.md").read_text()
+        assert text.startswith(f"# Container tweaks of the `{distro}` plugin")
+        assert f"docgen {name}`" in text
+
+
+def test_docgen_takes_the_distro_as_an_argument(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["tweaks", "debian"]) == 0
+    assert capsys.readouterr().out == (ROOT / "docs/tweaks-debian.md").read_text()
+    assert main(["tweaks", "nosuchdistro"]) == 2

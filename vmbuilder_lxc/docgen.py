@@ -1,12 +1,15 @@
 """Generate documentation from the settings table, so docs never drift from the CLI.
 
     python3 -m vmbuilder_lxc.docgen options > docs/options.md
+    python3 -m vmbuilder_lxc.docgen tweaks > docs/tweaks.md                # the ubuntu plugin's
+    python3 -m vmbuilder_lxc.docgen tweaks-debian > docs/tweaks-debian.md  # or: tweaks debian
 
-A unit test regenerates the file and compares.
+Each generator NAME writes docs/NAME.md; a unit test regenerates every file and compares.
 """
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Callable, Iterable
 
@@ -72,13 +75,22 @@ def _when(w: When) -> str:
     return ", ".join(parts) or "every release"
 
 
+# Generator name -> distro whose tweak table it documents (docs/NAME.md). The ubuntu plugin's
+# keeps its original name, docs/tweaks.md.
+TWEAK_DOCS = {"tweaks": "ubuntu", "tweaks-debian": "debian"}
+
+
+def tweaks_doc_name(distro: str) -> str:
+    return next((name for name, d in TWEAK_DOCS.items() if d == distro), f"tweaks-{distro}")
+
+
 def tweaks_markdown(distro: str = "ubuntu") -> str:
     ctx = make_context("lxc", distro, discover())
     table = ctx.distro.tweak_table()  # type: ignore[attr-defined]
     lines = [
         f"# Container tweaks of the `{distro}` plugin",
         "",
-        "Generated from the tweak table by `python3 -m vmbuilder_lxc.docgen tweaks`; do not edit.",
+        f"Generated from the tweak table by `python3 -m vmbuilder_lxc.docgen {tweaks_doc_name(distro)}`; do not edit.",
         "See docs/design.md for why every tweak is upgrade-safe.",
         "",
         "| tweak | applies to | what | why |",
@@ -90,11 +102,16 @@ def tweaks_markdown(distro: str = "ubuntu") -> str:
     return "\n".join(lines) + "\n"
 
 
-GENERATORS: dict[str, Callable[[], str]] = {"options": options_markdown, "tweaks": tweaks_markdown}
+GENERATORS: dict[str, Callable[[], str]] = {
+    "options": options_markdown,
+    **{name: functools.partial(tweaks_markdown, distro) for name, distro in TWEAK_DOCS.items()},
+}
 
 
 def main(argv: Iterable[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) == 2 and args[0] == "tweaks":  # `tweaks DISTRO` is the generator of that distro
+        args = [tweaks_doc_name(args[1])]
     if len(args) != 1 or args[0] not in GENERATORS:
         print(f"usage: python3 -m vmbuilder_lxc.docgen {{{'|'.join(GENERATORS)}}}", file=sys.stderr)
         return 2
