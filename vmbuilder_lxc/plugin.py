@@ -31,6 +31,7 @@ ENTRY_POINT_GROUP = "vmbuilder_lxc.plugins"
 BUILTIN_PLUGINS = {
     "lxc": "vmbuilder_lxc.plugins.lxc:LXC",
     "ubuntu": "vmbuilder_lxc.plugins.ubuntu:Ubuntu",
+    "debian": "vmbuilder_lxc.plugins.debian:Debian",
     "postinst": "vmbuilder_lxc.plugins.postinst:PostInst",
 }
 KINDS = ("hypervisor", "distro", "plugin")
