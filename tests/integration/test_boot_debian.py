@@ -1,0 +1,122 @@
+"""Build Debian containers with the real tool and boot them with lxc-start (issue #3, the debian plugin).
+
+One cold build per suite; the second test reuses the cached base (a cache hit takes seconds) to check
+networkd with a real eth0 on a throwaway bridge that has no DHCP server.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from .conftest import Build, Builder, Container
+
+SUITES = ["bookworm", "trixie"]
+BUILDS: dict[str, Build] = {}
+TEST_BRIDGE = "vmbdeb0"
+
+
+def build(builder: Builder, suite: str, dest: Path, *args: str) -> Build:
+    result = builder.run("--suite", suite, *args, "-d", str(dest), distro="debian").check()
+    BUILDS.setdefault(suite, result)
+    return result
+
+
+@pytest.mark.parametrize("suite", SUITES)
+def test_debian_boots_to_running(
+    suite: str, builder: Builder, ssh_key: Path, tmp_path: Path, container: Callable[[Path], Container], lxcfs: Path
+) -> None:
+    """`vmbuilder lxc debian --suite SUITE` boots to `running` with no failed units."""
+    dest = tmp_path / "deb1"
+    b = build(builder, suite, dest, "--hostname", "deb1", "--user", "alice", "--ssh-user-key", str(ssh_key),
+              "--network", "none")  # fmt: skip
+    assert b.summary["release"] == {
+        "distro": "debian", "series": suite, "version": {"bookworm": "12", "trixie": "13"}[suite],
+        "codename": suite.capitalize(), "init": "systemd", "network": "networkd",
+    }  # fmt: skip
+    print(f"{suite}: cold build {b.seconds:.1f} s (cache hit: {b.summary['cache']['hit']})")
+    rootfs = b.rootfs
+    assert f"VERSION_CODENAME={suite}" in (rootfs / "etc/os-release").read_text()
+    assert not list((rootfs / "etc/ssh").glob("ssh_host_*")), "the image must carry no host keys"
+
+    started = time.monotonic()
+    c = container(dest)
+    state = c.wait_running(timeout=30)
+    boot_seconds = time.monotonic() - started
+    assert state == "running", f"{suite}: {state}, failed units: {c.failed_units()}"
+    assert boot_seconds < 15, f"{suite} took {boot_seconds:.1f} s to reach running"
+    # sshd runs with keys made at this boot, and alice logs in with her key and may sudo.
+    assert "ssh-ed25519" in c.sh("ssh-keyscan -T 10 -t ed25519 127.0.0.1 2>/dev/null")
+    assert c.sh("systemctl is-active ssh.service") == "active"
+    assert c.sh("ls /etc/ssh/ssh_host_ed25519_key.pub") == "/etc/ssh/ssh_host_ed25519_key.pub"
+    private = rootfs / "root/alice-key"
+    private.write_bytes(ssh_key.with_suffix("").read_bytes())
+    private.chmod(0o600)
+    ssh = "ssh -i /root/alice-key -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
+    assert c.sh(f"{ssh} alice@127.0.0.1 'id -un; sudo -n id -u' 2>/dev/null").split() == ["alice", "0"]
+    private.unlink()
+    time.sleep(2)
+    assert c.failed_units() == []
+    assert c.sh("systemctl is-system-running") == "running"
+    assert c.sh("hostname") == "deb1"
+    assert "sudo" in c.sh("id -nG alice").split()
+    assert c.sh("passwd -S root").split()[1] == "L", "root must be locked"
+    assert re.fullmatch(r"[0-9a-f]{32}", c.sh("cat /etc/machine-id"))
+    # networkd and resolved run; nothing waits for the (absent) eth0.
+    assert c.sh("systemctl is-active systemd-networkd.service systemd-resolved.service").split() == ["active"] * 2
+    assert c.sh("systemctl is-enabled systemd-networkd-wait-online.service || true") != "enabled"
+    assert c.sh("readlink /etc/resolv.conf") == "../run/systemd/resolve/stub-resolv.conf"
+    assert c.sh("systemctl is-active console-getty.service") == "active"
+    # apt and dpkg are consistent, without the network.
+    c.sh("apt-get check -q")
+    assert c.sh("dpkg --audit") == ""
+    sources = c.sh("cat /etc/apt/sources.list.d/debian.sources 2>/dev/null || cat /etc/apt/sources.list")
+    assert f"{suite}-security" in sources and "/debian-security" in sources
+    assert c.stop() < 10
+
+
+@pytest.fixture
+def test_bridge() -> Iterator[str]:
+    """A host bridge with no DHCP server, removed afterwards."""
+    subprocess.run(["ip", "link", "del", TEST_BRIDGE], check=False, capture_output=True)  # left by a killed run
+    subprocess.run(["ip", "link", "add", TEST_BRIDGE, "type", "bridge"], check=True)
+    try:
+        subprocess.run(["ip", "link", "set", TEST_BRIDGE, "up"], check=True)
+        yield TEST_BRIDGE
+    finally:
+        subprocess.run(["ip", "link", "del", TEST_BRIDGE], check=False)
+
+
+@pytest.mark.parametrize(("ip", "expected"), [("dhcp", None), ("10.213.7.10", "10.213.7.10/24")])
+def test_networkd_configures_eth0_without_blocking_boot(
+    ip: str,
+    expected: str | None,
+    builder: Builder,
+    tmp_path: Path,
+    container: Callable[[Path], Container],
+    lxcfs: Path,
+    test_bridge: str,
+) -> None:
+    """With an eth0 and no DHCP answer boot does not wait; a static --ip is applied by networkd."""
+    args = ["--bridge", test_bridge, "--ip", ip] + (["--gw", "10.213.7.1", "--dns", "10.213.7.1"] if expected else [])
+    b = build(builder, "trixie", tmp_path / "net1", *args)
+    started = time.monotonic()
+    c = container(b.dest)
+    assert c.wait_running(30) == "running", c.failed_units()
+    assert time.monotonic() - started < 15
+    links = c.sh("networkctl list --no-legend eth0")
+    assert "configur" in links or "routable" in links or "degraded" in links, links
+    if expected:
+        for _ in range(20):
+            if expected in c.sh("ip -4 -o addr show dev eth0"):
+                break
+            time.sleep(0.5)
+        assert expected in c.sh("ip -4 -o addr show dev eth0")
+        assert "default via 10.213.7.1" in c.sh("ip -4 route")
+        assert "10.213.7.1" in c.sh("resolvectl dns eth0")
+    assert c.failed_units() == []
