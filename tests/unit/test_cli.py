@@ -126,8 +126,8 @@ def test_help_with_global_flags_first(capsys: pytest.CaptureFixture[str]) -> Non
     ("argv", "needles"),
     [
         (["xen", "ubuntu"], ["unknown hypervisor 'xen'", "installed: lxc"]),
-        (["lxc", "fedora"], ["unknown distro 'fedora'", "installed: ubuntu"]),
-        (["lxc"], ["missing DISTRO after 'lxc'", "installed distros: ubuntu"]),
+        (["lxc", "fedora"], ["unknown distro 'fedora'", "installed: debian, ubuntu"]),
+        (["lxc"], ["missing DISTRO after 'lxc'", "installed distros: debian, ubuntu"]),
         (["--suite", "noble"], ["missing HYPERVISOR and DISTRO"]),
         (["lxc", "ubuntu", "--hostnam", "web"], ["unrecognized arguments: --hostnam web", "did you mean --hostname?"]),
         (["lxc", "ubuntu", "--sute=noble"], ["unrecognized arguments: --sute=noble", "did you mean --suite?"]),
