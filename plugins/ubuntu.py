@@ -75,6 +75,13 @@ BASE_PACKAGES: PackagesTable = [
     ("22.10", None, ("systemd-resolved",)),
 ]  # fmt: skip
 
+# (first version, last version or None, packages) – pulled in by debootstrap's resolver, which takes
+# the first alternative: xenial's libpam-systemd depends on "systemd-shim | systemd-sysv", and the
+# shim brings cgmanager, whose cgproxy.service fails in a container at the first login.
+UNWANTED_PACKAGES: PackagesTable = [
+    ("15.04", "16.10", ("systemd-shim", "cgmanager")),
+]
+
 
 class Ubuntu(DebianFamily):
     name: ClassVar[str] = "ubuntu"
@@ -86,6 +93,7 @@ class Ubuntu(DebianFamily):
     min_version: ClassVar[tuple[int, ...]] = (10, 4)
     facts_table: ClassVar[FactsTable] = RELEASE_FACTS
     packages_table: ClassVar[PackagesTable] = BASE_PACKAGES
+    unwanted_table: ClassVar[PackagesTable] = UNWANTED_PACKAGES
     tweaks: ClassVar[tuple[Tweak, ...]] = TWEAKS
     template_vars: ClassVar[dict[str, Any]] = {"manager_mounts": MANAGER_MOUNTS}
     # xenial's systemd postinst runs chfn, which fails in mmdebstrap's essential phase.

@@ -81,6 +81,7 @@ class DebianFamily(Distro):
     min_version: ClassVar[tuple[int, ...]] = ()
     facts_table: ClassVar[FactsTable] = ()
     packages_table: ClassVar[PackagesTable] = ()
+    unwanted_table: ClassVar[PackagesTable] = ()
     tweaks: ClassVar[Sequence[Tweak]] = ()
     mmdebstrap_since: ClassVar[str] = ""  # first version mmdebstrap can bootstrap with our packages
     template_vars: ClassVar[dict[str, Any]] = {}  # extra data for the tweak templates
@@ -180,13 +181,20 @@ class DebianFamily(Distro):
             values["initctl"] = int(str(values.get("systemd_version", 0))) < 258
         return GuestFacts(**values)  # type: ignore[arg-type]
 
-    def base_packages(self) -> list[str]:
+    def _from_table(self, table: PackagesTable) -> list[str]:
         key = self.release.version_key
         out: list[str] = []
-        for since, until, packages in self.packages_table:
+        for since, until, packages in table:
             if key >= version_key(since) and (until is None or key[: len(version_key(until))] <= version_key(until)):
                 out += packages
         return out
+
+    def base_packages(self) -> list[str]:
+        return self._from_table(self.packages_table)
+
+    def unwanted_packages(self) -> list[str]:
+        """Packages the bootstrap's resolver pulls in that break a container; purged after it."""
+        return self._from_table(self.unwanted_table)
 
     def tweak_table(self) -> Sequence[Tweak]:
         return self.tweaks
@@ -396,6 +404,7 @@ class DebianFamily(Distro):
             "variant": req.variant,
             "components": list(req.components),
             "packages": list(req.include),
+            "unwanted": sorted(self.unwanted_packages()),
             "addpkg": sorted(s.get_list("addpkg")),
             "removepkg": sorted(s.get_list("removepkg")),
             "mirror": req.mirror,
@@ -443,7 +452,9 @@ class DebianFamily(Distro):
         bootstrap(backend, req, ctx.rootfs, env_extra=ctx.facts, setup_hooks=shellhooks.stage_scripts(dirs, "setup"))
         shellhooks.run_stage(dirs, "essential", ctx.rootfs, ctx.facts)
         s = self.settings
-        needs_apt = backend == "debootstrap" or s["addpkg"] or s["removepkg"] or s["seedfile"]
+        needs_apt = (
+            backend == "debootstrap" or s["addpkg"] or s["removepkg"] or s["seedfile"] or self.unwanted_packages()
+        )
         if needs_apt:
             with Chroot(ctx.rootfs, apt_proxy=s.get_str("proxy")) as chroot, step("Installing packages"):
                 self.package_phase(chroot, req)
@@ -459,8 +470,10 @@ class DebianFamily(Distro):
             chroot.run("debconf-set-selections", input=Path(seed).read_text())
         if s["addpkg"]:
             chroot.run(*APT_GET, "install", *s.get_list("addpkg"), progress="apt-get install")
-        if s["removepkg"]:
-            chroot.run(*APT_GET, "purge", "--autoremove", *s.get_list("removepkg"), progress="apt-get purge")
+        unwanted = sorted(set(self.unwanted_packages()) & set(installed_packages(self.context.rootfs)))
+        removepkg = s.get_list("removepkg") + unwanted
+        if removepkg:
+            chroot.run(*APT_GET, "purge", "--autoremove", *removepkg, progress="apt-get purge")
         chroot.run(*APT_GET, "clean")
 
     def scrub_base(self) -> None:

@@ -297,3 +297,13 @@ def test_list_suites_adds_the_devel_series_the_archive_serves(
     assert asked == ["http://mirror.test/ubuntu/dists/devel/InRelease"]
     assert last[:2] == ["tenacious", "27.04"] and "devel" in last
     assert last[-3:] == ["systemd", "netplan", "yes"]
+
+
+@pytest.mark.parametrize(
+    ("suite", "unwanted"), [("xenial", ["systemd-shim", "cgmanager"]), ("bionic", []), ("noble", [])]
+)
+def test_packages_the_resolver_pulls_in_are_purged(ubuntu: DebianFamily, suite: str, unwanted: list[str]) -> None:
+    """debootstrap takes the first alternative: xenial's libpam-systemd brings systemd-shim and cgmanager."""
+    ubuntu.release = ubuntu.resolve_suite(suite, dt.date(2025, 11, 21))
+    assert ubuntu.unwanted_packages() == unwanted
+    assert "systemd-sysv" in ubuntu.base_packages()
