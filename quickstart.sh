@@ -21,7 +21,7 @@ die() { printf 'quickstart: error: %s\n' "$*" >&2; exit 1; }
 [ -r /etc/os-release ] && . /etc/os-release
 
 install_packages() {
-    local pkgs=(debootstrap mmdebstrap distro-info-data lxc lxcfs uidmap zstd xz-utils
+    local pkgs=(debootstrap mmdebstrap distro-info-data debian-archive-keyring lxc lxcfs uidmap zstd xz-utils
                 python3 python3-venv python3-pip ca-certificates curl)
     if [ "${1:-}" = test ]; then
         # Debian's own python3-sh (1.14) and python3-jinja2: the suite checks the tool runs on them.

@@ -70,6 +70,10 @@ def _when(w: When) -> str:
             parts.append(f"{label} {value}")
     if w.resolved is not None:
         parts.append("systemd-resolved" if w.resolved else "no systemd-resolved")
+    if w.overrides is not None:
+        parts.append("upstart .override files" if w.overrides else "no upstart .override files")
+    if w.container_detect is not None:
+        parts.append("container-detect (precise on)" if w.container_detect else "no container-detect (before precise)")
     if w.installed:
         parts.append(f"{w.installed} installed")
     return ", ".join(parts) or "every release"

@@ -64,7 +64,8 @@ class Release:
         return "supported"
 
     def describe(self) -> str:
-        return f"{self.distro.capitalize()} {self.version} ({self.series})"
+        version = f" {self.version}" if self.version else ""
+        return f"{self.distro.capitalize()}{version} ({self.series})"
 
 
 class ReleaseTable:
@@ -95,7 +96,8 @@ class ReleaseTable:
                     codename=row["codename"].strip(),
                     created=_date(row.get("created")),
                     released=_date(row.get("release")),
-                    eol=_date(row.get("eol-server") or row.get("eol")),
+                    # Ubuntu: the end of server support; Debian: the end of (free) Debian LTS.
+                    eol=_date(row.get("eol-server") or row.get("eol-lts") or row.get("eol")),
                     lts="LTS" in version,
                 )
             )

@@ -307,3 +307,17 @@ def test_packages_the_resolver_pulls_in_are_purged(ubuntu: DebianFamily, suite: 
     ubuntu.release = ubuntu.resolve_suite(suite, dt.date(2025, 11, 21))
     assert ubuntu.unwanted_packages() == unwanted
     assert "systemd-sysv" in ubuntu.base_packages()
+
+
+def test_debian_lts_counts_as_supported_and_sid_has_no_version(fs: FakeFilesystem) -> None:
+    fs.create_file(
+        DISTRO_INFO_DIR / "debian.csv",
+        contents="version,codename,series,created,release,eol,eol-lts,eol-elts\n"
+        "12,Bookworm,bookworm,2021-08-14,2023-06-10,2026-06-10,2028-06-30,2033-06-30\n"
+        ",Sid,sid,1993-08-16\n",
+    )
+    table = ReleaseTable.load("debian")
+    bookworm, sid = table.releases
+    assert bookworm.status(dt.date(2026, 11, 21)) == "supported"
+    assert bookworm.status(dt.date(2028, 7, 1)) == "eol"
+    assert sid.describe() == "Debian (sid)" and bookworm.describe() == "Debian 12 (bookworm)"
