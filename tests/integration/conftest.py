@@ -183,6 +183,17 @@ class Container:
             time.sleep(0.5)
         return state
 
+    def ssh_login(self, rootfs: Path, private_key: Path, user: str, command: str) -> str:
+        """Run COMMAND as USER over SSH to the container's own sshd (key login, no password)."""
+        copy = rootfs / "root/test-login-key"
+        copy.write_bytes(private_key.read_bytes())
+        copy.chmod(0o600)
+        try:
+            options = "-o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
+            return self.sh(f"ssh -i /root/test-login-key {options} {user}@127.0.0.1 '{command}' 2>/dev/null")
+        finally:
+            copy.unlink()
+
     def failed_units(self) -> list[str]:
         out = self.sh("systemctl list-units --failed --no-legend --plain || true")
         return [line.split()[0] for line in out.splitlines() if line.strip()]

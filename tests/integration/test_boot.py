@@ -56,12 +56,8 @@ def test_container_boots_and_is_configured(
     # without them ssh.service fails a second or so after `running` was reported.
     assert "ssh-ed25519" in c.sh("ssh-keyscan -T 10 -t ed25519 127.0.0.1 2>/dev/null")
     # alice logs in with her key (her password is locked) and sudo needs no password.
-    private = dest / "rootfs/root/alice-key"
-    private.write_bytes(ssh_key.with_suffix("").read_bytes())
-    private.chmod(0o600)
-    ssh = "ssh -i /root/alice-key -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
-    assert c.sh(f"{ssh} alice@127.0.0.1 'id -un; sudo -n id -u' 2>/dev/null").split() == ["alice", "0"]
-    private.unlink()
+    login = c.ssh_login(dest / "rootfs", ssh_key.with_suffix(""), "alice", "id -un; sudo -n id -u")
+    assert login.split() == ["alice", "0"]
     time.sleep(2)
     assert c.failed_units() == []
     assert c.sh("systemctl is-system-running") == "running"

@@ -54,12 +54,8 @@ def test_debian_boots_to_running(
     assert "ssh-ed25519" in c.sh("ssh-keyscan -T 10 -t ed25519 127.0.0.1 2>/dev/null")
     assert c.sh("systemctl is-active ssh.service") == "active"
     assert c.sh("ls /etc/ssh/ssh_host_ed25519_key.pub") == "/etc/ssh/ssh_host_ed25519_key.pub"
-    private = rootfs / "root/alice-key"
-    private.write_bytes(ssh_key.with_suffix("").read_bytes())
-    private.chmod(0o600)
-    ssh = "ssh -i /root/alice-key -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
-    assert c.sh(f"{ssh} alice@127.0.0.1 'id -un; sudo -n id -u' 2>/dev/null").split() == ["alice", "0"]
-    private.unlink()
+    login = c.ssh_login(rootfs, ssh_key.with_suffix(""), "alice", "id -un; sudo -n id -u")
+    assert login.split() == ["alice", "0"]
     time.sleep(2)
     assert c.failed_units() == []
     assert c.sh("systemctl is-system-running") == "running"

@@ -7,6 +7,7 @@ discovered once, on the real file system, because entry points are read from sit
 
 from __future__ import annotations
 
+import os
 import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -123,3 +124,23 @@ def make_ctx(plugins: Plugins) -> ContextFactory:
         return ctx
 
     return factory
+
+
+ROOT = Path("/build/rootfs")
+
+
+class RootView:
+    """Reading the tweaked fake rootfs at ROOT by guest path (shared by the tweak tests)."""
+
+    def read(self, path: str) -> str:
+        return (ROOT / path.lstrip("/")).read_text()
+
+    def lines(self, path: str) -> list[str]:
+        """Non-comment, non-empty lines."""
+        return [ln for ln in self.read(path).splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+
+    def link(self, path: str) -> str:
+        return os.readlink(ROOT / path.lstrip("/"))
+
+    def exists(self, path: str) -> bool:
+        return os.path.lexists(ROOT / path.lstrip("/"))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import configparser
 import datetime as dt
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any
 import pytest
 from pyfakefs.fake_filesystem import FakeFilesystem
 
-from tests.unit.conftest import Plugins
+from tests.unit.conftest import ROOT, Plugins, RootView
 from vmbuilder_lxc import cli
 from vmbuilder_lxc import tweaks as tweaks_module
 from vmbuilder_lxc.context import Context
@@ -31,7 +30,6 @@ from vmbuilder_lxc.render import Templates
 from vmbuilder_lxc.suites import DISTRO_INFO_DIR
 from vmbuilder_lxc.tweaks import DropIn, File, Guest, GuestFacts, apply, select
 
-ROOT = Path("/build/rootfs")
 MIRROR = "http://mirror.test/debian"
 SECURITY = "http://mirror.test/debian-security"
 KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
@@ -83,23 +81,11 @@ def make_rootfs(fs: FakeFilesystem, unit_dir: str = "/usr/lib/systemd/system") -
 
 
 @dataclass
-class Tweaked:
+class Tweaked(RootView):
     ctx: Context
     distro: DebianFamily
     chosen: list[str]
     record: list[dict[str, Any]]
-
-    def read(self, path: str) -> str:
-        return (ROOT / path.lstrip("/")).read_text()
-
-    def lines(self, path: str) -> list[str]:
-        return [ln for ln in self.read(path).splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
-
-    def link(self, path: str) -> str:
-        return os.readlink(ROOT / path.lstrip("/"))
-
-    def exists(self, path: str) -> bool:
-        return os.path.lexists(ROOT / path.lstrip("/"))
 
 
 TweakFactory = Callable[..., Tweaked]

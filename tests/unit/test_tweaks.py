@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from pyfakefs.fake_filesystem import FakeFilesystem
 
-from tests.unit.conftest import CSV, ContextFactory
+from tests.unit.conftest import CSV, ROOT, ContextFactory, RootView
 from vmbuilder_lxc import tweaks as tweaks_module
 from vmbuilder_lxc.context import Context
 from vmbuilder_lxc.data import hooks_dir
@@ -45,7 +45,6 @@ from vmbuilder_lxc.tweaks import (
     select,
 )
 
-ROOT = Path("/build/rootfs")
 MIRROR = "http://archive.ubuntu.com/ubuntu"
 KEYRING = "/usr/share/keyrings/ubuntu-archive-keyring.gpg"
 TWEAKS: tuple[Tweak, ...] = importlib.import_module("vmbuilder_lxc.plugins.ubuntu_tweaks").TWEAKS
@@ -104,26 +103,13 @@ class HookCall:
 
 
 @dataclass
-class Tweaked:
+class Tweaked(RootView):
     ctx: Context
     distro: DebianFamily
     guest: Guest
     chosen: list[str]
     record: list[dict[str, Any]]
     hooks: list[HookCall]
-
-    def read(self, path: str) -> str:
-        return (ROOT / path.lstrip("/")).read_text()
-
-    def lines(self, path: str) -> list[str]:
-        """Non-comment, non-empty lines."""
-        return [ln for ln in self.read(path).splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
-
-    def link(self, path: str) -> str:
-        return os.readlink(ROOT / path.lstrip("/"))
-
-    def exists(self, path: str) -> bool:
-        return os.path.lexists(ROOT / path.lstrip("/"))
 
 
 TweakFactory = Callable[..., Tweaked]

@@ -25,13 +25,11 @@ import pytest
 from pyfakefs.fake_filesystem import FakeFilesystem
 
 from tests.unit import upstart_fixture as fixture
-from tests.unit.conftest import CSV, ContextFactory
+from tests.unit.conftest import CSV, ROOT, ContextFactory
 from vmbuilder_lxc import tweaks as tweaks_module
 from vmbuilder_lxc.distro import DebianFamily
 from vmbuilder_lxc.suites import DISTRO_INFO_DIR
 from vmbuilder_lxc.tweaks import Guest, apply, select
-
-ROOT = Path("/build/rootfs")
 
 # Jobs that cannot run in a container, by name pattern: udev and its bridge, readahead, the boot
 # splash, the hardware clock, module loading, and VT ttys beyond the four lxc-start provides.
