@@ -45,7 +45,7 @@ from vmbuilder_lxc.tweaks import (
     select,
 )
 
-MIRROR = "http://archive.ubuntu.com/ubuntu"
+MIRROR = "http://archive.mirror.test/ubuntu"
 KEYRING = "/usr/share/keyrings/ubuntu-archive-keyring.gpg"
 TWEAKS: tuple[Tweak, ...] = importlib.import_module("vmbuilder_lxc.plugins.ubuntu_tweaks").TWEAKS
 SSH_KEYS = [f"/etc/ssh/ssh_host_{t}_key{ext}" for t in ("rsa", "ecdsa", "ed25519") for ext in ("", ".pub")]
@@ -388,7 +388,7 @@ def test_resolv_conf_is_a_static_file_on_xenial(tweak: TweakFactory) -> None:
 
 
 def test_deb822_sources_from_noble(tweak: TweakFactory) -> None:
-    t = tweak("--suite", "noble", "--security-mirror", "http://security.ubuntu.com/ubuntu")
+    t = tweak("--suite", "noble", "--security-mirror", "http://security.mirror.test/ubuntu")
     stanzas = [s for s in t.read("/etc/apt/sources.list.d/ubuntu.sources").split("\n\n") if "Types:" in s]
     fields = [
         dict(ln.split(": ", 1) for ln in s.splitlines() if ": " in ln and not ln.startswith("#")) for s in stanzas
@@ -396,7 +396,7 @@ def test_deb822_sources_from_noble(tweak: TweakFactory) -> None:
     assert fields == [
         {"Types": "deb", "URIs": MIRROR, "Suites": "noble noble-updates",
          "Components": "main restricted universe", "Signed-By": KEYRING},
-        {"Types": "deb", "URIs": "http://security.ubuntu.com/ubuntu", "Suites": "noble-security",
+        {"Types": "deb", "URIs": "http://security.mirror.test/ubuntu", "Suites": "noble-security",
          "Components": "main restricted universe", "Signed-By": KEYRING},
     ]  # fmt: skip
     assert t.lines("/etc/apt/sources.list") == []  # only a pointer to ubuntu.sources
