@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -149,6 +149,17 @@ def lxcfs() -> Path:
             time.sleep(0.1)
     assert _lxcfs_answers(mount), "lxcfs did not come up"
     return mount
+
+
+def boot_within(container: Callable[[Path], Container], dest: Path, label: str, limit: float = 15) -> Container:
+    """Start DEST and require `running` within LIMIT seconds: nothing may wait for an absent network."""
+    started = time.monotonic()
+    c = container(dest)
+    state = c.wait_running(timeout=30)
+    seconds = time.monotonic() - started
+    assert state == "running", f"{label}: {state}, failed units: {c.failed_units()}"
+    assert seconds < limit, f"{label} took {seconds:.1f} s to reach running"
+    return c
 
 
 class Container:
