@@ -3,6 +3,7 @@
     python3 -m vmbuilder_lxc.docgen options > docs/options.md
     python3 -m vmbuilder_lxc.docgen tweaks > docs/tweaks.md                # the ubuntu plugin's
     python3 -m vmbuilder_lxc.docgen tweaks-debian > docs/tweaks-debian.md  # or: tweaks debian
+    python3 -m vmbuilder_lxc.docgen libvirt-validation > docs/libvirt-validation.md
 
 Each generator NAME writes docs/NAME.md; a unit test regenerates every file and compares.
 """
@@ -14,6 +15,7 @@ import sys
 from collections.abc import Callable, Iterable
 
 from .cli import make_context
+from .domaincheck import rules_markdown
 from .plugin import discover
 from .settings import Setting
 from .tweaks import When
@@ -109,6 +111,7 @@ def tweaks_markdown(distro: str = "ubuntu") -> str:
 GENERATORS: dict[str, Callable[[], str]] = {
     "options": options_markdown,
     **{name: functools.partial(tweaks_markdown, distro) for name, distro in TWEAK_DOCS.items()},
+    "libvirt-validation": rules_markdown,
 }
 
 
