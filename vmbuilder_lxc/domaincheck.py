@@ -114,6 +114,7 @@ class Domain:
     local: bool  # the definition is for this host, so its host paths can be checked
     other_domains: Mapping[str, str] | None
     host_arch: str
+    rootfs_given: bool = False  # the caller named the rootfs: the root mount's source may not exist yet
 
     @property
     def os(self) -> ET.Element | None:
@@ -1025,6 +1026,8 @@ def _filesystem_source(d: Domain) -> Iterator[Issue]:
     if not d.local:
         return
     for fs in d.filesystems():
+        if d.rootfs_given and _fs_target(fs) == "/":
+            continue  # a build checks its domain before the new rootfs is moved to the source path
         attr, source = _fs_source(fs)
         if _fs_type(fs) in ROOT_FS_TYPES and source and source.startswith("/") and not os.path.lexists(source):
             yield Issue(
@@ -1368,12 +1371,15 @@ def check_domain(
     duplicate checks. host_arch defaults to this machine's.
     """
     root = _parse(xml_text)
+    rootfs_given = rootfs is not None
     source = _root_mount_source(root)
     found = source is not None and source.is_absolute() and source.is_dir()
     if rootfs is None and found and source is not None and os.path.normpath(source) not in ("/", "//"):
         rootfs = source
     arch = host_arch or platform.machine()
-    domain = Domain(root, rootfs, rootfs is not None or found, other_domains, HOST_ARCH_ALIASES.get(arch, arch))
+    domain = Domain(
+        root, rootfs, rootfs is not None or found, other_domains, HOST_ARCH_ALIASES.get(arch, arch), rootfs_given
+    )
     return [
         Finding(rule.id, rule.severity, issue.element, issue.why, issue.fix)
         for rule in RULES

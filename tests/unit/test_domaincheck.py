@@ -255,7 +255,6 @@ BAD = [
         "filesystem-source",
         in_devices("<filesystem type='file'><source file='ROOTFS/missing.img'/><target dir='/srv'/></filesystem>"),
     ),
-    case("filesystem-source", ("<source dir='ROOTFS'/>", "<source dir='ROOTFS/gone'/>"), rootfs="ROOTFS"),
     case(
         "filesystem-driver",
         in_devices(
@@ -596,3 +595,9 @@ def test_errors_and_report_put_errors_first(rootfs: Path) -> None:
     assert report.splitlines()[0].startswith("error: <devices><console>: ")
     assert report.splitlines()[1].startswith("warning: <devices><graphics>: ")
     assert dc.format_report([]) == ""
+
+
+def test_a_named_rootfs_stands_for_the_root_mount_source(rootfs: Path, tmp_path: Path) -> None:
+    """A build checks its domain against the new rootfs before moving it to the source path."""
+    xml = apply((("<source dir='ROOTFS'/>", f"<source dir='{tmp_path}/not-yet/rootfs'/>"),), rootfs)
+    assert check_domain(xml, rootfs, host_arch="x86_64", other_domains={}) == []
