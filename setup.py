@@ -51,6 +51,7 @@ setup(
             "ubuntu = vmbuilder_lxc.plugins.ubuntu:Ubuntu",
             "debian = vmbuilder_lxc.plugins.debian:Debian",
             "postinst = vmbuilder_lxc.plugins.postinst:PostInst",
+            "libvirt = vmbuilder_lxc.plugins.libvirt:Libvirt",
         ],
     },
     classifiers=[

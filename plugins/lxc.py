@@ -19,7 +19,7 @@ from vmbuilder_lxc import validators as v
 from vmbuilder_lxc.log import LOG, die
 from vmbuilder_lxc.plugin import Hypervisor
 from vmbuilder_lxc.run import run
-from vmbuilder_lxc.settings import Setting
+from vmbuilder_lxc.settings import Setting, Settings
 
 GROUP = "LXC options"
 DEFAULT_LXC_PATH = Path("/var/lib/lxc")
@@ -47,6 +47,21 @@ def cgroup_layout(root: Path = CGROUP_ROOT) -> dict[str, object]:
     return {"cgroup_layout": layout, "cgroup_v1_memory": v1_memory, "cgroup_v1_cpu": v1_cpu}
 
 
+def libvirt_uri(s: Settings) -> str | None:
+    """The --libvirt URI when the libvirt plugin is loaded and asked to define a domain."""
+    return s.get_str("libvirt") if "libvirt" in s.table else None
+
+
+def network_mode(s: Settings) -> tuple[str, str]:
+    """What eth0 is attached to: ("none", ""), ("bridge", BR) or ("network", libvirt network NAME)."""
+    network = str(s["network"])
+    if network == "none":
+        return "none", ""
+    if network == "bridge":
+        return "bridge", str(s["bridge"])
+    return "network", network
+
+
 def random_mac() -> str:
     """A locally unique MAC in the 00:16:3e (Xen/LXC) range, as lxc-create would pick."""
     rng = random.SystemRandom()
@@ -59,7 +74,8 @@ class LXC(Hypervisor):
 
     def register_options(self) -> Sequence[Setting]:
         return [
-            Setting("network", "'none' for no network (loopback only); the default is a veth on "
+            Setting("network", "'none' for no network (loopback only), or with --libvirt a libvirt network "
+                    "(default: 'default' unless --bridge is given); for lxc-start a veth on "
                     f"--bridge ({DEFAULT_BRIDGE})", default="bridge", metavar="NAME", group=GROUP),
             Setting("bridge", "host bridge for the container's veth", default=DEFAULT_BRIDGE, metavar="BR",
                     group=GROUP),
@@ -72,8 +88,8 @@ class LXC(Hypervisor):
                     group=GROUP),
             Setting("lxc-path", f"write the container into this LXC path (e.g. {DEFAULT_LXC_PATH}); "
                     "the name is --hostname", metavar="DIR", group=GROUP),
-            Setting("autostart", "start the container when the host boots (lxc.start.auto)", "bool", False,
-                    group=GROUP),
+            Setting("autostart", "start the container when the host boots (lxc.start.auto; with --libvirt, "
+                    "the domain's autostart instead)", "bool", False, group=GROUP),
         ]  # fmt: skip
 
     def set_defaults(self) -> None:
@@ -85,8 +101,10 @@ class LXC(Hypervisor):
                 s.set("dest", str(base / str(s["hostname"])), "--lxc-path")
             elif self.context.dest.parent != base:
                 die(f"-d {s['dest']} is not inside --lxc-path {lxc_path}", "give only one of -d and --lxc-path")
-        network = str(s["network"])
-        self.context.facts["NETWORK"] = "none" if network == "none" else f"bridge:{s['bridge']}"
+        kind, net = network_mode(s)
+        self.context.facts["NETWORK"] = "none" if kind == "none" else f"{kind}:{net}"
+        if not s["mac"]:  # one MAC for both the LXC config and the libvirt domain
+            s.set("mac", random_mac())
 
     def preflight_check(self) -> None:
         s = self.settings
@@ -95,15 +113,15 @@ class LXC(Hypervisor):
             v.container_name(ctx.name)
         except ValueError as exc:
             die(f"invalid container name '{ctx.name}' (from -d): {exc}", "choose another -d")
-        network = str(s["network"])
-        if network not in ("none", "bridge"):
+        kind, _ = network_mode(s)
+        if kind == "network" and not libvirt_uri(s):
             die(
-                f"--network {network}: named networks need libvirt; lxc-start only knows bridges",
-                "use --bridge BR, or --network none",
+                f"--network {s['network']}: named networks need libvirt; lxc-start only knows bridges",
+                "use --bridge BR or --network none, or add --libvirt lxc:///",
             )
-        if network == "none" and s.explicit("bridge"):
+        if kind == "none" and s.explicit("bridge"):
             die("--bridge and --network none contradict each other", "drop one of them")
-        if network != "none" and not Path(f"/sys/class/net/{s['bridge']}").exists():
+        if kind == "bridge" and not Path(f"/sys/class/net/{s['bridge']}").exists():
             LOG.warning(
                 "bridge %s does not exist on this host yet; create it (e.g. start lxc-net) before "
                 "lxc-start, or build with --network none",
@@ -148,7 +166,8 @@ class LXC(Hypervisor):
             "mac": s["mac"] or random_mac(),
             "mem": s["mem"],
             "cpus": s["cpus"],
-            "autostart": s.get_bool("autostart"),
+            # libvirt starts a --libvirt domain; lxc-autostart must not boot the same rootfs again
+            "autostart": s.get_bool("autostart") and not libvirt_uri(s),
             **cgroup_layout(),
         }
         config = ctx.workdir / "config"
@@ -168,6 +187,8 @@ class LXC(Hypervisor):
         return f"lxc-start{path_arg} -n {self.context.name}"
 
     def next_steps(self) -> list[str]:
+        if libvirt_uri(self.settings):  # libvirt runs it; lxc-start on the same rootfs would boot it twice
+            return [f"Container {self.context.name} is ready in {self.context.dest}"]
         start = self.start_command()
         attach = start.replace("lxc-start", "lxc-attach")
         return [

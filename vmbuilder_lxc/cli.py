@@ -18,7 +18,7 @@ from . import __version__, pipeline
 from .context import Context
 from .log import LOG, UserError, setup_logging
 from .options import core_settings
-from .plugin import Plugin, PluginError, by_kind, call_report, discover
+from .plugin import Plugin, PluginError, by_kind, call_report, commands_for, discover
 from .render import Templates
 from .run import INTERRUPT_SIGNALS, CommandError
 from .settings import SYSTEM_CONFIG, USER_CONFIG, Settings, build_parser
@@ -64,6 +64,15 @@ def top_help(plugins: dict[str, type[Plugin]]) -> str:
         found = by_kind(plugins, kind)
         lines.append(f"{title}:")
         lines += [f"  {name:<12}{cls.description}" for name, cls in found.items()] or ["  (none installed)"]
+        lines.append("")
+    commands = [
+        (f"{hv} {name}", (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else "")
+        for hv in by_kind(plugins, "hypervisor")
+        for name, fn in sorted(commands_for(plugins, hv).items())
+    ]
+    if commands:
+        lines.append("Commands:")
+        lines += [f"  {name:<16}{doc}" for name, doc in commands]
         lines.append("")
     lines += [
         f"Run '{PROG} HYPERVISOR DISTRO --help' for the options, e.g. '{PROG} lxc ubuntu --help'.",
@@ -191,6 +200,9 @@ def _main(args: list[str], state: dict[str, bool]) -> int:
                 f"installed distros: {', '.join(by_kind(plugins, 'distro'))}",
             )
         raise UserError("missing HYPERVISOR and DISTRO", f"usage: {PROG} HYPERVISOR DISTRO [options]")
+    commands = commands_for(plugins, positionals[0])
+    if positionals[1] in commands and positionals[1] not in by_kind(plugins, "distro"):
+        return commands[positionals[1]](rest)
     ctx = make_context(positionals[0], positionals[1], plugins)
     configure(ctx, rest)
     state["json"] = ctx.settings.get_bool("json")
@@ -203,8 +215,9 @@ def _main(args: list[str], state: dict[str, bool]) -> int:
     if state["json"]:
         print(json.dumps(summary, indent=2, sort_keys=True, default=str))
     else:
-        for line in ctx.hypervisor.next_steps():
-            LOG.info("%s", line)
+        for plugin in [ctx.hypervisor, *(p for p in ctx.plugins if p is not ctx.hypervisor)]:
+            for line in plugin.next_steps():
+                LOG.info("%s", line)
     return 0
 
 

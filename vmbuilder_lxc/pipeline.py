@@ -136,8 +136,10 @@ def build(ctx: Context) -> dict[str, Any]:
     started = time.monotonic()
     with deferred(), step("Checking settings and the host", quiet=True):
         call_hook(ctx.plugins, "set_defaults")
-        check_destination(ctx)
+        # Plugins first: their refusals (a running container, an existing libvirt domain) name
+        # the real obstacle better than "the destination exists" would.
         call_hook(ctx.plugins, "preflight_check")
+        check_destination(ctx)
         for stray in shellhooks.unknown_scripts(hook_dirs(ctx)):
             LOG.warning("%s does not start with a stage name (%s); ignored", stray, ", ".join(shellhooks.STAGES))
     if os.geteuid() != 0:

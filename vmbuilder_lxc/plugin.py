@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib
 import os
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -33,6 +33,7 @@ BUILTIN_PLUGINS = {
     "ubuntu": "vmbuilder_lxc.plugins.ubuntu:Ubuntu",
     "debian": "vmbuilder_lxc.plugins.debian:Debian",
     "postinst": "vmbuilder_lxc.plugins.postinst:PostInst",
+    "libvirt": "vmbuilder_lxc.plugins.libvirt:Libvirt",
 }
 KINDS = ("hypervisor", "distro", "plugin")
 
@@ -59,6 +60,9 @@ class Plugin:
     # Generic plugins may restrict themselves to some hypervisors or distros (None: all).
     hypervisors: ClassVar[tuple[str, ...] | None] = None
     distros: ClassVar[tuple[str, ...] | None] = None
+    # Extra commands, `vmbuilder HYPERVISOR COMMAND ARGS`: name -> a staticmethod taking the
+    # remaining arguments and returning the exit code (e.g. libvirt's `validate`).
+    commands: ClassVar[dict[str, str]] = {}
 
     def __init__(self, context: Context) -> None:
         self.context = context
@@ -91,6 +95,10 @@ class Plugin:
     def deploy(self) -> None:
         """Act on the finished destination (register it somewhere)."""
 
+    def next_steps(self) -> list[str]:
+        """Lines telling the user how to use the result (printed after a build)."""
+        return []
+
     # -- helpers for plugins (VMBuilder names) -------------------------------------------------
 
     @property
@@ -114,10 +122,6 @@ class Plugin:
 
 class Hypervisor(Plugin):
     kind: ClassVar[str] = "hypervisor"
-
-    def next_steps(self) -> list[str]:
-        """Lines telling the user how to use the result (printed after a build)."""
-        return []
 
 
 class Distro(Plugin):
@@ -179,6 +183,19 @@ def call_hook(plugins: Sequence[Plugin], hook: str, *args: Any) -> None:
             raise
         except Exception as exc:
             raise PluginError(plugin.name, hook, exc) from exc
+
+
+def commands_for(plugins: dict[str, type[Plugin]], hypervisor: str) -> dict[str, Callable[[list[str]], int]]:
+    """The extra commands available under `vmbuilder HYPERVISOR`, from every plugin that applies."""
+    found: dict[str, Callable[[list[str]], int]] = {}
+    for cls in plugins.values():
+        if cls.kind == "hypervisor" and cls.name != hypervisor:
+            continue
+        if cls.kind != "hypervisor" and cls.hypervisors is not None and hypervisor not in cls.hypervisors:
+            continue
+        for command, attr in cls.commands.items():
+            found[command] = getattr(cls, attr)
+    return found
 
 
 def call_report(plugin: Plugin) -> str | None:

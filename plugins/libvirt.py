@@ -1,0 +1,261 @@
+"""The `libvirt` plugin: register the container as a libvirt-lxc domain (VMBuilder's --libvirt URI).
+
+The domain XML comes from templates/libvirt/domain.xml.j2 (or --libvirt-xml FILE) and is checked
+by vmbuilder_lxc.domaincheck twice: against the new rootfs before it is moved into place (so a bad
+domain never costs the old build), and by libvirt's schema at define time. Everything that can
+refuse the build (an existing or running domain, an unknown network) is checked in preflight,
+before any bootstrap work. docs/libvirt.md has the details.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import uuid as uuidlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import ClassVar
+
+from vmbuilder_lxc import __version__, domaincheck
+from vmbuilder_lxc import validators as v
+from vmbuilder_lxc.log import LOG, UserError, die
+from vmbuilder_lxc.plugin import Plugin
+from vmbuilder_lxc.settings import Setting
+from vmbuilder_lxc.virt import Connection, DomainInfo, connect
+
+from .lxc import LXC_ARCH, network_mode
+
+GROUP = "libvirt options"
+DEFAULT_MEM_MB = 1024  # libvirt needs a size; --mem overrides it
+DEFAULT_NETWORK = "default"  # libvirt's usual NAT network
+XML_NAME = "libvirt.xml"  # DEST/libvirt.xml: the domain as defined
+
+
+class Libvirt(Plugin):
+    name: ClassVar[str] = "libvirt"
+    description: ClassVar[str] = "define the container as a libvirt-lxc domain (--libvirt lxc:///)"
+    hypervisors: ClassVar[tuple[str, ...] | None] = ("lxc",)
+    commands: ClassVar[dict[str, str]] = {"validate": "validate_command"}
+
+    _conn: Connection | None = None
+    _replacing: DomainInfo | None = None
+
+    def register_options(self) -> Sequence[Setting]:
+        return [
+            Setting("libvirt", "define the container as a domain at this libvirt URI (e.g. lxc:///)",
+                    metavar="URI", group=GROUP),
+            Setting("libvirt-xml", "define this domain XML instead of the generated one; it is validated "
+                    "first and its root <filesystem> must be DEST/rootfs", metavar="FILE",
+                    validate=v.existing_file, group=GROUP),
+        ]  # fmt: skip
+
+    # -- settings -------------------------------------------------------------------------------
+
+    @property
+    def uri(self) -> str | None:
+        return self.settings.get_str("libvirt")
+
+    def set_defaults(self) -> None:
+        s = self.settings
+        if s.get_str("libvirt-xml") and not self.uri:
+            die("--libvirt-xml needs --libvirt URI", "add --libvirt lxc:///")
+        if not self.uri:
+            return
+        if s.explicit("bridge") and s.explicit("network") and str(s["network"]) not in ("bridge", "none"):
+            die(
+                f"both --bridge {s['bridge']} and --network {s['network']} were given",
+                "give --bridge BR for a host bridge or --network NAME for a libvirt network, not both",
+            )
+        if not s.explicit("network") and not s.explicit("bridge"):
+            s.set("network", DEFAULT_NETWORK, "--libvirt")
+
+    def connection(self) -> Connection:
+        if self._conn is None:
+            assert self.uri
+            self._conn = connect(self.uri)
+        return self._conn
+
+    # -- preflight: everything that can refuse the build, before bootstrap ----------------------
+
+    def preflight_check(self) -> None:
+        if not self.uri:
+            return
+        conn = self.connection()
+        name = self.domain_name()
+        existing = conn.lookup(name)
+        if existing is not None:
+            if existing.active:
+                die(
+                    f"libvirt domain {name} at {self.uri} is {existing.state}; a running domain is never replaced",
+                    f"shut it down first (virsh -c {self.uri} shutdown {name}), or choose another name",
+                )
+            if not self.settings.get_bool("overwrite"):
+                die(
+                    f"libvirt domain {name} already exists at {self.uri}",
+                    "pass --overwrite to replace it (it is shut off), or choose another name with -d",
+                )
+            self._replacing = existing
+        kind, net = network_mode(self.settings)
+        if kind == "network":
+            active = conn.network_active(net)
+            if active is None:
+                die(
+                    f"libvirt network '{net}' does not exist at {self.uri}",
+                    "define it (virsh net-define), or use --bridge BR or --network none",
+                )
+            if not active:
+                LOG.warning("libvirt network '%s' is not active; start it (virsh net-start %s) before the domain",
+                            net, net)  # fmt: skip
+        xml_file = self.settings.get_str("libvirt-xml")
+        if xml_file:
+            self._check(Path(xml_file).read_text(encoding="utf-8"), rootfs=None, source=xml_file, static=True)
+
+    def domain_name(self) -> str:
+        """The domain's name: the container's, or the <name> of --libvirt-xml."""
+        xml_file = self.settings.get_str("libvirt-xml")
+        if xml_file:
+            try:
+                return domaincheck.domain_name(Path(xml_file).read_text(encoding="utf-8"))
+            except domaincheck.DomainXMLError as exc:
+                die(f"--libvirt-xml {xml_file}: {exc}", "fix the XML")
+        return self.context.name
+
+    def _check(self, xml: str, rootfs: Path | None, source: str, static: bool = False) -> None:
+        """Refuse a domain with errors (printing every finding); warnings are logged."""
+        try:
+            others = {n: u for n, u in self.connection().domains().items() if n != self.domain_name()}
+            findings = domaincheck.check_domain(xml, rootfs, other_domains=others)
+        except domaincheck.DomainXMLError as exc:
+            die(f"{source}: {exc}", "fix the XML")
+        want = str(self.context.dest / "rootfs")
+        root = domaincheck.root_source(xml)
+        if root is not None and str(root) != want:
+            die(f"{source}: the root <filesystem> is {root}, but this build writes {want}",
+                f"set <source dir='{want}'/> in the root <filesystem>")  # fmt: skip
+        if static:  # before bootstrap the rootfs does not exist yet: its checks come in finalize
+            findings = [f for f in findings if f.rule not in domaincheck.ROOTFS_RULES]
+        for f in findings:
+            if f.severity != "error":
+                LOG.warning("%s: %s", source, f.line())
+        errors = domaincheck.errors(findings)
+        for f in errors[1:]:
+            LOG.error("%s: %s", source, f.line())
+        if errors:
+            die(f"{source}: {errors[0].line()}", None)
+
+    # -- the domain -------------------------------------------------------------------------------
+
+    def render(self) -> str:
+        xml_file = self.settings.get_str("libvirt-xml")
+        if xml_file:
+            return Path(xml_file).read_text(encoding="utf-8")
+        s = self.settings
+        kind, net = network_mode(s)
+        return self.context.render(
+            "libvirt/domain.xml.j2",
+            {
+                "version": __version__,
+                "name": self.domain_name(),
+                "uuid": self._replacing.uuid if self._replacing else str(uuidlib.uuid4()),
+                "mem": s.get_int("mem") or DEFAULT_MEM_MB,
+                "cpus": s.get_int("cpus"),
+                "arch": LXC_ARCH.get(str(s["arch"]), str(s["arch"])),
+                "init": self.context.facts.get("INIT_PATH", "/sbin/init"),
+                "rootfs": str(self.context.dest / "rootfs"),
+                "network": kind,
+                "network_name": net,
+                "mac": s["mac"],
+                "distro": self.context.distro_name,
+                "suite": s["suite"],
+            },
+        )
+
+    def finalize(self) -> None:
+        if not self.uri:
+            return
+        assert self.context.workdir is not None
+        xml = self.render()
+        self._check(xml, self.context.rootfs, source="the domain XML")
+        (self.context.workdir / XML_NAME).write_text(xml, encoding="utf-8")
+        self.context.summary["libvirt"] = {
+            "uri": self.uri,
+            "domain": self.domain_name(),
+            "xml": str(self.context.dest / XML_NAME),
+            "autostart": self.settings.get_bool("autostart"),
+            "backend": self.connection().backend,
+            "replaced": self._replacing.uuid if self._replacing else None,
+        }
+
+    def deploy(self) -> None:
+        if not self.uri:
+            return
+        conn = self.connection()
+        name = self.domain_name()
+        xml_path = self.context.dest / XML_NAME
+        current = conn.lookup(name)
+        if current is not None and current.active:  # started while we were building
+            die(f"libvirt domain {name} was started during the build; it was not replaced",
+                f"shut it down, then: virsh -c {self.uri} define {xml_path}")  # fmt: skip
+        try:
+            conn.define(xml_path.read_text(encoding="utf-8"))
+            conn.set_autostart(name, self.settings.get_bool("autostart"))
+        except UserError as exc:
+            raise UserError(f"{exc.args[0]} (the rootfs is in place; the domain is in {xml_path})",
+                            f"fix it, then: virsh -c {self.uri} define {xml_path}") from None  # fmt: skip
+        LOG.info("defined libvirt domain %s at %s%s", name, self.uri,
+                 " (autostart)" if self.settings.get_bool("autostart") else "")  # fmt: skip
+
+    def next_steps(self) -> list[str]:
+        if not self.uri:
+            return []
+        virsh = f"virsh -c {self.uri}"
+        name = self.domain_name()
+        return [
+            f"  libvirt domain {name}:",
+            f"    start it:      {virsh} start {name}",
+            f"    login prompt:  {virsh} console {name}",
+            f"    get a shell:   {virsh} lxc-enter-namespace {name} --noseclabel /bin/bash",
+            f"    shut it down:  {virsh} shutdown {name}",
+        ]
+
+    # -- `vmbuilder lxc validate FILE` ------------------------------------------------------------
+
+    @staticmethod
+    def validate_command(argv: list[str]) -> int:
+        """Check a domain XML file the way a build checks its own; exit 1 on errors."""
+        parser = argparse.ArgumentParser(
+            prog="vmbuilder lxc validate",
+            description="Check a libvirt-lxc domain XML for what the LXC driver rejects or ignores.",
+        )
+        parser.add_argument("file", metavar="FILE", help="the domain XML")
+        parser.add_argument(
+            "--rootfs", metavar="DIR", help="the guest's root (default: the root <filesystem>'s source)"
+        )
+        parser.add_argument("--libvirt", metavar="URI", help="also check the name and UUID against this connection")
+        parser.add_argument("--json", action="store_true", help="print the findings as JSON")
+        parser.add_argument("-v", "--verbose", action="store_true", help=argparse.SUPPRESS)
+        parser.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+        args = parser.parse_args(argv)
+        try:
+            xml = Path(args.file).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise UserError(f"cannot read {args.file}: {exc.strerror}", "give the path of a domain XML file") from None
+        others = None
+        try:
+            if args.libvirt:
+                name = domaincheck.domain_name(xml)
+                others = {n: u for n, u in connect(args.libvirt).domains().items() if n != name}
+            findings = domaincheck.check_domain(xml, Path(args.rootfs) if args.rootfs else None, other_domains=others)
+        except domaincheck.DomainXMLError as exc:
+            raise UserError(f"{args.file}: {exc}", "fix the XML") from None
+        errors = domaincheck.errors(findings)
+        if args.json:
+            print(json.dumps({"file": args.file, "valid": not errors,
+                              "findings": [f.__dict__ for f in findings]}, indent=2))  # fmt: skip
+        else:
+            report = domaincheck.format_report(findings)
+            if report:
+                print(report)
+            print(f"{args.file}: {'invalid' if errors else 'valid'} ({len(errors)} errors, "
+                  f"{len(findings) - len(errors)} warnings)")  # fmt: skip
+        return 1 if errors else 0
