@@ -26,6 +26,8 @@ install_packages() {
     if [ "${1:-}" = test ]; then
         # Debian's own python3-sh (1.14) and python3-jinja2: the suite checks the tool runs on them.
         pkgs+=(python3-sh python3-jinja2 iproute2)
+        # libvirt-lxc for the libvirt tests; python3-libvirt for the binding path (Debian's python3).
+        pkgs+=(libvirt-daemon libvirt-daemon-driver-lxc libvirt-clients python3-libvirt)
     fi
     if [ "${ID:-}" = ubuntu ]; then
         pkgs+=(ubuntu-keyring)
@@ -35,6 +37,11 @@ install_packages() {
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
     done
     if [ ${#missing[@]} -gt 0 ]; then
+        if [[ " ${missing[*]} " == *" libvirt-daemon "* ]]; then
+            # libvirt-daemon pulls in the qemu driver, whose setup needs this user and group.
+            getent group libvirt-qemu >/dev/null || groupadd -r libvirt-qemu
+            id libvirt-qemu >/dev/null 2>&1 || useradd -r -g libvirt-qemu -d /var/lib/libvirt -s /usr/sbin/nologin libvirt-qemu
+        fi
         say "Installing ${missing[*]}"
         export DEBIAN_FRONTEND=noninteractive
         apt-get update -qq

@@ -248,3 +248,132 @@ def mounts_mentioning(path: Path) -> list[str]:
 def leftovers(parent: Path) -> list[Path]:
     """Build directories a failed build might have left in DEST's parent."""
     return [p for p in parent.iterdir() if p.name.endswith(".vmbuilder-partial")] if parent.exists() else []
+
+
+# -- libvirt-lxc ---------------------------------------------------------------------------------
+
+LIBVIRT_URI = "lxc:///"
+LIBVIRT_TOOLS = ("libvirtd", "virtlogd", "virsh")
+
+
+def _virsh_answers() -> bool:
+    try:
+        return subprocess.run(["virsh", "-c", LIBVIRT_URI, "uri"], capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@pytest.fixture(scope="session")
+def libvirtd() -> Iterator[str]:
+    """libvirtd with the LXC driver, started as ../shared/testbed.md describes unless it runs.
+
+    libvirt 9.0 cannot start containers on a hybrid cgroup host (it tries to create directories in
+    /sys/fs/cgroup/unified), so the daemon gets a private mount namespace without that mount.
+    """
+    missing = [t for t in LIBVIRT_TOOLS if not shutil.which(t)]
+    if missing:
+        message = "libvirt is not installed (apt-get install libvirt-daemon-driver-lxc libvirt-clients): " + ", ".join(
+            missing
+        )
+        if REQUIRED:
+            pytest.fail(message)
+        pytest.skip(message)
+    started: int | None = None
+    if not _virsh_answers():
+        # The qemu driver, which libvirt-daemon pulls in, refuses to load without these.
+        if subprocess.run(["getent", "group", "libvirt-qemu"], capture_output=True).returncode != 0:
+            subprocess.run(["groupadd", "-r", "libvirt-qemu"], check=True)
+        if subprocess.run(["id", "libvirt-qemu"], capture_output=True).returncode != 0:
+            subprocess.run(["useradd", "-r", "-g", "libvirt-qemu", "-d", "/var/lib/libvirt", "-s", "/usr/sbin/nologin",
+                            "libvirt-qemu"], check=True)  # fmt: skip
+        for d in ("/var/log/libvirt", "/var/lib/libvirt", "/run/libvirt"):
+            Path(d).mkdir(parents=True, exist_ok=True)
+        if subprocess.run(["pgrep", "-x", "virtlogd"], capture_output=True).returncode != 0:
+            subprocess.run(["virtlogd", "-d"], check=True)
+        script = "if mountpoint -q /sys/fs/cgroup/unified; then umount /sys/fs/cgroup/unified; fi; exec libvirtd -d"
+        subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script], check=True)
+        for _ in range(150):
+            if _virsh_answers():
+                break
+            time.sleep(0.2)
+        pidfile = Path("/run/libvirtd.pid")
+        started = int(pidfile.read_text()) if pidfile.exists() else None
+    assert _virsh_answers(), f"libvirtd does not answer at {LIBVIRT_URI}"
+    yield LIBVIRT_URI
+    if started:
+        subprocess.run(["kill", str(started)], check=False)
+
+
+class Domain:
+    """A libvirt-lxc domain driven with virsh; the fixture destroys and undefines it afterwards."""
+
+    def __init__(self, uri: str, name: str) -> None:
+        self.uri = uri
+        self.name = name
+
+    def virsh(self, *args: str, check: bool = True, timeout: int = 60) -> subprocess.CompletedProcess[str]:
+        argv = ["virsh", "-q", "-c", self.uri, *args]
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd="/")
+        if check and result.returncode != 0:
+            raise AssertionError(f"{' '.join(argv)} failed: {result.stdout}{result.stderr}")
+        return result
+
+    def info(self) -> dict[str, str]:
+        out = self.virsh("dominfo", self.name).stdout
+        return {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in out.splitlines()) if k}
+
+    def state(self) -> str:
+        result = self.virsh("domstate", self.name, check=False)
+        return result.stdout.strip() if result.returncode == 0 else "undefined"
+
+    def sh(self, script: str, check: bool = True, timeout: int = 60) -> str:
+        result = self.virsh("lxc-enter-namespace", self.name, "--noseclabel", "--", "/bin/sh", "-c", script,
+                            check=False, timeout=timeout)  # fmt: skip
+        if check and result.returncode != 0:
+            raise AssertionError(f"{script!r} failed in {self.name}: {result.stdout}{result.stderr}")
+        return result.stdout.strip()
+
+    def wait_running(self, timeout: float = 30) -> str:
+        """Poll `systemctl is-system-running` inside until it settles; returns the final state."""
+        deadline = time.monotonic() + timeout
+        state = "unknown"
+        while time.monotonic() < deadline:
+            state = self.sh("systemctl is-system-running", check=False) or "unknown"
+            if state in ("running", "degraded"):
+                return state
+            time.sleep(0.5)
+        return state
+
+    def failed_units(self) -> list[str]:
+        out = self.sh("systemctl list-units --failed --no-legend --plain || true")
+        return [line.split()[0] for line in out.splitlines() if line.strip()]
+
+    def wait_state(self, want: str, timeout: float) -> float:
+        """Seconds until the domain reaches state WANT; fails after TIMEOUT."""
+        start = time.monotonic()
+        while time.monotonic() - start < timeout:
+            if self.state() == want:
+                return time.monotonic() - start
+            time.sleep(0.5)
+        raise AssertionError(f"{self.name} is still {self.state()!r} after {timeout} s (wanted {want!r})")
+
+    def remove(self) -> None:
+        if self.state() not in ("shut off", "undefined"):
+            self.virsh("destroy", self.name, check=False)
+        if self.state() != "undefined":
+            self.virsh("undefine", self.name, check=False)
+
+
+@pytest.fixture
+def domains(libvirtd: str) -> Iterator[Callable[[str], Domain]]:
+    """Factory: domains(name) is a Domain at the test libvirtd; all are removed afterwards."""
+    made: list[Domain] = []
+
+    def make(name: str) -> Domain:
+        d = Domain(libvirtd, name)
+        made.append(d)
+        return d
+
+    yield make
+    for d in made:
+        d.remove()
