@@ -23,7 +23,7 @@ from .upstart_tweaks import MANAGER_MOUNTS
 # upstart and systemd packages of each release (see docs/releases.md).
 RELEASE_FACTS: FactsTable = [
     ("10.04", {"init": "upstart", "upstart_version": "0.6.5", "network": "ifupdown", "sources": "one-line",
-               "resolved": False, "overrides": False, "container_detect": False, "initctl": False}),
+               "resolved": False, "overrides": False, "container_detect": False}),
     ("10.10", {"upstart_version": "0.6.6"}),
     ("11.04", {"upstart_version": "0.9.7"}),
     ("11.10", {"upstart_version": "1.3", "overrides": True}),

@@ -53,6 +53,7 @@ class When:
     resolved: bool | None = None
     overrides: bool | None = None
     container_detect: bool | None = None
+    initctl: bool | None = None  # False: nothing in the release listens on /run/initctl
     installed: str | None = None  # a package that must be installed in the guest
 
     def matches(self, release: Release, facts: GuestFacts, guest: Guest) -> bool:
@@ -72,6 +73,8 @@ class When:
         if self.overrides is not None and facts.overrides != self.overrides:
             return False
         if self.container_detect is not None and facts.container_detect != self.container_detect:
+            return False
+        if self.initctl is not None and facts.initctl != self.initctl:
             return False
         return not (self.installed and not guest.is_installed(self.installed))
 

@@ -223,11 +223,11 @@ def test_when_version_ranges(fs: FakeFilesystem, when: When, version: str, match
 def test_release_facts(tweak: TweakFactory) -> None:
     distro = tweak("--suite", "xenial", do_apply=False).distro
     assert distro.facts == GuestFacts(
-        init="systemd", network="ifupdown", sources="one-line", resolved=False, systemd_version=229
+        init="systemd", network="ifupdown", sources="one-line", resolved=False, systemd_version=229, initctl=True
     )
     distro = tweak("--suite", "noble", do_apply=False, rootfs=False).distro
     assert distro.facts == GuestFacts(
-        init="systemd", network="netplan", sources="deb822", resolved=True, systemd_version=255
+        init="systemd", network="netplan", sources="deb822", resolved=True, systemd_version=255, initctl=True
     )
 
 
