@@ -6,7 +6,7 @@ Each entry names the problem it solves; docs/tweaks-*.md list them per release w
 
 from __future__ import annotations
 
-from vmbuilder_lxc.tweaks import DropIn, Enable, File, Hook, Remove, Symlink, Truncate, Tweak, When
+from vmbuilder_lxc.tweaks import DropIn, Enable, File, Hook, Mask, Remove, Symlink, Truncate, Tweak, When
 
 FSTAB = Tweak(
     "fstab",
@@ -61,6 +61,29 @@ NETWORK_IFUPDOWN = Tweak(
     "eth0 by DHCP (or --ip) with ifupdown; allow-hotplug so that a missing eth0 never blocks boot.",
     (File("/etc/network/interfaces", "ifupdown/interfaces.j2"),),
     When(network="ifupdown"),
+)
+
+# The guest end of libvirt-lxc's `virsh shutdown` and `virsh reboot` (docs/shutdown.md): a POSIX sh
+# script that reads SysV init requests from its standard input. Shared by the systemd tweak below
+# and the upstart job (upstart_tweaks.py).
+INITCTL_LISTENER_SCRIPT = File("/usr/local/lib/vmbuilder-lxc/initctl-listener", "initctl/initctl-listener.j2", 0o755)
+
+INITCTL_LISTENER = Tweak(
+    "initctl-listener",
+    "libvirt-lxc's `virsh shutdown` and `reboot` write a SysV request to /run/initctl and report "
+    "success even when no FIFO exists; from systemd 258 on nothing listens there (systemd-initctl "
+    "is gone). On those releases (or with --initctl-listener always) a socket unit of ours keeps "
+    "the FIFO and a small sh listener turns runlevel 0 and 6 into `systemctl poweroff` and "
+    "`reboot`; systemd-initctl.socket is masked so that exactly one reader gets each request, even "
+    "if a later package brings it back.",
+    (
+        INITCTL_LISTENER_SCRIPT,
+        File("/etc/systemd/system/vmbuilder-initctl.socket", "systemd/initctl.socket.j2"),
+        File("/etc/systemd/system/vmbuilder-initctl.service", "systemd/initctl.service.j2"),
+        Enable("vmbuilder-initctl.socket", "sockets.target"),
+        Mask(("systemd-initctl.socket",)),
+    ),
+    When(init="systemd", initctl=False),
 )
 
 RESOLV_CONF_RESOLVED = Tweak(

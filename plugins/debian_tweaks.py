@@ -30,6 +30,7 @@ TWEAKS: tuple[Tweak, ...] = (
     common.MACHINE_ID,
     common.INSTANCE_SECRETS,
     common.SSH_HOST_KEYS,
+    common.INITCTL_LISTENER,
     NETWORK_NETWORKD,
     common.RESOLV_CONF_RESOLVED,
     common.RESOLV_CONF_STATIC,

@@ -33,6 +33,7 @@ TWEAKS: tuple[Tweak, ...] = (
     common.DBUS_MACHINE_ID,
     common.INSTANCE_SECRETS,
     common.SSH_HOST_KEYS,
+    common.INITCTL_LISTENER,
     NETWORK_NETPLAN,
     common.NETWORK_IFUPDOWN,
     NETPLAN_CONFIGURE_UDEV,

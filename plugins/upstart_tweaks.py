@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from vmbuilder_lxc.tweaks import Divert, File, Override, Remove, Replace, Tweak, When
 
+from .common_tweaks import INITCTL_LISTENER_SCRIPT
+
 # Jobs that cannot work in a container and hang or fail the boot there.
 CONTAINER_UNSAFE_JOBS: tuple[str, ...] = (
     # udev: /sys is read-only and there are no devices to manage; the manager populates /dev.
@@ -115,5 +117,15 @@ UPSTART_TWEAKS: tuple[Tweak, ...] = (
             File("/etc/init/vmbuilder-ssh-hostkeys.conf", "upstart/ssh-hostkeys.conf.j2"),
         ),
         When(init="upstart", installed="openssh-server"),
+    ),
+    Tweak(
+        "initctl-listener-upstart",
+        "libvirt-lxc's `virsh shutdown` and `reboot` write a SysV request to /run/initctl or "
+        "/dev/initctl and report success even when no FIFO exists; upstart has none. A job of ours "
+        "makes the FIFO (/run/initctl from oneiric on, /dev/initctl before) and keeps a small sh "
+        "listener reading it, which runs `shutdown -h now` or `shutdown -r now` (not with "
+        "--initctl-listener never).",
+        (INITCTL_LISTENER_SCRIPT, File("/etc/init/vmbuilder-initctl.conf", "upstart/initctl.conf.j2")),
+        When(init="upstart", initctl=False),
     ),
 )

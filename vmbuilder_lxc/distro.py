@@ -8,6 +8,7 @@ code below.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import ipaddress
 import json
@@ -46,6 +47,9 @@ INSTALL = "Installation options"
 USER = "Settings for the initial user"
 NETWORK = "Network options"
 LOCALE = "Locale and time"
+
+# --initctl-listener: auto (where the release has no listener), always, never.
+INITCTL_LISTENER_MODES = ("auto", "always", "never")
 
 APT_GET = ["apt-get", "-y", "-q", "-o", "Dpkg::Use-Pty=0", "-o", "APT::Install-Recommends=false",
            "-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold"]  # fmt: skip
@@ -106,6 +110,9 @@ class DebianFamily(Distro):
                     validate=v.hostname, group=OS),
             Setting("domain", "DNS domain of the guest (hosts file and search list)", validate=v.domain,
                     group=OS),
+            Setting("initctl-listener", "our listener on /run/initctl for libvirt-lxc's virsh shutdown and "
+                    "reboot: where the release has none (auto), in place of systemd-initctl too (always), "
+                    "or not at all (never)", default="auto", choices=INITCTL_LISTENER_MODES, group=OS),
             # installation
             Setting("suite", "release to install: codename, version, or devel/lts/stable",
                     default="lts", group=INSTALL),
@@ -198,6 +205,28 @@ class DebianFamily(Distro):
 
     def tweak_table(self) -> Sequence[Tweak]:
         return self.tweaks
+
+    def tweak_facts(self) -> GuestFacts:
+        """The facts that select the tweaks: the release's, with --initctl-listener applied.
+
+        `initctl` says whether the release itself listens on /run/initctl; the listener tweaks
+        apply where it is False. `always` installs ours in place of the release's, `never` nowhere.
+        """
+        mode = self.settings.get_str("initctl-listener") or "auto"
+        if mode == "always":
+            return dataclasses.replace(self.facts, initctl=False)
+        if mode == "never":
+            return dataclasses.replace(self.facts, initctl=True)
+        return self.facts
+
+    def initctl_listener(self) -> str:
+        """Who reads /run/initctl in the guest: vmbuilder (ours), systemd (systemd-initctl) or none."""
+        if not self.tweak_facts().initctl:
+            return "vmbuilder"
+        return "systemd" if self.facts.initctl else "none"
+
+    def select_tweaks(self, guest: Guest) -> list[Tweak]:
+        return select(self.tweak_table(), self.release, self.tweak_facts(), guest)
 
     def mmdebstrap_ok(self) -> bool:
         return not self.mmdebstrap_since or self.release.version_key >= version_key(self.mmdebstrap_since)
@@ -308,6 +337,7 @@ class DebianFamily(Distro):
                 "INIT": self.facts.init,
                 "UPSTART_VERSION": self.facts.upstart_version,
                 "CONTAINER_DETECT": "yes" if self.facts.container_detect else "no",
+                "INITCTL_LISTENER": self.initctl_listener(),
                 "HYPERVISOR": ctx.hypervisor_name,
                 "VMBUILDER_VERSION": __version__,
             }
@@ -320,6 +350,7 @@ class DebianFamily(Distro):
             "init": self.facts.init,
             "network": self.facts.network,
         }
+        ctx.summary["initctl_listener"] = self.initctl_listener()
 
     def preflight_check(self) -> None:
         s = self.settings
@@ -333,9 +364,18 @@ class DebianFamily(Distro):
             LOG.warning("--ip without --gw: the guest gets no default route")
         if s["ip"] == "dhcp" and (s.explicit("gw") or s["dns"]):
             die("--gw and --dns need a static --ip", "add --ip ADDRESS or drop --gw/--dns")
+        self.check_initctl_listener()
         if not s["pass"] and not s["ssh-user-key"]:
             LOG.info("note: user '%s' has no password and no SSH key; use lxc-attach to get in", s["user"])
         choose_backend(str(s["bootstrapper"]), self.bootstrap_request())
+
+    def check_initctl_listener(self) -> None:
+        if self.initctl_listener() == "none":
+            LOG.warning(
+                "--initctl-listener never: nothing in this %s guest reads /run/initctl, so libvirt-lxc's "
+                "`virsh shutdown` and `virsh reboot` will report success and do nothing",
+                self.release.describe(),
+            )
 
     def check_arch(self, arch: str) -> None:
         if arch not in NATIVE_MACHINES:
@@ -534,7 +574,7 @@ class DebianFamily(Distro):
     def configure_os(self) -> None:
         ctx = self.context
         guest = Guest(ctx.rootfs, lambda name, variables: ctx.render(name, variables), self.guest_vars(), ctx.facts)
-        chosen = select(self.tweak_table(), self.release, self.facts, guest)
+        chosen = self.select_tweaks(guest)
         LOG.debug("tweaks for %s: %s", self.release.series, ", ".join(t.name for t in chosen))
         ctx.summary["tweaks"] = apply(chosen, guest)
         note("applied %d container tweaks for %s", len(chosen), self.release.describe())

@@ -28,7 +28,7 @@ from vmbuilder_lxc.log import UserError
 from vmbuilder_lxc.mirrors import DEBOOTSTRAP_BIN, DEBOOTSTRAP_SCRIPTS
 from vmbuilder_lxc.render import Templates
 from vmbuilder_lxc.suites import DISTRO_INFO_DIR
-from vmbuilder_lxc.tweaks import DropIn, File, Guest, GuestFacts, apply, select
+from vmbuilder_lxc.tweaks import DropIn, File, Guest, GuestFacts, apply
 
 MIRROR = "http://mirror.test/debian"
 SECURITY = "http://mirror.test/debian-security"
@@ -127,7 +127,7 @@ def tweak(fake_fs: FakeFilesystem, debian_ctx: Callable[..., Context], monkeypat
         if not ROOT.exists():
             make_rootfs(fake_fs, UNIT_DIR.get(distro.release.series, "/usr/lib/systemd/system"))
         guest = Guest(ctx.rootfs, lambda name, variables: ctx.render(name, variables), distro.guest_vars(), ctx.facts)
-        chosen = select(distro.tweak_table(), distro.release, distro.facts, guest)
+        chosen = distro.select_tweaks(guest)
         record = apply(chosen, guest) if do_apply else []
         return Tweaked(ctx, distro, [t.name for t in chosen], record)
 
@@ -274,11 +274,31 @@ ALWAYS = {"fstab", "hostname", "machine-id", "instance-secrets", "ssh-host-keys"
 
 
 @pytest.mark.parametrize(
-    ("suite", "sources"),
-    [("bookworm", "apt-sources-one-line"), ("trixie", "apt-sources-deb822"), ("sid", "apt-sources-deb822")],
+    ("suite", "extra"),
+    [
+        ("bookworm", {"apt-sources-one-line"}),
+        ("trixie", {"apt-sources-deb822"}),
+        ("forky", {"apt-sources-deb822", "initctl-listener"}),  # systemd 262: no systemd-initctl
+        ("sid", {"apt-sources-deb822", "initctl-listener"}),
+    ],
 )
-def test_tweaks_selected_per_release(tweak: TweakFactory, suite: str, sources: str) -> None:
-    assert set(tweak("--suite", suite, do_apply=False).chosen) == ALWAYS | {sources}
+def test_tweaks_selected_per_release(tweak: TweakFactory, suite: str, extra: set[str]) -> None:
+    assert set(tweak("--suite", suite, do_apply=False).chosen) == ALWAYS | extra
+
+
+@pytest.mark.parametrize(("suite", "who"), [("trixie", "systemd"), ("forky", "vmbuilder"), ("sid", "vmbuilder")])
+def test_initctl_listener_where_systemd_has_none(tweak: TweakFactory, suite: str, who: str) -> None:
+    """systemd 258 and newer ship no systemd-initctl; libvirt's `virsh shutdown` then needs ours."""
+    t = tweak("--suite", suite)
+    assert t.ctx.facts["INITCTL_LISTENER"] == who
+    socket = "/etc/systemd/system/vmbuilder-initctl.socket"
+    if who == "systemd":
+        assert not t.exists(socket) and not t.exists("/etc/systemd/system/systemd-initctl.socket")
+        return
+    assert "ListenFIFO=/run/initctl" in t.read(socket)
+    assert t.link("/etc/systemd/system/sockets.target.wants/vmbuilder-initctl.socket") == socket
+    assert t.link("/etc/systemd/system/systemd-initctl.socket") == "/dev/null"
+    assert t.exists("/usr/local/lib/vmbuilder-lxc/initctl-listener")
 
 
 def test_no_ubuntu_only_tweak_is_in_the_table(plugins: Plugins) -> None:

@@ -141,7 +141,7 @@ def tweak(fake_fs: FakeFilesystem, make_ctx: ContextFactory, monkeypatch: pytest
         assert isinstance(distro, DebianFamily)
         # What DebianFamily.configure_os() does before it needs a chroot.
         guest = Guest(ctx.rootfs, lambda name, variables: ctx.render(name, variables), distro.guest_vars(), ctx.facts)
-        chosen = select(distro.tweak_table(), distro.release, distro.facts, guest)
+        chosen = distro.select_tweaks(guest)
         already = len(hooks)
         record = apply(chosen, guest) if do_apply else []
         return Tweaked(ctx, distro, guest, [t.name for t in chosen], record, hooks[already:])
@@ -166,7 +166,16 @@ ALWAYS = {"fstab", "hostname", "machine-id", "instance-secrets", "locale", "time
         ("oracular", {"network-netplan", "resolv-conf-resolved", "apt-sources-deb822"}),
         ("plucky", {"network-netplan", "netplan-configure-udev", "resolv-conf-resolved", "apt-sources-deb822"}),
         ("questing", {"network-netplan", "netplan-configure-udev", "resolv-conf-resolved", "apt-sources-deb822"}),
-        ("resolute", {"network-netplan", "netplan-configure-udev", "resolv-conf-resolved", "apt-sources-deb822"}),
+        (
+            "resolute",
+            {
+                "network-netplan",
+                "netplan-configure-udev",
+                "resolv-conf-resolved",
+                "apt-sources-deb822",
+                "initctl-listener",  # systemd 259: no systemd-initctl
+            },
+        ),
     ],
 )
 def test_tweaks_selected_per_release(tweak: TweakFactory, suite: str, expected: set[str]) -> None:

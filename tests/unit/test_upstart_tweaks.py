@@ -17,6 +17,7 @@ The checks model what upstart and mountall do with the tree, independently of th
 from __future__ import annotations
 
 import re
+import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +30,7 @@ from tests.unit.conftest import CSV, ROOT, ContextFactory
 from vmbuilder_lxc import tweaks as tweaks_module
 from vmbuilder_lxc.distro import DebianFamily
 from vmbuilder_lxc.suites import DISTRO_INFO_DIR
-from vmbuilder_lxc.tweaks import Guest, apply, select
+from vmbuilder_lxc.tweaks import Guest, apply
 
 # Jobs that cannot run in a container, by name pattern: udev and its bridge, readahead, the boot
 # splash, the hardware clock, module loading, and VT ttys beyond the four lxc-start provides.
@@ -110,27 +111,27 @@ def fake_divert(root: Path, path: str, to: str) -> None:
 @pytest.fixture
 def upstart_tree(
     fake_fs: FakeFilesystem, make_ctx: ContextFactory, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Callable[[str], Tree]]:
+) -> Iterator[Callable[..., Tree]]:
     fake_fs.add_real_directory(str(fixture.FIXTURE_DIR))
     fake_fs.create_file(DISTRO_INFO_DIR / "ubuntu.csv", contents=CSV)
     monkeypatch.setattr("vmbuilder_lxc.tweaks.divert", fake_divert)
     monkeypatch.setattr(tweaks_module, "run_builtin", lambda *args, **kwargs: None)
 
-    def build(release: str) -> Tree:
+    def build(release: str, *argv: str) -> Tree:
         fixture.build_tree(ROOT, release)
         (ROOT / "lib/init/fstab").write_text(BUILTIN_FSTAB)
         (ROOT / "etc/ssh").mkdir(parents=True, exist_ok=True)
         for key in ("rsa", "dsa", "ecdsa"):
             (ROOT / f"etc/ssh/ssh_host_{key}_key").write_text("secret key material")
         ctx = make_ctx("--suite", release, "--arch", "amd64", "--mirror", "http://mirror.test/ubuntu",
-                       "--hostname", "web1")  # fmt: skip
+                       "--hostname", "web1", *argv)  # fmt: skip
         ctx.workdir = ROOT.parent
         for plugin in ctx.plugins:
             plugin.set_defaults()
         distro = ctx.distro
         assert isinstance(distro, DebianFamily)
         guest = Guest(ROOT, lambda name, variables: ctx.render(name, variables), distro.guest_vars(), ctx.facts)
-        chosen = select(distro.tweak_table(), distro.release, distro.facts, guest)
+        chosen = distro.select_tweaks(guest)
         apply(chosen, guest)
         return Tree(release, [t.name for t in chosen], BUILTIN_FSTAB)
 
@@ -192,6 +193,21 @@ def check_container_safe(tree: Tree) -> None:
     else:
         assert "ln -s /run/shm /dev/shm" in tree.read("/etc/init/vmbuilder-dev-shm.conf")
     assert "iface eth0 inet dhcp" in tree.read("/etc/network/interfaces")
+    check_initctl_listener(tree)
+
+
+INITCTL_JOB = "/etc/init/vmbuilder-initctl.conf"
+INITCTL_LISTENER = "/usr/local/lib/vmbuilder-lxc/initctl-listener"
+
+
+def check_initctl_listener(tree: Tree) -> None:
+    """Our job makes the FIFO libvirt writes to and runs the listener on it (test_initctl.py runs both)."""
+    assert tree.enabled("vmbuilder-initctl", overrides_supported(tree.release))
+    job = tree.read(INITCTL_JOB)
+    assert "start on filesystem" in job.splitlines() and "respawn" in job.splitlines()
+    assert "mkfifo -m 600" in job and f"exec {INITCTL_LISTENER} <>" in job
+    assert tree.read(INITCTL_LISTENER).startswith("#!/bin/sh\n")
+    assert stat.S_IMODE(tree.path(INITCTL_LISTENER).stat().st_mode) == 0o755
 
 
 @pytest.mark.parametrize("release", fixture.RELEASES)
@@ -241,3 +257,10 @@ def test_pre_precise_console_getty_steps_aside_under_libvirt(upstart_tree: Calla
     job = tree.read("/etc/init/vmbuilder-console.conf")
     assert "container=lxc-libvirt" in job and "stop; exit 0" in job
     assert "exec /sbin/getty -8 38400 console" in job
+
+
+@pytest.mark.parametrize("release", ["lucid", "oneiric", "trusty"])
+def test_initctl_listener_never(upstart_tree: Callable[..., Tree], release: str) -> None:
+    tree = upstart_tree(release, "--initctl-listener", "never")
+    assert "initctl-listener-upstart" not in tree.chosen
+    assert not tree.path(INITCTL_JOB).exists() and not tree.path(INITCTL_LISTENER).exists()
