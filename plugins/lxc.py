@@ -47,6 +47,14 @@ def cgroup_layout(root: Path = CGROUP_ROOT) -> dict[str, object]:
     return {"cgroup_layout": layout, "cgroup_v1_memory": v1_memory, "cgroup_v1_cpu": v1_cpu}
 
 
+def lxcfs_state(mount: Path = LXCFS_MOUNT) -> str:
+    """running, absent, or stale: a dead lxcfs leaves its FUSE mount answering ENOTCONN."""
+    try:
+        return "running" if (mount / "proc").is_dir() else "absent"
+    except OSError:
+        return "stale"
+
+
 def libvirt_uri(s: Settings) -> str | None:
     """The --libvirt URI when the libvirt plugin is loaded and asked to define a domain."""
     return s.get_str("libvirt") if "libvirt" in s.table else None
@@ -129,7 +137,14 @@ class LXC(Hypervisor):
             )
         if not shutil.which("lxc-start"):
             LOG.warning("lxc-start is not installed (apt-get install lxc); the container cannot be started here")
-        if s["mem"] and not (LXCFS_MOUNT / "proc").is_dir():
+        if lxcfs_state() == "stale":
+            LOG.warning(
+                "lxcfs's mount at %s is stale (the daemon died); containers will not start until you run "
+                "'umount -l %s' and start lxcfs again",
+                LXCFS_MOUNT,
+                LXCFS_MOUNT,
+            )
+        elif s["mem"] and lxcfs_state() != "running":
             LOG.info("note: lxcfs is not running, so the container's /proc/meminfo will show the host's memory")
         if ctx.dest.exists() and self.is_running():
             die(

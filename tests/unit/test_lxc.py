@@ -6,6 +6,7 @@ fake file system (fake /sys/fs/cgroup), which is the code path a build takes.
 
 from __future__ import annotations
 
+import importlib
 import re
 from pathlib import Path
 from typing import Any
@@ -219,3 +220,17 @@ def test_pre_precise_upstart_guests_get_their_ttys_on_dev_ttyN() -> None:
     text = Templates().render("lxc/config.j2", {**BASE_VARS, "tty_dir_empty": True})
     assert "\nlxc.tty.dir =\n" in text
     assert "lxc.tty.dir" not in Templates().render("lxc/config.j2", BASE_VARS)
+
+
+def test_a_dead_lxcfs_mount_is_a_warning_not_a_crash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A killed lxcfs leaves its mount behind, answering ENOTCONN to every stat()."""
+    lxc = importlib.import_module("vmbuilder_lxc.plugins.lxc")
+
+    def enotconn(self: Path) -> bool:
+        raise OSError(107, "Transport endpoint is not connected")
+
+    assert lxc.lxcfs_state(tmp_path) == "absent"
+    (tmp_path / "proc").mkdir()
+    assert lxc.lxcfs_state(tmp_path) == "running"
+    monkeypatch.setattr(Path, "is_dir", enotconn)
+    assert lxc.lxcfs_state(tmp_path) == "stale"
