@@ -76,6 +76,9 @@ def _when(w: When) -> str:
         parts.append("upstart .override files" if w.overrides else "no upstart .override files")
     if w.container_detect is not None:
         parts.append("container-detect (precise on)" if w.container_detect else "no container-detect (before precise)")
+    if w.initctl is not None:
+        parts.append("a listener on /run/initctl" if w.initctl else
+                     "no listener on /run/initctl (systemd 258 on, upstart; see --initctl-listener)")  # fmt: skip
     if w.installed:
         parts.append(f"{w.installed} installed")
     return ", ".join(parts) or "every release"
