@@ -23,7 +23,7 @@ from vmbuilder_lxc.plugin import Plugin
 from vmbuilder_lxc.settings import Setting
 from vmbuilder_lxc.virt import Connection, DomainInfo, connect
 
-from .lxc import LXC_ARCH, network_mode
+from .lxc import LXC_ARCH, cgroup_layout, network_mode
 
 GROUP = "libvirt options"
 DEFAULT_MEM_MB = 1024  # libvirt needs a size; --mem overrides it
@@ -109,6 +109,19 @@ class Libvirt(Plugin):
         xml_file = self.settings.get_str("libvirt-xml")
         if xml_file:
             self._check(Path(xml_file).read_text(encoding="utf-8"), rootfs=None, source=xml_file, static=True)
+        self._warn_cgroup_v1()
+
+    def _warn_cgroup_v1(self) -> None:
+        """systemd 258+ needs cgroup v2 controllers, which libvirt 9 cannot give it on a v1/hybrid host."""
+        systemd = self.context.facts.get("SYSTEMD_VERSION", "")
+        layout = str(cgroup_layout()["cgroup_layout"])
+        if systemd.isdigit() and int(systemd) >= 258 and not layout.startswith("unified"):
+            LOG.warning(
+                "systemd %s in this guest needs cgroup v2 controllers, and this host's cgroup layout is %s: "
+                "under libvirt-lxc the domain will exit at once; use lxc-start or a host with the unified layout",
+                systemd,
+                layout,
+            )
 
     def domain_name(self) -> str:
         """The domain's name: the container's, or the <name> of --libvirt-xml."""

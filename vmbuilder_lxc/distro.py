@@ -336,6 +336,7 @@ class DebianFamily(Distro):
                 "HOSTNAME": str(s["hostname"]),
                 "INIT": self.facts.init,
                 "UPSTART_VERSION": self.facts.upstart_version,
+                "SYSTEMD_VERSION": str(self.facts.systemd_version or ""),
                 "CONTAINER_DETECT": "yes" if self.facts.container_detect else "no",
                 "INITCTL_LISTENER": self.initctl_listener(),
                 "HYPERVISOR": ctx.hypervisor_name,

@@ -281,3 +281,22 @@ def test_validate_on_a_missing_or_broken_file(
     assert cli.main(["lxc", "validate", str(tmp_path / "bad.xml")]) == 2
     err = capsys.readouterr().err
     assert "cannot read" in err and "Traceback" not in err
+
+
+def test_a_bad_libvirt_xml_is_refused_before_bootstrap(
+    no_host_config: Path, make_ctx: ContextFactory, fake_virsh: FakeVirsh, tmp_path: Path
+) -> None:
+    xml = tmp_path / "mine.xml"
+    good = Templates().render("libvirt/domain.xml.j2", {**BASE, "name": "db1", "rootfs": "/srv/ct/db1/rootfs"})
+    xml.write_text(good.replace("<init>", "<kernel>/boot/vmlinuz</kernel><init>"))
+    with pytest.raises(UserError, match=r"mine.xml: error: <os><kernel>"):
+        preflight(make_ctx, "-d", "/srv/ct/db1", "--network", "none", "--libvirt-xml", str(xml))
+    xml.write_text(good.replace("/srv/ct/db1/rootfs", "/elsewhere/rootfs"))
+    with pytest.raises(UserError, match="the root <filesystem> is /elsewhere/rootfs, but this build writes"):
+        preflight(make_ctx, "-d", "/srv/ct/db1", "--network", "none", "--libvirt-xml", str(xml))
+    xml.write_text(good.replace("<name>db1</name>", "<name>web1</name>"))
+    with pytest.raises(UserError, match="libvirt domain web1 already exists"):  # its <name> names the domain
+        preflight(make_ctx, "-d", "/srv/ct/db1", "--network", "none", "--libvirt-xml", str(xml))
+    xml.write_text(good)
+    plugin = preflight(make_ctx, "-d", "/srv/ct/db1", "--network", "none", "--libvirt-xml", str(xml))
+    assert plugin.domain_name() == "db1"
