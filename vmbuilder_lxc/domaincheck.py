@@ -679,6 +679,17 @@ def _memory(d: Domain) -> Iterator[Issue]:
                 yield Issue("<memory>", "libvirt rejects a memory size of 0", "give the limit, e.g. 512 MiB")
 
 
+def _two_sizes(d: Domain, first: str, second: str) -> tuple[int, int] | None:
+    """Both sizes in bytes, or None when either is absent or unparsable (the "memory" rule says so)."""
+    a, b = d.root.find(first), d.root.find(second)
+    if a is None or b is None:
+        return None
+    try:
+        return _memory_bytes(a), _memory_bytes(b)
+    except ValueError:
+        return None
+
+
 @_rule(
     "current-memory",
     ERROR,
@@ -687,13 +698,10 @@ def _memory(d: Domain) -> Iterator[Issue]:
     "libvirt silently lowers it to <memory>, so the definition does not say what runs",
 )
 def _current_memory(d: Domain) -> Iterator[Issue]:
-    memory, current = d.root.find("memory"), d.root.find("currentMemory")
-    if memory is None or current is None:
+    sizes = _two_sizes(d, "memory", "currentMemory")
+    if sizes is None:
         return
-    try:
-        limit, cur = _memory_bytes(memory), _memory_bytes(current)
-    except ValueError:
-        return  # reported by "memory"
+    limit, cur = sizes
     if cur > limit:
         yield Issue(
             "<currentMemory>",
@@ -731,13 +739,10 @@ def _memory_small(d: Domain) -> Iterator[Issue]:
     "both are applied; the lower hard limit wins while the guest sees <memory> as MemTotal",
 )
 def _memtune_hard_limit(d: Domain) -> Iterator[Issue]:
-    memory, hard = d.root.find("memory"), d.root.find("memtune/hard_limit")
-    if memory is None or hard is None:
+    sizes = _two_sizes(d, "memory", "memtune/hard_limit")
+    if sizes is None:
         return
-    try:
-        limit, hard_limit = _memory_bytes(memory), _memory_bytes(hard)
-    except ValueError:
-        return
+    limit, hard_limit = sizes
     if hard_limit < limit:
         yield Issue(
             "<memtune><hard_limit>",

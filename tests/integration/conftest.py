@@ -162,7 +162,38 @@ def boot_within(container: Callable[[Path], Container], dest: Path, label: str, 
     return c
 
 
-class Container:
+class Guest:
+    """What the boot tests ask of a running systemd guest, however its manager lets us in."""
+
+    name: str
+
+    def enter(self, argv: list[str], timeout: int) -> subprocess.CompletedProcess[str]:
+        """Run ARGV inside the guest (lxc-attach, virsh lxc-enter-namespace); ARGV[0] is a full path."""
+        raise NotImplementedError
+
+    def sh(self, script: str, check: bool = True, timeout: int = 60) -> str:
+        result = self.enter(["/bin/sh", "-c", script], timeout)
+        if check and result.returncode != 0:
+            raise AssertionError(f"{script!r} failed in {self.name}: {result.stdout}{result.stderr}")
+        return result.stdout.strip()
+
+    def wait_running(self, timeout: float = 30) -> str:
+        """Poll `systemctl is-system-running` until it settles; returns the final state."""
+        deadline = time.monotonic() + timeout
+        state = "unknown"
+        while time.monotonic() < deadline:
+            state = self.sh("systemctl is-system-running", check=False) or "unknown"
+            if state in ("running", "degraded"):
+                return state
+            time.sleep(0.5)
+        return state
+
+    def failed_units(self) -> list[str]:
+        out = self.sh("systemctl list-units --failed --no-legend --plain || true")
+        return [line.split()[0] for line in out.splitlines() if line.strip()]
+
+
+class Container(Guest):
     """A container started with lxc-start; always stopped again by the fixture."""
 
     def __init__(self, lxcpath: Path, name: str) -> None:
@@ -176,23 +207,8 @@ class Container:
     def start(self) -> None:
         self._lxc("lxc-start", "--logfile", str(self.lxcpath / f"{self.name}.log"), "--logpriority", "INFO")
 
-    def sh(self, script: str, check: bool = True, timeout: int = 60) -> str:
-        result = self._lxc("lxc-attach", "--clear-env", "--", "/bin/sh", "-c", script, timeout=timeout, check=False)
-        if check and result.returncode != 0:
-            raise AssertionError(f"{script!r} failed in {self.name}: {result.stdout}{result.stderr}")
-        return result.stdout.strip()
-
-    def wait_running(self, timeout: float = 30) -> str:
-        """Poll `systemctl is-system-running` until it settles; returns the final state."""
-        deadline = time.monotonic() + timeout
-        state = "unknown"
-        while time.monotonic() < deadline:
-            result = self._lxc("lxc-attach", "--clear-env", "--", "systemctl", "is-system-running", check=False)
-            state = result.stdout.strip() or "unknown"
-            if state in ("running", "degraded"):
-                return state
-            time.sleep(0.5)
-        return state
+    def enter(self, argv: list[str], timeout: int) -> subprocess.CompletedProcess[str]:
+        return self._lxc("lxc-attach", "--clear-env", "--", *argv, timeout=timeout, check=False)
 
     def ssh_login(self, rootfs: Path, private_key: Path, user: str, command: str) -> str:
         """Run COMMAND as USER over SSH to the container's own sshd (key login, no password)."""
@@ -204,10 +220,6 @@ class Container:
             return self.sh(f"ssh -i /root/test-login-key {options} {user}@127.0.0.1 '{command}' 2>/dev/null")
         finally:
             copy.unlink()
-
-    def failed_units(self) -> list[str]:
-        out = self.sh("systemctl list-units --failed --no-legend --plain || true")
-        return [line.split()[0] for line in out.splitlines() if line.strip()]
 
     def stop(self) -> float:
         start = time.monotonic()
@@ -304,7 +316,7 @@ def libvirtd() -> Iterator[str]:
         subprocess.run(["kill", str(started)], check=False)
 
 
-class Domain:
+class Domain(Guest):
     """A libvirt-lxc domain driven with virsh; the fixture destroys and undefines it afterwards."""
 
     def __init__(self, uri: str, name: str) -> None:
@@ -326,27 +338,8 @@ class Domain:
         result = self.virsh("domstate", self.name, check=False)
         return result.stdout.strip() if result.returncode == 0 else "undefined"
 
-    def sh(self, script: str, check: bool = True, timeout: int = 60) -> str:
-        result = self.virsh("lxc-enter-namespace", self.name, "--noseclabel", "--", "/bin/sh", "-c", script,
-                            check=False, timeout=timeout)  # fmt: skip
-        if check and result.returncode != 0:
-            raise AssertionError(f"{script!r} failed in {self.name}: {result.stdout}{result.stderr}")
-        return result.stdout.strip()
-
-    def wait_running(self, timeout: float = 30) -> str:
-        """Poll `systemctl is-system-running` inside until it settles; returns the final state."""
-        deadline = time.monotonic() + timeout
-        state = "unknown"
-        while time.monotonic() < deadline:
-            state = self.sh("systemctl is-system-running", check=False) or "unknown"
-            if state in ("running", "degraded"):
-                return state
-            time.sleep(0.5)
-        return state
-
-    def failed_units(self) -> list[str]:
-        out = self.sh("systemctl list-units --failed --no-legend --plain || true")
-        return [line.split()[0] for line in out.splitlines() if line.strip()]
+    def enter(self, argv: list[str], timeout: int) -> subprocess.CompletedProcess[str]:
+        return self.virsh("lxc-enter-namespace", self.name, "--noseclabel", "--", *argv, check=False, timeout=timeout)
 
     def wait_state(self, want: str, timeout: float) -> float:
         """Seconds until the domain reaches state WANT; fails after TIMEOUT."""
