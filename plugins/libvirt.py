@@ -39,6 +39,7 @@ class Libvirt(Plugin):
 
     _conn: Connection | None = None
     _replacing: DomainInfo | None = None
+    _name: str | None = None
 
     def register_options(self) -> Sequence[Setting]:
         return [
@@ -124,14 +125,16 @@ class Libvirt(Plugin):
             )
 
     def domain_name(self) -> str:
-        """The domain's name: the container's, or the <name> of --libvirt-xml."""
-        xml_file = self.settings.get_str("libvirt-xml")
-        if xml_file:
-            try:
-                return domaincheck.domain_name(Path(xml_file).read_text(encoding="utf-8"))
-            except domaincheck.DomainXMLError as exc:
-                die(f"--libvirt-xml {xml_file}: {exc}", "fix the XML")
-        return self.context.name
+        """The domain's name: the container's, or the <name> of --libvirt-xml (read once)."""
+        if self._name is None:
+            self._name = self.context.name
+            xml_file = self.settings.get_str("libvirt-xml")
+            if xml_file:
+                try:
+                    self._name = domaincheck.domain_name(Path(xml_file).read_text(encoding="utf-8"))
+                except domaincheck.DomainXMLError as exc:
+                    die(f"--libvirt-xml {xml_file}: {exc}", "fix the XML")
+        return self._name
 
     def _check(self, xml: str, rootfs: Path | None, source: str, static: bool = False) -> None:
         """Refuse a domain with errors (printing every finding); warnings are logged."""

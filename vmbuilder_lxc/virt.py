@@ -149,9 +149,11 @@ class VirshConnection:
         return out
 
     def lookup(self, name: str) -> DomainInfo | None:
-        if name not in self.domains():
-            return None
-        _, text = self._virsh("dominfo", name, what=f"reading domain {name}")
+        code, text = self._virsh("dominfo", name, what=f"reading domain {name}", ok_codes=(0, 1))
+        if code != 0:
+            if "failed to get domain" in text:
+                return None
+            raise _fail(self.uri, f"reading domain {name}", text)
         fields = {}
         for line in text.splitlines():
             key, sep, value = line.partition(":")

@@ -133,6 +133,8 @@ class FakeVirsh:
             case ["domuuid", name]:
                 return 0, self.domains[name]["uuid"] + "\n"
             case ["dominfo", name]:
+                if name not in self.domains:
+                    return 1, f"error: failed to get domain '{name}'"
                 d = self.domains[name]
                 fields = {"Id": "-", "Name": name, "UUID": d["uuid"], "State": d["state"], "Persistent": "yes",
                           "Autostart": d["autostart"]}  # fmt: skip
