@@ -26,7 +26,7 @@ import stat
 import subprocess
 import tarfile
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Self
@@ -49,6 +49,10 @@ READ_HINT = "check that it is a tar archive (plain, gzip, bzip2, xz or zstd) and
 
 # A decompressed archive: the file itself, a decompressing reader or zstd's stdout.
 _Stream = IO[bytes] | gzip.GzipFile | bz2.BZ2File | lzma.LZMAFile
+# Which regular members read_members() also returns the contents of.
+Wanted = Callable[[tarfile.TarInfo], bool]
+# A member header and, if it was wanted, its contents.
+Member = tuple[tarfile.TarInfo, bytes | None]
 
 # Decompression and tar errors while reading headers: the archive is damaged or not a tar archive.
 _READ_ERRORS = (tarfile.TarError, EOFError, OSError, lzma.LZMAError, zlib.error)
@@ -301,14 +305,16 @@ class _Scanner:
 
 
 def check_members(
-    members: Iterable[tarfile.TarInfo], *, strip: str = "", allow_setuid: bool = True
+    members: Iterable[tarfile.TarInfo], *, strip: str = "", allow_setuid: bool = True, gnu_tar: bool = False
 ) -> list[MemberProblem]:
     """Every member that makes the archive unsafe to extract, in archive order.
 
     `strip` is a leading directory (LXD's "rootfs") whose contents are the rootfs; members outside
     it (metadata.yaml, templates/) are allowed, judged against the archive root, and never extracted.
+    `gnu_tar` also refuses what safe_extract() refuses because GNU tar would (names with `..`), so
+    a check made ahead of safe_extract() agrees with it.
     """
-    scanner = _Scanner(_strip_parts(strip), allow_setuid, gnu_tar=False)
+    scanner = _Scanner(_strip_parts(strip), allow_setuid, gnu_tar=gnu_tar)
     return [problem for member in members if (problem := scanner.add(member)) is not None]
 
 
@@ -330,7 +336,7 @@ class _StrictHeader(tarfile.TarInfo):
             raise _DamagedHeader(f"the tar header at byte {offset} is damaged ({exc})") from exc
 
 
-def _tar_headers(path: Path, stream: _Stream) -> Iterator[tarfile.TarInfo]:
+def _tar_headers(path: Path, stream: _Stream, wanted: Wanted | None = None) -> Iterator[Member]:
     """The members of the decompressed `stream`, which is then read to its end.
 
     Reading on after the end-of-archive block makes a truncated or corrupt compressed stream an error
@@ -338,7 +344,12 @@ def _tar_headers(path: Path, stream: _Stream) -> Iterator[tarfile.TarInfo]:
     """
     try:
         with tarfile.open(fileobj=stream, mode="r|", tarinfo=_StrictHeader) as archive:
-            yield from archive
+            for member in archive:
+                data = None
+                if wanted is not None and member.isreg() and wanted(member):
+                    reader = archive.extractfile(member)
+                    data = reader.read() if reader is not None else None
+                yield member, data
         while stream.read(1 << 16):
             pass
     except _DamagedHeader as exc:
@@ -350,7 +361,7 @@ def _tar_headers(path: Path, stream: _Stream) -> Iterator[tarfile.TarInfo]:
         raise UserError(f"cannot read {path} as a tar archive: {exc}", READ_HINT) from None
 
 
-def _zstd_headers(path: Path) -> Iterator[tarfile.TarInfo]:
+def _zstd_headers(path: Path, wanted: Wanted | None) -> Iterator[Member]:
     """Members of a .tar.zst through the zstd command: tarfile reads zstd itself only from Python 3.14."""
     try:
         proc = subprocess.Popen(
@@ -369,7 +380,7 @@ def _zstd_headers(path: Path) -> Iterator[tarfile.TarInfo]:
     message = ""
     try:
         try:
-            yield from _tar_headers(path, stdout)
+            yield from _tar_headers(path, stdout, wanted)
         finally:
             stdout.close()  # if we stopped early, zstd ends on EPIPE instead of blocking
             message = " ".join(stderr.read().decode(errors="replace").split())
@@ -383,7 +394,7 @@ def _zstd_headers(path: Path) -> Iterator[tarfile.TarInfo]:
         raise UserError(f"cannot decompress {path}: {message or f'zstd exit code {code}'}", READ_HINT)
 
 
-def _read_headers(path: Path) -> Iterator[tarfile.TarInfo]:
+def _read_headers(path: Path, wanted: Wanted | None = None) -> Iterator[Member]:
     """Each member header once, in order, without extracting anything; the file is read forward once."""
     try:
         fh = path.open("rb")
@@ -393,7 +404,7 @@ def _read_headers(path: Path) -> Iterator[tarfile.TarInfo]:
         magic = fh.read(len(XZ_MAGIC))
         fh.seek(0)
         if magic.startswith(ZSTD_MAGIC):
-            yield from _zstd_headers(path)
+            yield from _zstd_headers(path, wanted)
             return
         stream: _Stream = fh
         if magic.startswith(GZIP_MAGIC):
@@ -403,14 +414,14 @@ def _read_headers(path: Path) -> Iterator[tarfile.TarInfo]:
         elif magic.startswith(XZ_MAGIC):
             stream = lzma.LZMAFile(fh)
         with stream:
-            yield from _tar_headers(path, stream)
+            yield from _tar_headers(path, stream, wanted)
 
 
 def _scan(path: Path, scanner: _Scanner) -> None:
     """Feed every member to `scanner`; raise UnsafeArchive for the first problem, counting the rest."""
     first: MemberProblem | None = None
     more = 0
-    for member in _read_headers(path):
+    for member, _ in _read_headers(path):
         problem = scanner.add(member)
         if problem is None:
             continue
@@ -421,6 +432,16 @@ def _scan(path: Path, scanner: _Scanner) -> None:
     if first is not None:
         extra = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
         raise UnsafeArchive(f"{path}: unsafe member {first.name!r}: {first.why}{extra}", first.hint)
+
+
+def read_members(path: Path, wanted: Wanted) -> Iterator[Member]:
+    """Every member header in order, with the contents of the regular members `wanted` selects.
+
+    The archive is read once, as strictly as check_archive() reads it (a damaged header or stream is
+    an error), and nothing is extracted: a caller learns what it needs (os-release, say) in the same
+    pass as it checks the members with check_members(). Keep what `wanted` selects small.
+    """
+    return _read_headers(path, wanted)
 
 
 def check_archive(path: Path, *, strip: str = "", allow_setuid: bool = True) -> None:

@@ -25,6 +25,7 @@ from vmbuilder_lxc.archive_safety import (
     UnsafeArchive,
     check_archive,
     check_members,
+    read_members,
     safe_extract,
 )
 from vmbuilder_lxc.log import UserError
@@ -560,3 +561,25 @@ def test_safe_extract_needs_empty_dest(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="is not an empty directory"):
         safe_extract(path, dest / "old")
     assert listing(dest) == ["old"]
+
+
+def test_check_members_gnu_tar_agrees_with_safe_extract() -> None:
+    """gnu_tar=True refuses ahead of time what safe_extract() would refuse (a checked-early import)."""
+    members = [d("a"), f("a/../b")]
+    assert check_members(members) == []
+    assert "GNU tar refuses" in only_problem(check_members(members, gnu_tar=True)).why
+
+
+@pytest.mark.parametrize("suffix", SUFFIXES)
+def test_read_members_returns_wanted_contents(tmp_path: Path, suffix: str) -> None:
+    path = compressed(tmp_path, suffix, GOOD_ROOTFS)
+    seen = list(read_members(path, lambda m: m.name == "./etc/hostname"))
+    assert len(seen) == len(GOOD_ROOTFS)
+    assert {m.name: data for m, data in seen if data is not None} == {"./etc/hostname": DATA}
+
+
+def test_read_members_is_strict(tmp_path: Path) -> None:
+    path = compressed(tmp_path, ".tar.xz", GOOD_ROOTFS)
+    path.write_bytes(path.read_bytes()[:-40])
+    with pytest.raises(UserError, match="cannot read"):
+        list(read_members(path, lambda m: True))
