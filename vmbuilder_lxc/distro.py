@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from . import __version__, shellhooks
+from . import __version__, shellhooks, template_import
 from . import validators as v
 from .bootstrap import BootstrapRequest, bootstrap, choose_backend
 from .cache import BaseCache, cache_key
@@ -92,6 +92,7 @@ class DebianFamily(Distro):
 
     release: Release
     facts: GuestFacts
+    imported: template_import.Template | None = None  # --from-template: deployed instead of bootstrapped
 
     # -- settings -------------------------------------------------------------------------------
 
@@ -134,6 +135,7 @@ class DebianFamily(Distro):
                     metavar="FILE", group=INSTALL),
             Setting("list-suites", "print every release this plugin knows (init system, network, "
                     "support) and exit", "bool", False, in_config=False, group=INSTALL),
+            *template_import.template_settings(INSTALL),
             # users
             Setting("user", "name of the initial user (in the sudo group)", default=self.default_user,
                     validate=v.username, group=USER),
@@ -323,6 +325,8 @@ class DebianFamily(Distro):
 
     def set_defaults(self) -> None:
         s = self.settings
+        if s["from-template"]:  # checks the whole archive; adopts its release unless --suite was given
+            self.imported = template_import.prepare(self)
         self.release = self.resolve_suite(str(s["suite"]))
         self.facts = self.release_facts(self.release)
         ctx = self.context
@@ -355,7 +359,9 @@ class DebianFamily(Distro):
 
     def preflight_check(self) -> None:
         s = self.settings
-        if not s.get_bool("insecure"):
+        if self.imported:  # nothing is downloaded: no keyring or bootstrapper is needed
+            template_import.preflight(self, self.imported)
+        elif not s.get_bool("insecure"):
             fprs = require_keyring(self.keyring(), self.name)
             LOG.debug("archive keys: %s", ", ".join(fprs))
         else:
@@ -368,7 +374,8 @@ class DebianFamily(Distro):
         self.check_initctl_listener()
         if not s["pass"] and not s["ssh-user-key"]:
             LOG.info("note: user '%s' has no password and no SSH key; use lxc-attach to get in", s["user"])
-        choose_backend(str(s["bootstrapper"]), self.bootstrap_request())
+        if not self.imported:
+            choose_backend(str(s["bootstrapper"]), self.bootstrap_request())
 
     def check_initctl_listener(self) -> None:
         if self.initctl_listener() == "none":
@@ -458,6 +465,8 @@ class DebianFamily(Distro):
         }
 
     def bootstrap(self) -> None:
+        if self.imported:
+            return template_import.extract(self, self.imported)
         s = self.settings
         ctx = self.context
         req = self.bootstrap_request()
@@ -573,6 +582,8 @@ class DebianFamily(Distro):
         }
 
     def configure_os(self) -> None:
+        if self.imported:  # the rootfs is container-ready: only identity and the initial user
+            return template_import.configure(self, self.imported)
         ctx = self.context
         guest = Guest(ctx.rootfs, lambda name, variables: ctx.render(name, variables), self.guest_vars(), ctx.facts)
         chosen = self.select_tweaks(guest)
@@ -596,7 +607,10 @@ class DebianFamily(Distro):
             argv += ["--comment", str(s["name"])]
         if s["uid"] is not None:
             argv += ["--uid", str(s["uid"])]
-        self.run_in_target(*argv, user)
+        if self.imported:  # keeps an account the template already has
+            template_import.add_user(self, argv, user)
+        else:
+            self.run_in_target(*argv, user)
         passwords = []
         if s["pass"]:
             passwords.append(f"{user}:{s['pass']}")
