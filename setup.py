@@ -23,6 +23,7 @@ setup(
     python_requires=">=3.11",
     packages=[
         "vmbuilder_lxc",
+        "vmbuilder_lxc.exports",
         "vmbuilder_lxc.plugins",
         "vmbuilder_lxc.templates",
         "vmbuilder_lxc.hooks",
@@ -52,6 +53,7 @@ setup(
             "debian = vmbuilder_lxc.plugins.debian:Debian",
             "postinst = vmbuilder_lxc.plugins.postinst:PostInst",
             "libvirt = vmbuilder_lxc.plugins.libvirt:Libvirt",
+            "export = vmbuilder_lxc.plugins.export:Export",
         ],
     },
     classifiers=[

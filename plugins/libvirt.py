@@ -18,12 +18,13 @@ from typing import ClassVar
 
 from vmbuilder_lxc import __version__, domaincheck
 from vmbuilder_lxc import validators as v
+from vmbuilder_lxc.arches import kernel_arch
 from vmbuilder_lxc.log import LOG, UserError, die
 from vmbuilder_lxc.plugin import Plugin
 from vmbuilder_lxc.settings import Setting
 from vmbuilder_lxc.virt import Connection, DomainInfo, connect
 
-from .lxc import LXC_ARCH, cgroup_layout, network_mode
+from .lxc import cgroup_layout, network_mode
 
 GROUP = "libvirt options"
 DEFAULT_MEM_MB = 1024  # libvirt needs a size; --mem overrides it
@@ -175,7 +176,7 @@ class Libvirt(Plugin):
                 "uuid": self._replacing.uuid if self._replacing else str(uuidlib.uuid4()),
                 "mem": s.get_int("mem") or DEFAULT_MEM_MB,
                 "cpus": s.get_int("cpus"),
-                "arch": LXC_ARCH.get(str(s["arch"]), str(s["arch"])),
+                "arch": kernel_arch(str(s["arch"])),
                 "init": self.context.facts.get("INIT_PATH", "/sbin/init"),
                 "rootfs": str(self.context.dest / "rootfs"),
                 "network": kind,

@@ -17,6 +17,7 @@ from typing import ClassVar
 from vmbuilder_lxc import __version__
 from vmbuilder_lxc import validators as v
 from vmbuilder_lxc.log import LOG, die
+from vmbuilder_lxc.lxcconf import guest_config_vars
 from vmbuilder_lxc.plugin import Hypervisor
 from vmbuilder_lxc.run import run
 from vmbuilder_lxc.settings import Setting, Settings
@@ -24,12 +25,8 @@ from vmbuilder_lxc.settings import Setting, Settings
 GROUP = "LXC options"
 DEFAULT_LXC_PATH = Path("/var/lib/lxc")
 DEFAULT_BRIDGE = "lxcbr0"
-TTYS = 4  # lxc.tty.max; the console is pts/0, the ttys pts/1..TTYS
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 LXCFS_MOUNT = Path("/var/lib/lxcfs")
-# Debian architecture -> the kernel personality name lxc.arch takes.
-LXC_ARCH = {"amd64": "x86_64", "i386": "i686", "arm64": "aarch64", "armhf": "armv7l", "armel": "armv5tel",
-            "ppc64el": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}  # fmt: skip
 
 
 def cgroup_layout(root: Path = CGROUP_ROOT) -> dict[str, object]:
@@ -169,13 +166,9 @@ class LXC(Hypervisor):
             "lxcpath": str(lxcpath),
             "lxcpath_arg": lxcpath != DEFAULT_LXC_PATH,
             "includes": [],
-            "lxc_arch": LXC_ARCH.get(str(s["arch"]), str(s["arch"])),
             "rootfs": str(ctx.dest / "rootfs"),
             "hostname": s["hostname"],
-            "ttys": TTYS,
-            # upstart before precise has no container-detect and expects the ttys on /dev/ttyN itself
-            "tty_dir_empty": ctx.facts.get("INIT") == "upstart" and ctx.facts.get("CONTAINER_DETECT") != "yes",
-            "container_ttys": " ".join(f"pts/{n}" for n in range(1, TTYS + 1)),
+            **guest_config_vars(str(s["arch"]), ctx.facts),
             "network": "none" if s["network"] == "none" else "veth",
             "bridge": s["bridge"],
             "mac": s["mac"] or random_mac(),
@@ -202,6 +195,8 @@ class LXC(Hypervisor):
         return f"lxc-start{path_arg} -n {self.context.name}"
 
     def next_steps(self) -> list[str]:
+        if not self.context.keep_dest:  # --export-only
+            return []
         if libvirt_uri(self.settings):  # libvirt runs it; lxc-start on the same rootfs would boot it twice
             return [f"Container {self.context.name} is ready in {self.context.dest}"]
         start = self.start_command()

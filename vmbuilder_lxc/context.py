@@ -32,6 +32,7 @@ class Context:
     templates: Templates | None = None
     facts: dict[str, str] = field(default_factory=dict)
     summary: dict[str, Any] = field(default_factory=dict)
+    keep_dest: bool = True  # False with --export-only: the build exists only for its exports
 
     @property
     def distro(self) -> Distro:

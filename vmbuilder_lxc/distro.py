@@ -48,6 +48,12 @@ USER = "Settings for the initial user"
 NETWORK = "Network options"
 LOCALE = "Locale and time"
 
+def default_variant(s: Settings) -> str:
+    """buildd when the sbuild export asks for a buildd chroot, else minbase."""
+    wants_sbuild = "export" in s.table and "sbuild" in [f.lower() for f in s.get_list("export")]
+    return "buildd" if wants_sbuild else "minbase"
+
+
 # --initctl-listener: auto (where the release has no listener), always, never.
 INITCTL_LISTENER_MODES = ("auto", "always", "never")
 
@@ -117,7 +123,8 @@ class DebianFamily(Distro):
             # installation
             Setting("suite", "release to install: codename, version, or devel/lts/stable",
                     default="lts", group=INSTALL),
-            Setting("variant", "debootstrap variant of the base", default="minbase",
+            Setting("variant", "debootstrap variant of the base (default: buildd for --export sbuild, else minbase)",
+                    default=default_variant,
                     choices=("minbase", "buildd", "default"), group=INSTALL),
             Setting("mirror", "archive mirror written into the guest's apt sources",
                     default=self._default_mirror, metavar="URL", group=INSTALL),

@@ -139,7 +139,8 @@ def build(ctx: Context) -> dict[str, Any]:
         # Plugins first: their refusals (a running container, an existing libvirt domain) name
         # the real obstacle better than "the destination exists" would.
         call_hook(ctx.plugins, "preflight_check")
-        check_destination(ctx)
+        if ctx.keep_dest:
+            check_destination(ctx)
         for stray in shellhooks.unknown_scripts(hook_dirs(ctx)):
             LOG.warning("%s does not start with a stage name (%s); ignored", stray, ", ".join(shellhooks.STAGES))
     if os.geteuid() != 0:
@@ -162,10 +163,14 @@ def build(ctx: Context) -> dict[str, Any]:
             call_hook(ctx.plugins, "post_install")
             shellhooks.run_stage(hook_dirs(ctx), "finalize", ctx.rootfs, ctx.facts)
             call_hook(ctx.plugins, "finalize")
-        with step(f"Moving the result into place at {ctx.dest}"):
-            ctx.summary["build_seconds"] = round(time.monotonic() - started, 1)
-            _write_marker(ctx)
-            _commit(ctx)
+        if ctx.keep_dest:
+            with step(f"Moving the result into place at {ctx.dest}"):
+                ctx.summary["build_seconds"] = round(time.monotonic() - started, 1)
+                _write_marker(ctx)
+                _commit(ctx)
+        elif ctx.workdir is not None:  # --export-only: the exports are the result
+            remove_tree(ctx.workdir)
+            ctx.workdir = None
     except BaseException:
         ctx.chroot = None
         with interrupts_handled_by(signal.SIG_IGN):  # let cleanup finish despite another Ctrl-C
@@ -178,7 +183,10 @@ def build(ctx: Context) -> dict[str, Any]:
                 except OSError:
                     break
         raise
-    call_hook(ctx.plugins, "deploy")
+    if ctx.keep_dest:
+        call_hook(ctx.plugins, "deploy")
     summary = summarize(ctx, status="ok")
+    if not ctx.keep_dest:
+        summary["dest"] = summary["rootfs"] = None
     summary["build_seconds"] = round(time.monotonic() - started, 1)
     return summary

@@ -34,6 +34,7 @@ BUILTIN_PLUGINS = {
     "debian": "vmbuilder_lxc.plugins.debian:Debian",
     "postinst": "vmbuilder_lxc.plugins.postinst:PostInst",
     "libvirt": "vmbuilder_lxc.plugins.libvirt:Libvirt",
+    "export": "vmbuilder_lxc.plugins.export:Export",
 }
 KINDS = ("hypervisor", "distro", "plugin")
 

@@ -1,0 +1,226 @@
+"""The `export` plugin: template archives for other consumers, from a build or from a finished one.
+
+`--export tar,lxc,lxd,incus,squashfs,sbuild` writes them into --export-dir at the end of a build,
+beside the rootfs directory or, with --export-only, instead of it. `vmbuilder lxc export DEST`
+exports a finished build again (after you changed it, or in another format). The formats and
+what is stripped from every export are in vmbuilder_lxc/exports/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+from vmbuilder_lxc import exports
+from vmbuilder_lxc.log import LOG, UserError, die, setup_logging
+from vmbuilder_lxc.plugin import Plugin
+from vmbuilder_lxc.render import Templates
+from vmbuilder_lxc.run import run
+from vmbuilder_lxc.settings import Setting, Settings
+
+GROUP = "Export options"
+MARKER = "vmbuilder-lxc.json"
+GUEST_FACTS = ("INIT", "CONTAINER_DETECT", "SYSTEMD_VERSION", "UPSTART_VERSION")
+
+
+def source_date_epoch(fallback: int) -> int:
+    """SOURCE_DATE_EPOCH (reproducible-builds.org) when set, else `fallback`."""
+    text = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    if not text:
+        return fallback
+    if not text.isdigit():
+        die(f"SOURCE_DATE_EPOCH={text!r} is not a number of seconds", "set it to a Unix time, e.g. $(date +%s)")
+    return int(text)
+
+
+def _default_export_dir(s: Settings) -> str:
+    """the directory DEST is created in"""
+    dest = Path(str(s["dest"] or ".")).expanduser().absolute()
+    return str(dest.parent)
+
+
+def keep_set(keep_apt_lists: bool) -> frozenset[str]:
+    return frozenset({"keep_apt_lists"} if keep_apt_lists else set())
+
+
+class Export(Plugin):
+    name: ClassVar[str] = "export"
+    description: ClassVar[str] = "template archives: tar (CloudStack), lxc, lxd, incus, squashfs, sbuild"
+    priority: ClassVar[int] = 90  # after the plugins that customise the guest
+    commands: ClassVar[dict[str, str]] = {"export": "export_command"}
+
+    def register_options(self) -> Sequence[Setting]:
+        return [
+            Setting("export", "also write these template archives: " + ", ".join(exports.FORMATS) + ", sbuild "
+                    "(comma separated; docs/exports.md)", "list", [], metavar="FORMAT", group=GROUP),
+            Setting("export-dir", "where --export writes (default: the directory DEST is in)", metavar="DIR",
+                    default=_default_export_dir, group=GROUP),
+            Setting("compression", "compression of the exports (default: each format's own: tar none, lxc/lxd/"
+                    "incus/squashfs xz, sbuild zstd)", choices=exports.COMPRESSIONS, metavar="ALGO", group=GROUP),
+            Setting("compression-level", "compression level passed to zstd, xz or gzip", "int", metavar="N",
+                    group=GROUP),
+            Setting("keep-apt-lists", "keep the apt package lists in the exports (they are stripped by default)",
+                    "bool", False, group=GROUP),
+            Setting("export-only", "keep only the exports: no DEST directory is left behind", "bool", False,
+                    group=GROUP),
+        ]  # fmt: skip
+
+    def formats(self) -> list[exports.ExportFormat]:
+        return exports.parse_formats(self.settings.get_list("export"))
+
+    def set_defaults(self) -> None:
+        if self.settings.get_bool("export-only"):
+            self.context.keep_dest = False
+
+    def preflight_check(self) -> None:
+        s = self.settings
+        formats = self.formats()
+        if not formats:
+            if s.get_bool("export-only"):
+                die("--export-only without --export would build nothing", "add --export FORMAT[,FORMAT...]")
+            return
+        if s.get_bool("export-only") and "libvirt" in s.table and s.get_str("libvirt"):
+            die("--export-only keeps no rootfs for --libvirt to register", "drop --export-only or --libvirt")
+        exports.runner.check_outputs(formats, self.job(Path("/nonexistent")), s.get_bool("overwrite"))
+
+    def job(self, root: Path) -> exports.ExportJob:
+        s = self.settings
+        ctx = self.context
+        facts = ctx.facts
+        return exports.ExportJob(
+            root=root,
+            out_dir=Path(str(s["export-dir"])).expanduser().absolute(),
+            name=ctx.name,
+            distro=facts.get("DISTRO", ctx.distro_name),
+            suite=facts.get("SUITE", ""),
+            version=facts.get("RELEASE_VERSION", ""),
+            arch=str(s["arch"]) if "arch" in s.table else facts.get("ARCH", ""),
+            variant=str(s["variant"]) if "variant" in s.table else "minbase",
+            hostname=str(s["hostname"]) if "hostname" in s.table else ctx.name,
+            epoch=source_date_epoch(self.build_time),
+            compression=s.get_str("compression") or "",
+            compression_level=s.get_int("compression-level"),
+            dest_rootfs=ctx.dest / "rootfs" if ctx.keep_dest else None,
+            facts=dict(facts),
+            render=ctx.render,
+        )
+
+    @property
+    def build_time(self) -> int:
+        if "built_at" not in self.context.summary:
+            self.context.summary["built_at"] = int(time.time())
+        return int(self.context.summary["built_at"])
+
+    def finalize(self) -> None:
+        ctx = self.context
+        # What a later `vmbuilder lxc export DEST` needs to know about the guest.
+        ctx.summary["guest_facts"] = {k: ctx.facts.get(k, "") for k in GUEST_FACTS}
+        formats = self.formats()
+        if not formats:
+            return
+        s = self.settings
+        result = exports.export(ctx.rootfs, formats, self.job(ctx.rootfs), keep=keep_set(s.get_bool("keep-apt-lists")),
+                                overwrite=s.get_bool("overwrite"))  # fmt: skip
+        ctx.summary["exports"] = result.pop("formats")
+        ctx.summary["export"] = result
+
+    def next_steps(self) -> list[str]:
+        found = self.context.summary.get("exports") or {}
+        lines = []
+        for fmt, paths in found.items():
+            lines.append(f"{fmt} export: {paths[0]}" + (f" (+{len(paths) - 1} more)" if len(paths) > 1 else ""))
+        if found:
+            lines.append("  how to use them: docs/exports.md")
+        return lines
+
+    # -- `vmbuilder lxc export DEST` ------------------------------------------------------------
+
+    @staticmethod
+    def export_command(argv: list[str]) -> int:
+        """Export a finished build (DEST holds rootfs/ and vmbuilder-lxc.json) again."""
+        parser = argparse.ArgumentParser(
+            prog="vmbuilder lxc export",
+            description="Write template archives of a finished build (its DEST directory).",
+        )
+        parser.add_argument("dest", metavar="DEST", help="a directory built by vmbuilder (holds rootfs/)")
+        parser.add_argument(
+            "--export",
+            action="append",
+            required=True,
+            metavar="FORMAT",
+            help="formats, comma separated: " + ", ".join(exports.FORMATS),
+        )
+        parser.add_argument("--export-dir", metavar="DIR", help="where to write (default: the directory DEST is in)")
+        parser.add_argument("--compression", choices=exports.COMPRESSIONS)
+        parser.add_argument("--compression-level", type=int, metavar="N")
+        parser.add_argument("--keep-apt-lists", action="store_true")
+        parser.add_argument("-o", "--overwrite", action="store_true", help="replace existing exports")
+        parser.add_argument("--json", action="store_true", help="print a JSON summary")
+        parser.add_argument("-v", "--verbose", action="store_true")
+        parser.add_argument("--debug", action="store_true")
+        args = parser.parse_args(argv)  # fmt: skip
+        setup_logging(2 if args.debug else 1 if args.verbose else 0)
+        summary = export_existing(args)
+        if args.json:
+            print(json.dumps(summary, indent=2, sort_keys=True))
+        return 0
+
+
+def _marker(dest: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((dest / MARKER).read_text())
+    except OSError:
+        raise UserError(f"{dest} is not a vmbuilder build (no {MARKER})", "give the -d directory of a build") from None
+    except ValueError:
+        raise UserError(f"{dest / MARKER} is not valid JSON", "rebuild it, or restore the file") from None
+    if not isinstance(data, dict) or not (dest / "rootfs").is_dir():
+        raise UserError(f"{dest} holds no rootfs/", "give the -d directory of a build")
+    return data
+
+
+def _refuse_running(dest: Path) -> None:
+    if not shutil.which("lxc-info"):
+        return
+    state = run(["lxc-info", "-P", dest.parent, "-n", dest.name, "-s"], check=False).output
+    if "RUNNING" in state or "FROZEN" in state:
+        die(f"container {dest.name} is running; its files may change while they are read",
+            f"stop it first: lxc-stop -P {dest.parent} -n {dest.name}")  # fmt: skip
+
+
+def export_existing(args: argparse.Namespace) -> dict[str, Any]:
+    dest = Path(args.dest).expanduser().absolute()
+    marker = _marker(dest)
+    if os.geteuid() != 0:
+        die("exporting needs root (the rootfs holds root-only files)", "run it as root, e.g. with sudo")
+    formats = exports.parse_formats([f for item in args.export for f in item.split(",") if f.strip()])
+    _refuse_running(dest)
+    release = marker.get("release") or {}
+    settings = marker.get("settings") or {}
+    facts = {k: str(v) for k, v in (marker.get("guest_facts") or {"INIT": release.get("init", "")}).items()}
+    templates = Templates([Path(p) for p in settings.get("templates") or []])
+    job = exports.ExportJob(
+        root=dest / "rootfs",
+        out_dir=Path(args.export_dir or dest.parent).expanduser().absolute(),
+        name=dest.name,
+        distro=str(release.get("distro") or marker.get("distro", "")),
+        suite=str(release.get("series", "")),
+        version=str(release.get("version", "")),
+        arch=str(settings.get("arch", "")),
+        variant=str(settings.get("variant", "minbase")),
+        hostname=str(settings.get("hostname", dest.name)),
+        epoch=source_date_epoch(int(marker.get("built_at") or time.time())),
+        compression=args.compression or "",
+        compression_level=args.compression_level,
+        dest_rootfs=dest / "rootfs",
+        facts=facts,
+        render=templates.render,
+    )
+    result = exports.export(dest / "rootfs", formats, job, keep=keep_set(args.keep_apt_lists), overwrite=args.overwrite)
+    LOG.debug("exported %s", dest)
+    return {"status": "ok", "dest": str(dest), "exports": result.pop("formats"), "export": result}

@@ -1,0 +1,8 @@
+"""Template exports: one stripped, reproducible view of a rootfs, written in each consumer's format
+(plain tar and CloudStack, LXC, LXD, Incus, squashfs, sbuild)."""
+
+from .base import COMPRESSIONS, ExportFormat, ExportJob
+from .registry import FORMATS, parse_formats
+from .runner import export, planned_outputs
+
+__all__ = ["COMPRESSIONS", "FORMATS", "ExportFormat", "ExportJob", "export", "parse_formats", "planned_outputs"]

@@ -1,0 +1,68 @@
+"""What every export format gets (an ExportJob) and what it declares (an ExportFormat)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+COMPRESSIONS = ("zstd", "xz", "gzip", "none")
+# Which --variant a format needs: a bootable container, a buildd chroot, or either.
+PROFILES = ("container", "buildd", "any")
+
+
+def _no_render(name: str, variables: dict[str, Any]) -> str:
+    raise RuntimeError(f"no template renderer for {name}")
+
+
+@dataclass(frozen=True)
+class ExportJob:
+    """One export of one staged rootfs. `root` is read-only for formats: it is shared by all."""
+
+    root: Path
+    out_dir: Path
+    name: str
+    distro: str
+    suite: str
+    version: str
+    arch: str
+    variant: str
+    hostname: str
+    epoch: int
+    compression: str
+    dest_rootfs: Path | None = None
+    facts: dict[str, str] = field(default_factory=dict, compare=False)  # the build's (INIT, ...)
+    compression_level: int | None = None
+    compression_explicit: bool = False  # --compression was given (not each format's default)
+    render: Callable[[str, dict[str, Any]], str] = field(default=_no_render, compare=False, repr=False)
+
+    @property
+    def profile(self) -> str:
+        return "buildd" if self.variant == "buildd" else "container"
+
+    @property
+    def serial(self) -> str:
+        """The image serial, as distrobuilder spells it: the clamp time, YYYYMMDD_HH:MM (UTC)."""
+        return dt.datetime.fromtimestamp(self.epoch, dt.UTC).strftime("%Y%m%d_%H:%M")
+
+    @property
+    def description(self) -> str:
+        version = f" {self.version}" if self.version else ""
+        return f"{self.distro.capitalize()}{version} {self.suite} {self.arch} ({self.serial})"
+
+
+@dataclass(frozen=True)
+class ExportFormat:
+    """A consumer's format: the files it writes and how. `write` fills a private temp directory
+    with exactly the names `outputs` lists; the runner moves them into --export-dir afterwards."""
+
+    name: str
+    description: str
+    default_compression: str
+    compressions: tuple[str, ...]
+    profile: str
+    outputs: Callable[[ExportJob], list[str]]
+    write: Callable[[ExportJob, Path], None]
+    tools: tuple[str, ...] = ()  # commands it needs besides tar and the compressor

@@ -1,0 +1,94 @@
+"""`lxd` and `incus`: container images in both forms `lxc image import` / `incus image import` take.
+
+Unified: NAME.lxd.tar.xz with metadata.yaml, templates/ and rootfs/. Split: NAME.lxd/lxd.tar.xz
+(metadata.yaml and templates/) plus NAME.lxd/rootfs.squashfs. The metadata templates give each
+instance its own /etc/hostname and 127.0.1.1 line on create and copy (never a package's file).
+LXD 5.0 offers the instance to templates as `container` and `instance`; Incus only as `instance`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from pathlib import Path
+
+from ..arches import kernel_arch
+from .base import ExportFormat, ExportJob
+from .identity import identity_files
+from .plain import SQUASHFS_DEFAULT, write_squashfs
+from .tarball import SUFFIX, write_tar
+
+EXPIRY_DAYS = 30
+TEMPLATE_NAMES = {"etc/hostname": "hostname.tpl", "etc/hosts": "hosts.tpl"}
+INSTANCE_VAR = {"lxd": "container", "incus": "instance"}
+
+
+def metadata_yaml(job: ExportJob) -> str:
+    return job.render(
+        "exports/lxd-metadata.yaml.j2",
+        {
+            "job": job,
+            "architecture": kernel_arch(job.arch),
+            "expiry": job.epoch + EXPIRY_DAYS * 86400,
+            "variant": "buildd" if job.profile == "buildd" else "default",
+            "image_name": f"{job.distro}-{job.suite}-{job.arch}-default-{job.serial}",
+            "templates": {f"/{rel}": tpl for rel, tpl in TEMPLATE_NAMES.items()},
+        },
+    )
+
+
+def write_metadata_dir(job: ExportJob, flavour: str, into: Path) -> list[str]:
+    """metadata.yaml and templates/ in `into`; returns the top-level names for tar."""
+    (into / "metadata.yaml").write_text(metadata_yaml(job))
+    templates = into / "templates"
+    templates.mkdir()
+    placeholder = "{{ " + INSTANCE_VAR[flavour] + ".name }}"
+    for rel, text in identity_files(job.root, placeholder).items():
+        (templates / TEMPLATE_NAMES[rel]).write_text(text)
+    for path in (into, templates, *templates.iterdir(), into / "metadata.yaml"):
+        os.chmod(path, 0o755 if path.is_dir() else 0o644)
+    return ["metadata.yaml", "templates"]
+
+
+def _names(job: ExportJob, flavour: str) -> tuple[str, str, str]:
+    """(unified tarball, split metadata tarball, split squashfs) relative to --export-dir."""
+    comp = SUFFIX[job.compression]
+    return (f"{job.name}.{flavour}.tar{comp}", f"{job.name}.{flavour}/{flavour}.tar{comp}",
+            f"{job.name}.{flavour}/rootfs.squashfs")  # fmt: skip
+
+
+def _writer(flavour: str):  # type: ignore[no-untyped-def]
+    def write(job: ExportJob, tmp: Path) -> None:
+        unified, meta, squashfs = _names(job, flavour)
+        (tmp / meta).parent.mkdir()
+        with tempfile.TemporaryDirectory(prefix="lxd-meta.", dir=tmp) as meta_dir:
+            names = write_metadata_dir(job, flavour, Path(meta_dir))
+            level = job.compression_level
+            write_tar(job.root, tmp / unified, epoch=job.epoch, compression=job.compression,
+                      transform=r"s,^\./,rootfs/,", extra=(Path(meta_dir), names), level=level)  # fmt: skip
+            write_tar(None, tmp / meta, epoch=job.epoch, compression=job.compression, extra=(Path(meta_dir), names),
+                      level=level)  # fmt: skip
+        # The squashfs keeps its own default (zstd: fast to build and to unpack) unless asked.
+        squashfs_job = job if job.compression_explicit else dataclasses.replace(job, compression=SQUASHFS_DEFAULT)
+        write_squashfs(squashfs_job, tmp / squashfs)
+
+    return write
+
+
+def _format(flavour: str, product: str) -> ExportFormat:
+    return ExportFormat(
+        name=flavour,
+        description=f"{product} image, unified (NAME.{flavour}.tar.xz) and split "
+        f"(NAME.{flavour}/{flavour}.tar.xz + rootfs.squashfs)",
+        default_compression="xz",
+        compressions=("xz", "gzip", "zstd", "none"),
+        profile="container",
+        outputs=lambda job: list(_names(job, flavour)),
+        write=_writer(flavour),
+        tools=("mksquashfs",),
+    )
+
+
+LXD = _format("lxd", "LXD")
+INCUS = _format("incus", "Incus")

@@ -1,0 +1,178 @@
+"""A stripped view of a rootfs for export, made of hard links so that it costs seconds, not a copy.
+
+The view is `cp -al` of the rootfs beside it (same filesystem); leftovers of the build and of the
+build host are then unlinked or replaced in the view only. Files are never written in place: a
+hard-linked file shares its inode with the rootfs, so every change is unlink-then-create.
+The rules are data (STRIP), each with the reason a template must not carry it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..log import LOG
+from ..run import run
+
+STAGE_SUFFIX = ".vmbuilder-export"
+PROXY_LINE = re.compile(r"^\s*Acquire::[A-Za-z]+::Proxy\b|^\s*(export\s+)?(https?|ftp|no|all)_proxy=", re.I | re.M)
+
+
+@dataclass(frozen=True)
+class Strip:
+    """Paths (globs relative to the root) and what to do with them: remove, empty, or unproxy."""
+
+    name: str
+    patterns: tuple[str, ...]
+    action: str  # "remove" (files and links; directories kept), "empty" (a 0-byte file), "unproxy"
+    why: str
+    unless: str = ""  # a setting that keeps them (e.g. keep-apt-lists)
+
+
+STRIP: tuple[Strip, ...] = (
+    Strip("ssh-host-keys", ("etc/ssh/ssh_host_*",), "remove", "every instance needs its own SSH host keys"),
+    Strip("machine-id", ("etc/machine-id",), "empty", "an empty file makes systemd create a fresh one at first boot"),
+    Strip("dbus-machine-id", ("var/lib/dbus/machine-id",), "remove", "a copy of the machine-id"),
+    Strip("random-seed", ("var/lib/systemd/random-seed", "var/lib/systemd/credential.secret"), "remove",
+          "secrets and entropy are per instance"),
+    Strip("resolv-conf", ("etc/resolv.conf",), "host-resolv", "the build host's resolvers do not belong to the image"),
+    Strip("resolv-conf-backup", ("etc/.resolv.conf.systemd-resolved.bak",), "remove",
+          "systemd-resolved's postinst saved the build host's resolv.conf there"),
+    Strip("proxy", ("etc/apt/apt.conf.d/*", "etc/apt/apt.conf", "etc/environment", "etc/profile.d/*"), "unproxy",
+          "the build's proxy is not the consumer's"),
+    Strip("logs", ("var/log/**",), "remove", "logs of the build are not the instance's"),
+    Strip("tmp", ("tmp/**", "var/tmp/**"), "remove", "temporary files of the build"),
+    Strip("apt-lists", ("var/lib/apt/lists/**",), "remove", "stale package indexes; apt-get update fetches fresh ones",
+          unless="keep_apt_lists"),
+    Strip("apt-caches", ("var/cache/apt/*.bin", "var/cache/apt/archives/*.deb"), "remove", "caches apt rebuilds"),
+    Strip("backups", ("etc/*-", "var/lib/dpkg/*-old", "var/cache/debconf/*-old"), "remove",
+          "backup copies made by useradd, dpkg and debconf during the build"),
+    Strip("ldconfig-aux", ("var/cache/ldconfig/aux-cache",), "remove", "records inode numbers and times of the build"),
+    Strip("histories", ("root/.bash_history", "home/*/.bash_history"), "remove", "shell history of the build"),
+)  # fmt: skip
+
+
+def _matches(root: Path, pattern: str) -> list[Path]:
+    if pattern.endswith("/**"):
+        top = root / pattern[:-3]
+        if top.is_symlink() or not top.is_dir():
+            return []
+        return sorted(p for p in top.rglob("*") if p.is_symlink() or not p.is_dir())
+    return sorted(root.glob(pattern))
+
+
+def _replace(path: Path, data: bytes) -> None:
+    """Write a file that may be a hard link into the rootfs: unlink first, keep mode and owner."""
+    st = path.lstat()
+    path.unlink()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, st.st_mode & 0o7777)
+    try:
+        os.write(fd, data)
+        os.fchown(fd, st.st_uid, st.st_gid)
+        os.fchmod(fd, st.st_mode & 0o7777)
+    finally:
+        os.close(fd)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def apply_strip(root: Path, rule: Strip) -> list[str]:
+    """Apply one rule to the view at `root`; returns the paths it changed (relative)."""
+    changed: list[str] = []
+    host_resolv = Path("/etc/resolv.conf")
+    for pattern in rule.patterns:
+        for path in _matches(root, pattern):
+            if not path.is_symlink() and path.is_dir():
+                continue
+            rel = str(path.relative_to(root))
+            if rule.action == "remove":
+                path.unlink()
+            elif rule.action == "empty":
+                if path.is_symlink() or path.stat().st_size == 0:
+                    continue
+                _replace(path, b"")
+            elif rule.action == "host-resolv":
+                if path.is_symlink() or not path.is_file():
+                    continue
+                try:
+                    same = path.read_bytes() == host_resolv.read_bytes()
+                except OSError:
+                    same = False
+                if not same:
+                    continue
+                _replace(path, b"")
+            elif rule.action == "unproxy":
+                if path.is_symlink() or not path.is_file():
+                    continue
+                text = path.read_text(errors="replace")
+                if not PROXY_LINE.search(text):
+                    continue
+                kept = [ln for ln in text.splitlines(keepends=True) if not PROXY_LINE.search(ln)]
+                if any(ln.strip() for ln in kept):
+                    _replace(path, "".join(kept).encode())
+                else:
+                    path.unlink()
+            else:
+                raise ValueError(f"unknown strip action {rule.action}")
+            changed.append(rel)
+    return changed
+
+
+def _remove(path: Path) -> None:
+    if os.path.lexists(path):
+        run(["rm", "-rf", "--one-file-system", "--", path])
+
+
+def remove_stale_views(parent: Path) -> None:
+    """Views left by a killed export (its PID is gone) are removed."""
+    for stale in parent.glob(f".*{STAGE_SUFFIX}"):
+        m = re.search(r"\.(\d+)\.", stale.name)
+        if m and Path(f"/proc/{m.group(1)}").exists() and int(m.group(1)) != os.getpid():
+            continue
+        LOG.info("removing %s left by an interrupted export", stale)
+        _remove(stale)
+
+
+@contextmanager
+def hardlink_view(src: Path, label: str) -> Iterator[Path]:
+    """A hard-linked copy of `src` beside it, removed again on exit (also on errors and Ctrl-C)."""
+    view = src.parent / f".{label}.{os.getpid()}{STAGE_SUFFIX}"
+    _remove(view)
+    try:
+        run(["cp", "-al", "--preserve=all", "--", src, view], progress=f"staging {label}")
+        yield view
+    finally:
+        _remove(view)
+
+
+@contextmanager
+def staged(rootfs: Path, keep: frozenset[str] = frozenset()) -> Iterator[tuple[Path, dict[str, list[str]]]]:
+    """The stripped view of `rootfs` and what was stripped (rule name -> paths)."""
+    remove_stale_views(rootfs.parent)
+    with hardlink_view(rootfs, "stage") as view:
+        report: dict[str, list[str]] = {}
+        for rule in STRIP:
+            if rule.unless and rule.unless in keep:
+                continue
+            changed = apply_strip(view, rule)
+            if changed:
+                report[rule.name] = changed
+        yield view, report
+
+
+@contextmanager
+def with_files(root: Path, files: dict[str, bytes], label: str) -> Iterator[Path]:
+    """A view of `root` with some files replaced (e.g. LXC's LXC_NAME placeholders)."""
+    with hardlink_view(root, label) as view:
+        for rel, data in files.items():
+            path = view / rel
+            if path.is_symlink() or not path.exists():
+                path.unlink(missing_ok=True)
+                path.write_bytes(data)
+                os.chmod(path, 0o644)
+            else:
+                _replace(path, data)
+        yield view

@@ -1,0 +1,112 @@
+"""Reproducible GNU tar archives, compressed with multi-threaded compressors.
+
+Reproducible means: entries sorted by name, numeric owners, mtimes clamped to the epoch, no atime
+or ctime and no PID in the pax header names, and a compressor whose output does not depend on the
+machine's load. xattrs (file capabilities among them) are kept in pax headers. The same
+staged rootfs and epoch give the same bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..log import UserError
+from ..run import run
+
+SUFFIX = {"zstd": ".zst", "xz": ".xz", "gzip": ".gz", "none": ""}
+DEFAULT_LEVEL = {"zstd": 12, "xz": 6, "gzip": 6}
+TAR_REPRODUCIBLE = [
+    "--format=posix", "--sort=name", "--numeric-owner", "--clamp-mtime",
+    "--pax-option=exthdr.name=%d/PaxHeaders/%f,globexthdr.name=/tmp/GlobalHead.%n,delete=atime,delete=ctime",
+    "--xattrs", "--xattrs-include=*", "--one-file-system",
+]  # fmt: skip
+
+
+def compressor(compression: str, level: int | None = None) -> list[str]:
+    """A filter command (stdin to stdout) for `compression`; [] for none.
+
+    pigz (parallel gzip) is used when installed; its output, like zstd -T0's and xz -T0's, does not
+    depend on the number of threads.
+    """
+    lvl = level if level is not None else DEFAULT_LEVEL.get(compression, 0)
+    if compression == "zstd":
+        return ["zstd", "-q", "-c", "-T0", f"-{lvl}"] + (["--ultra"] if lvl > 19 else [])
+    if compression == "xz":
+        return ["xz", "-q", "-c", "-T0", f"-{lvl}"]
+    if compression == "gzip":
+        return ["pigz" if shutil.which("pigz") else "gzip", "-n", "-c", f"-{lvl}"]
+    if compression == "none":
+        return []
+    raise UserError(f"unknown compression '{compression}'", "use zstd, xz, gzip or none")
+
+
+def decompressor(compression: str) -> list[str]:
+    return {"zstd": ["zstd", "-q", "-d", "-c"], "xz": ["xz", "-q", "-d", "-c", "-T0"],
+            "gzip": ["gzip", "-d", "-c"], "none": ["cat"]}[compression]  # fmt: skip
+
+
+def tar_argv(
+    root: Path | None, *, epoch: int, transform: str | None = None, extra: tuple[Path, Sequence[str]] | None = None
+) -> list[str]:
+    """GNU tar writing root's contents ("./"-prefixed names) to stdout.
+
+    `extra` = (dir, names) adds files from another directory first, under their plain names
+    (LXD looks for `metadata.yaml`, not `./metadata.yaml`); with root None they are all there is.
+    `transform` is a sed expression for the rootfs member names only; symlink targets are never
+    rewritten (flag S).
+    """
+    argv = ["tar", "--create", "--file=-", *TAR_REPRODUCIBLE, f"--mtime=@{epoch}"]
+    if extra is not None:
+        argv += ["-C", str(extra[0]), *extra[1]]
+    if root is not None:
+        if transform:
+            argv.append(f"--transform={transform}S")
+        argv += ["-C", str(root), "."]
+    return argv
+
+
+def pipe(
+    producer: list[str], out: Path, compression: str, level: int | None = None, progress: str | None = None
+) -> Path:
+    """Run `producer | compressor > out` through one logged shell, failing if any part fails."""
+    comp = compressor(compression, level)
+    script = "set -o pipefail; " + shlex.join(producer)
+    if comp:
+        script += " | " + shlex.join(comp)
+    script += " > " + shlex.quote(str(out))
+    run(["bash", "-c", script], progress=progress)
+    return out
+
+
+def write_tar(
+    root: Path | None,
+    out: Path,
+    *,
+    epoch: int,
+    compression: str,
+    transform: str | None = None,
+    extra: tuple[Path, Sequence[str]] | None = None,
+    level: int | None = None,
+) -> Path:
+    """A reproducible, compressed tarball of `root` (and `extra`) at `out`."""
+    argv = tar_argv(root, epoch=epoch, transform=transform, extra=extra)
+    return pipe(argv, out, compression, level, progress=f"writing {out.name}")
+
+
+def stream_stats(path: Path, compression: str) -> tuple[int, str]:
+    """(size, sha256) of the uncompressed stream: what a consumer that stores it unpacked sees."""
+    if compression == "none":
+        digest = hashlib.sha256()
+        size = 0
+        with path.open("rb") as fh:
+            while chunk := fh.read(1 << 20):
+                digest.update(chunk)
+                size += len(chunk)
+        return size, digest.hexdigest()
+    dec = shlex.join([*decompressor(compression), str(path)])
+    out = run(["bash", "-c", f"set -o pipefail; {dec} | wc -c; {dec} | sha256sum"]).lines
+    return int(out[0].strip()), out[1].split()[0]
