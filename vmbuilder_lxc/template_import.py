@@ -80,6 +80,7 @@ NOT_FOR_IMPORT = (
 )  # fmt: skip
 
 MAGICS = ((ZSTD_MAGIC, "zstd"), (XZ_MAGIC, "xz"), (GZIP_MAGIC, "gzip"), (BZIP2_MAGIC, "bzip2"))
+SQUASHFS_MAGIC = b"hsqs"  # little-endian squashfs superblock: LXD's split rootfs, our squashfs export
 
 HINT = "use a template from a source you trust, or repack it from a clean root (tar -C ROOT -cf FILE .)"
 
@@ -233,6 +234,13 @@ def inspect(path: Path, *, allow_setuid: bool = True) -> Template:
     Raises UnsafeArchive (one line: the member and why) if anything would land outside the rootfs,
     and UserError if the archive is not a root filesystem.
     """
+    with path.open("rb") as fh:
+        if fh.read(len(SQUASHFS_MAGIC)) == SQUASHFS_MAGIC:
+            die(
+                f"template {path} is a squashfs image, not a tarball",
+                "import a tarball (a rootfs tarball, rootfs.tar.xz or an LXD/Incus unified image), "
+                "or unsquashfs it and tar the result",
+            )
     headers: list[tarfile.TarInfo] = []
     files: dict[str, bytes] = {}
     for member, data in read_members(path, _wanted):

@@ -350,6 +350,13 @@ def test_not_a_rootfs(tmp_path: Path) -> None:
     assert not isinstance(caught.value, UnsafeArchive)
 
 
+def test_squashfs_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "rootfs.squashfs"
+    path.write_bytes(b"hsqs" + bytes(92))
+    with pytest.raises(UserError, match="is a squashfs image, not a tarball"):
+        ti.inspect(path)
+
+
 # -- /etc/hosts ----------------------------------------------------------------------------------
 
 
