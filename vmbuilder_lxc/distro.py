@@ -48,6 +48,13 @@ USER = "Settings for the initial user"
 NETWORK = "Network options"
 LOCALE = "Locale and time"
 
+# --variant -> what is built: a bootable container, or a chroot for sbuild/schroot (docs/sbuild.md).
+PROFILES = {"minbase": "container", "buildd": "buildd", "default": "container"}
+# Settings a buildd chroot has no use for: it has only a locked root and never boots.
+BUILDD_IGNORES = ("user", "name", "pass", "uid", "rootpass", "ssh-key", "ssh-user-key", "lang", "timezone",
+                  "ip", "gw", "dns")  # fmt: skip
+
+
 def default_variant(s: Settings) -> str:
     """buildd when the sbuild export asks for a buildd chroot, else minbase."""
     wants_sbuild = "export" in s.table and "sbuild" in [f.lower() for f in s.get_list("export")]
@@ -93,6 +100,9 @@ class DebianFamily(Distro):
     packages_table: ClassVar[PackagesTable] = ()
     unwanted_table: ClassVar[PackagesTable] = ()
     tweaks: ClassVar[Sequence[Tweak]] = ()
+    # The buildd profile (--variant buildd): its packages and its tweaks, instead of the above.
+    buildd_packages_table: ClassVar[PackagesTable] = ()
+    buildd_tweaks: ClassVar[Sequence[Tweak]] = ()
     mmdebstrap_since: ClassVar[str] = ""  # first version mmdebstrap can bootstrap with our packages
     template_vars: ClassVar[dict[str, Any]] = {}  # extra data for the tweak templates
 
@@ -123,9 +133,9 @@ class DebianFamily(Distro):
             # installation
             Setting("suite", "release to install: codename, version, or devel/lts/stable",
                     default="lts", group=INSTALL),
-            Setting("variant", "debootstrap variant of the base (default: buildd for --export sbuild, else minbase)",
-                    default=default_variant,
-                    choices=("minbase", "buildd", "default"), group=INSTALL),
+            Setting("variant", "debootstrap variant of the base; buildd builds a chroot for sbuild and "
+                    "schroot instead of a container (docs/sbuild.md)", default=default_variant,
+                    choices=tuple(PROFILES), group=INSTALL),
             Setting("mirror", "archive mirror written into the guest's apt sources",
                     default=self._default_mirror, metavar="URL", group=INSTALL),
             Setting("install-mirror", "mirror used only while building (e.g. a local cache)",
@@ -205,15 +215,19 @@ class DebianFamily(Distro):
                 out += packages
         return out
 
+    def profile(self) -> str:
+        """container or buildd, from --variant."""
+        return PROFILES[str(self.settings["variant"])]
+
     def base_packages(self) -> list[str]:
-        return self._from_table(self.packages_table)
+        return self._from_table(self.buildd_packages_table if self.profile() == "buildd" else self.packages_table)
 
     def unwanted_packages(self) -> list[str]:
         """Packages the bootstrap's resolver pulls in that break a container; purged after it."""
         return self._from_table(self.unwanted_table)
 
     def tweak_table(self) -> Sequence[Tweak]:
-        return self.tweaks
+        return self.buildd_tweaks if self.profile() == "buildd" else self.tweaks
 
     def tweak_facts(self) -> GuestFacts:
         """The facts that select the tweaks: the release's, with --initctl-listener applied.
@@ -350,6 +364,7 @@ class DebianFamily(Distro):
                 "SYSTEMD_VERSION": str(self.facts.systemd_version or ""),
                 "CONTAINER_DETECT": "yes" if self.facts.container_detect else "no",
                 "INITCTL_LISTENER": self.initctl_listener(),
+                "PROFILE": self.profile(),
                 "HYPERVISOR": ctx.hypervisor_name,
                 "VMBUILDER_VERSION": __version__,
             }
@@ -363,9 +378,15 @@ class DebianFamily(Distro):
             "network": self.facts.network,
         }
         ctx.summary["initctl_listener"] = self.initctl_listener()
+        ctx.summary["profile"] = self.profile()
 
     def preflight_check(self) -> None:
         s = self.settings
+        if self.profile() == "buildd":
+            ignored = [f"--{name}" for name in BUILDD_IGNORES if s.explicit(name)]
+            if ignored:
+                LOG.warning("--variant buildd ignores %s: a buildd chroot has only a locked root and never "
+                            "boots (sbuild adds its build user per session)", ", ".join(ignored))  # fmt: skip
         if self.imported:  # nothing is downloaded: no keyring or bootstrapper is needed
             template_import.preflight(self, self.imported)
         elif not s.get_bool("insecure"):
@@ -379,7 +400,7 @@ class DebianFamily(Distro):
         if s["ip"] == "dhcp" and (s.explicit("gw") or s["dns"]):
             die("--gw and --dns need a static --ip", "add --ip ADDRESS or drop --gw/--dns")
         self.check_initctl_listener()
-        if not s["pass"] and not s["ssh-user-key"]:
+        if self.profile() == "container" and not s["pass"] and not s["ssh-user-key"]:
             LOG.info("note: user '%s' has no password and no SSH key; use lxc-attach to get in", s["user"])
         if not self.imported:
             choose_backend(str(s["bootstrapper"]), self.bootstrap_request())
@@ -596,7 +617,10 @@ class DebianFamily(Distro):
         chosen = self.select_tweaks(guest)
         LOG.debug("tweaks for %s: %s", self.release.series, ", ".join(t.name for t in chosen))
         ctx.summary["tweaks"] = apply(chosen, guest)
-        note("applied %d container tweaks for %s", len(chosen), self.release.describe())
+        note("applied %d %s tweaks for %s", len(chosen), self.profile(), self.release.describe())
+        if self.profile() == "buildd":
+            self.run_in_target("usermod", "--lock", "root")  # no users, no locale: sbuild brings its own
+            return
         self.configure_locale()
         self.configure_users()
 
