@@ -18,6 +18,7 @@ from vmbuilder_lxc.keyring import DEBIAN_KEYRING
 from vmbuilder_lxc.suites import Release
 from vmbuilder_lxc.tweaks import Tweak
 
+from .buildd_tweaks import BUILDD_TWEAKS
 from .debian_tweaks import TWEAKS
 
 # (first version, facts) – later rows override earlier ones; sid (no version) gets every row.
@@ -38,6 +39,14 @@ BASE_PACKAGES: PackagesTable = [
                   "ca-certificates", "less", "vim-tiny")),
 ]  # fmt: skip
 
+# (first version, last version or None, packages) – a buildd chroot (--variant buildd): the
+# bootstrap's buildd variant (build-essential) plus what sbuild needs in it. apt is listed because
+# mmdebstrap's buildd variant leaves it out; fakeroot and the keyring are sbuild's core
+# dependencies and what verifies the archive, so neither has to be installed per build.
+BUILDD_PACKAGES: PackagesTable = [
+    ("12", None, ("apt", "build-essential", "fakeroot", "debian-archive-keyring", "ca-certificates")),
+]
+
 UNRELEASED = ("sid", "experimental")  # no version, no -updates, no -security
 
 
@@ -51,6 +60,8 @@ class Debian(DebianFamily):
     min_version: ClassVar[tuple[int, ...]] = (12,)
     facts_table: ClassVar[FactsTable] = RELEASE_FACTS
     packages_table: ClassVar[PackagesTable] = BASE_PACKAGES
+    buildd_packages_table: ClassVar[PackagesTable] = BUILDD_PACKAGES
+    buildd_tweaks: ClassVar[tuple[Tweak, ...]] = BUILDD_TWEAKS
     tweaks: ClassVar[tuple[Tweak, ...]] = TWEAKS
     mmdebstrap_since: ClassVar[str] = ""  # mmdebstrap bootstraps every supported suite
 

@@ -82,6 +82,9 @@ class Libvirt(Plugin):
     def preflight_check(self) -> None:
         if not self.uri:
             return
+        if self.context.facts.get("PROFILE") == "buildd":
+            die("--libvirt cannot register a buildd chroot (--variant buildd): it has no init to boot",
+                "drop --libvirt, or build a container (--variant minbase)")  # fmt: skip
         conn = self.connection()
         name = self.domain_name()
         existing = conn.lookup(name)

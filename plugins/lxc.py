@@ -67,6 +67,11 @@ def network_mode(s: Settings) -> tuple[str, str]:
     return "network", network
 
 
+def is_buildd(facts: dict[str, str]) -> bool:
+    """A buildd chroot (--variant buildd) has no init: it gets no LXC config, and nothing boots it."""
+    return facts.get("PROFILE") == "buildd"
+
+
 def random_mac() -> str:
     """A locally unique MAC in the 00:16:3e (Xen/LXC) range, as lxc-create would pick."""
     rng = random.SystemRandom()
@@ -118,7 +123,7 @@ class LXC(Hypervisor):
             v.container_name(ctx.name)
         except ValueError as exc:
             die(f"invalid container name '{ctx.name}' (from -d): {exc}", "choose another -d")
-        kind, _ = network_mode(s)
+        kind = "" if is_buildd(ctx.facts) else network_mode(s)[0]  # a chroot has no network to check
         if kind == "network" and not libvirt_uri(s):
             die(
                 f"--network {s['network']}: named networks need libvirt; lxc-start only knows bridges",
@@ -159,6 +164,9 @@ class LXC(Hypervisor):
         s = self.settings
         ctx = self.context
         assert ctx.workdir is not None
+        if is_buildd(ctx.facts):
+            ctx.summary["lxc"] = {"config": None, "why": "a buildd chroot does not boot (--variant buildd)"}
+            return
         lxcpath = ctx.dest.parent
         variables = {
             "version": __version__,
@@ -197,6 +205,9 @@ class LXC(Hypervisor):
     def next_steps(self) -> list[str]:
         if not self.context.keep_dest:  # --export-only
             return []
+        if is_buildd(self.context.facts):
+            return [f"Buildd chroot {self.context.name} is ready in {self.context.dest / 'rootfs'} (it does not "
+                    "boot, so there is no LXC config); docs/sbuild.md shows how sbuild and schroot use it"]  # fmt: skip
         if libvirt_uri(self.settings):  # libvirt runs it; lxc-start on the same rootfs would boot it twice
             return [f"Container {self.context.name} is ready in {self.context.dest}"]
         start = self.start_command()

@@ -16,6 +16,7 @@ from vmbuilder_lxc.keyring import UBUNTU_KEYRING
 from vmbuilder_lxc.suites import Release
 from vmbuilder_lxc.tweaks import Tweak
 
+from .buildd_tweaks import BUILDD_TWEAKS
 from .ubuntu_tweaks import TWEAKS
 from .upstart_tweaks import MANAGER_MOUNTS
 
@@ -75,6 +76,14 @@ BASE_PACKAGES: PackagesTable = [
     ("22.10", None, ("systemd-resolved",)),
 ]  # fmt: skip
 
+# (first version, last version or None, packages) – a buildd chroot (--variant buildd): the
+# bootstrap's buildd variant (build-essential) plus what sbuild needs in it. apt is listed because
+# mmdebstrap's buildd variant leaves it out; fakeroot and the keyring are sbuild's core
+# dependencies and what verifies the archive, so neither has to be installed per build.
+BUILDD_PACKAGES: PackagesTable = [
+    ("10.04", None, ("apt", "build-essential", "fakeroot", "ubuntu-keyring", "ca-certificates")),
+]
+
 # (first version, last version or None, packages) – pulled in by debootstrap's resolver, which takes
 # the first alternative: xenial's libpam-systemd depends on "systemd-shim | systemd-sysv", and the
 # shim brings cgmanager, whose cgproxy.service fails in a container at the first login.
@@ -93,6 +102,8 @@ class Ubuntu(DebianFamily):
     min_version: ClassVar[tuple[int, ...]] = (10, 4)
     facts_table: ClassVar[FactsTable] = RELEASE_FACTS
     packages_table: ClassVar[PackagesTable] = BASE_PACKAGES
+    buildd_packages_table: ClassVar[PackagesTable] = BUILDD_PACKAGES
+    buildd_tweaks: ClassVar[tuple[Tweak, ...]] = BUILDD_TWEAKS
     unwanted_table: ClassVar[PackagesTable] = UNWANTED_PACKAGES
     tweaks: ClassVar[tuple[Tweak, ...]] = TWEAKS
     template_vars: ClassVar[dict[str, Any]] = {"manager_mounts": MANAGER_MOUNTS}
