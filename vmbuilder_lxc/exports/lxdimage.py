@@ -21,6 +21,8 @@ from .tarball import SUFFIX, write_tar
 
 EXPIRY_DAYS = 30
 TEMPLATE_NAMES = {"etc/hostname": "hostname.tpl", "etc/hosts": "hosts.tpl"}
+# "." (the root itself) becomes rootfs, "./x" rootfs/x.
+ROOTFS_PREFIX = r"s,^\.$,rootfs,;s,^\./,rootfs/,"
 INSTANCE_VAR = {"lxd": "container", "incus": "instance"}
 
 
@@ -66,7 +68,7 @@ def _writer(flavour: str):  # type: ignore[no-untyped-def]
             names = write_metadata_dir(job, flavour, Path(meta_dir))
             level = job.compression_level
             write_tar(job.root, tmp / unified, epoch=job.epoch, compression=job.compression,
-                      transform=r"s,^\./,rootfs/,", extra=(Path(meta_dir), names), level=level)  # fmt: skip
+                      transform=ROOTFS_PREFIX, extra=(Path(meta_dir), names), level=level)  # fmt: skip
             write_tar(None, tmp / meta, epoch=job.epoch, compression=job.compression, extra=(Path(meta_dir), names),
                       level=level)  # fmt: skip
         # The squashfs keeps its own default (zstd: fast to build and to unpack) unless asked.

@@ -19,6 +19,7 @@ from ..log import LOG
 from ..run import run
 
 STAGE_SUFFIX = ".vmbuilder-export"
+HOST_RESOLV = Path("/etc/resolv.conf")
 PROXY_LINE = re.compile(r"^\s*Acquire::[A-Za-z]+::Proxy\b|^\s*(export\s+)?(https?|ftp|no|all)_proxy=", re.I | re.M)
 
 
@@ -82,7 +83,6 @@ def _replace(path: Path, data: bytes) -> None:
 def apply_strip(root: Path, rule: Strip) -> list[str]:
     """Apply one rule to the view at `root`; returns the paths it changed (relative)."""
     changed: list[str] = []
-    host_resolv = Path("/etc/resolv.conf")
     for pattern in rule.patterns:
         for path in _matches(root, pattern):
             if not path.is_symlink() and path.is_dir():
@@ -98,7 +98,7 @@ def apply_strip(root: Path, rule: Strip) -> list[str]:
                 if path.is_symlink() or not path.is_file():
                     continue
                 try:
-                    same = path.read_bytes() == host_resolv.read_bytes()
+                    same = path.read_bytes() == HOST_RESOLV.read_bytes()
                 except OSError:
                     same = False
                 if not same:

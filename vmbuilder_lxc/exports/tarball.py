@@ -56,15 +56,15 @@ def tar_argv(
 
     `extra` = (dir, names) adds files from another directory first, under their plain names
     (LXD looks for `metadata.yaml`, not `./metadata.yaml`); with root None they are all there is.
-    `transform` is a sed expression for the rootfs member names only; symlink targets are never
-    rewritten (flag S).
+    `transform` holds sed expressions (";"-separated) for the rootfs member names only; symlink
+    targets are never rewritten (flag S).
     """
     argv = ["tar", "--create", "--file=-", *TAR_REPRODUCIBLE, f"--mtime=@{epoch}"]
     if extra is not None:
         argv += ["-C", str(extra[0]), *extra[1]]
     if root is not None:
         if transform:
-            argv.append(f"--transform={transform}S")
+            argv += [f"--transform={expr}S" for expr in transform.split(";")]
         argv += ["-C", str(root), "."]
     return argv
 
