@@ -30,6 +30,8 @@ install_packages() {
         pkgs+=(libvirt-daemon libvirt-daemon-driver-lxc libvirt-clients python3-libvirt)
         # The export tests: LXD imports and launches our images; squashfs and file capabilities are read back.
         pkgs+=(lxd lxd-client squashfs-tools libcap2-bin)
+        # The sbuild export: sbuild 0.85 builds a package in it (unshare mode, with uidmap).
+        pkgs+=(sbuild)
     fi
     if [ "${ID:-}" = ubuntu ]; then
         pkgs+=(ubuntu-keyring)
