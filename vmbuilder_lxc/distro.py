@@ -26,6 +26,7 @@ from .bootstrap import BootstrapRequest, bootstrap, choose_backend
 from .cache import BaseCache, cache_key
 from .chroot import Chroot
 from .dpkg import installed_packages
+from .exports.stage import drop_proxy_lines
 from .keyring import require_keyring, sha256_file
 from .log import LOG, die, note, step
 from .mirrors import default_mirror
@@ -568,6 +569,10 @@ class DebianFamily(Distro):
                 lists.unlink()
         for deb in (root / "var/cache/apt/archives").glob("*.deb"):
             deb.unlink()
+        # mmdebstrap keeps its --aptopt lines, --proxy's among them; the cache key has no proxy.
+        aptopts = root / "etc/apt/apt.conf.d/99mmdebstrap"
+        if aptopts.is_file() and not aptopts.is_symlink():
+            drop_proxy_lines(aptopts)
 
     def package_list(self) -> dict[str, str]:
         return installed_packages(self.context.rootfs)

@@ -269,3 +269,11 @@ def test_lxc_excludes_list_device_nodes_only(tmp_path: Path) -> None:
     (tmp_path / "dev/regular").write_text("")
     assert lxcimage.device_nodes(tmp_path) == []
     assert lxdimage.metadata_yaml(job_for(tmp_path, tmp_path)).startswith("architecture: x86_64\n")
+
+
+def test_proxy_lines_go_and_an_emptied_file_with_them(tmp_path: Path) -> None:
+    conf = write(tmp_path, "99mmdebstrap", 'APT::Install-Recommends "false";\nAcquire::http::Proxy "http://p:3142";\n')
+    assert stage.drop_proxy_lines(conf) and conf.read_text() == 'APT::Install-Recommends "false";\n'
+    assert not stage.drop_proxy_lines(conf)
+    only = write(tmp_path, "proxy", 'Acquire::https::Proxy "http://p";\n')
+    assert stage.drop_proxy_lines(only) and not only.exists()

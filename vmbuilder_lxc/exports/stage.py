@@ -80,6 +80,20 @@ def _replace(path: Path, data: bytes) -> None:
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
+def drop_proxy_lines(path: Path) -> bool:
+    """Remove proxy settings from a config file (unlinking it if nothing else is left); True if
+    there were any. Also used on the bootstrap's base, where mmdebstrap keeps its --aptopt lines."""
+    text = path.read_text(errors="replace")
+    if not PROXY_LINE.search(text):
+        return False
+    kept = [ln for ln in text.splitlines(keepends=True) if not PROXY_LINE.search(ln)]
+    if any(ln.strip() for ln in kept):
+        _replace(path, "".join(kept).encode())
+    else:
+        path.unlink()
+    return True
+
+
 def apply_strip(root: Path, rule: Strip) -> list[str]:
     """Apply one rule to the view at `root`; returns the paths it changed (relative)."""
     changed: list[str] = []
@@ -105,16 +119,8 @@ def apply_strip(root: Path, rule: Strip) -> list[str]:
                     continue
                 _replace(path, b"")
             elif rule.action == "unproxy":
-                if path.is_symlink() or not path.is_file():
+                if path.is_symlink() or not path.is_file() or not drop_proxy_lines(path):
                     continue
-                text = path.read_text(errors="replace")
-                if not PROXY_LINE.search(text):
-                    continue
-                kept = [ln for ln in text.splitlines(keepends=True) if not PROXY_LINE.search(ln)]
-                if any(ln.strip() for ln in kept):
-                    _replace(path, "".join(kept).encode())
-                else:
-                    path.unlink()
             else:
                 raise ValueError(f"unknown strip action {rule.action}")
             changed.append(rel)
