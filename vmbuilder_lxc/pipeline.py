@@ -149,7 +149,9 @@ def build(ctx: Context) -> dict[str, Any]:
     created_parents = _make_workdir(ctx)
     ctx.facts.update({"DEST": str(ctx.dest), "NAME": ctx.name, "BUILD_DIR": str(ctx.workdir)})
     try:
-        with step(f"Bootstrapping {ctx.facts.get('RELEASE', ctx.distro_name)}"):
+        template = ctx.facts.get("TEMPLATE")
+        release = ctx.facts.get("RELEASE", ctx.distro_name)
+        with step(f"Unpacking the template {template}" if template else f"Bootstrapping {release}"):
             ctx.distro.bootstrap()
         with Chroot(ctx.rootfs, apt_proxy=ctx.settings.get_str("proxy")) as chroot:
             ctx.chroot = chroot
