@@ -57,7 +57,7 @@ class Export(Plugin):
 
     def register_options(self) -> Sequence[Setting]:
         return [
-            Setting("export", "also write these template archives: " + ", ".join(exports.FORMATS) + ", sbuild "
+            Setting("export", "also write these template archives: " + ", ".join(exports.FORMATS) + " "
                     "(comma separated; docs/exports.md)", "list", [], metavar="FORMAT", group=GROUP),
             Setting("export-dir", "where --export writes (default: the directory DEST is in)", metavar="DIR",
                     default=_default_export_dir, group=GROUP),

@@ -7,8 +7,9 @@ from .base import ExportFormat
 from .lxcimage import LXC
 from .lxdimage import INCUS, LXD
 from .plain import SQUASHFS, TAR
+from .sbuild import SBUILD
 
-FORMATS: dict[str, ExportFormat] = {f.name: f for f in (TAR, LXC, LXD, INCUS, SQUASHFS)}
+FORMATS: dict[str, ExportFormat] = {f.name: f for f in (TAR, LXC, LXD, INCUS, SQUASHFS, SBUILD)}
 
 
 def parse_formats(items: list[str]) -> list[ExportFormat]:
