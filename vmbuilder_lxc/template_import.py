@@ -37,6 +37,7 @@ from .archive_safety import (
     read_members,
     safe_extract,
 )
+from .exports.identity import hosts_text
 from .keyring import sha256_file
 from .log import LOG, die, note
 from .settings import Setting
@@ -378,25 +379,6 @@ def extract(distro: DebianFamily, template: Template) -> None:
          template.path)  # fmt: skip
     allow_setuid = distro.settings.get_bool("template-setuid")
     safe_extract(template.path, ctx.rootfs, strip=template.strip, allow_setuid=allow_setuid)
-
-
-def hosts_text(current: str, names: str) -> str:
-    """/etc/hosts with its 127.0.1.1 line naming `names`; every other line is kept as it is."""
-    lines = current.splitlines()
-    out: list[str] = []
-    done = False
-    for line in lines:
-        fields = line.split("#", 1)[0].split()
-        if fields and fields[0] == "127.0.1.1":
-            if not done:
-                out.append(f"127.0.1.1\t{names}")
-                done = True
-            continue
-        out.append(line)
-    if not done:
-        localhost = [i for i, line in enumerate(out) if line.split("#", 1)[0].split()[:1] == ["127.0.0.1"]]
-        out.insert(localhost[-1] + 1 if localhost else 0, f"127.0.1.1\t{names}")
-    return "\n".join(out) + "\n"
 
 
 def _identity(guest: Guest, variables: dict[str, Any]) -> list[str]:

@@ -7,29 +7,33 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def hosts_with(root: Path, placeholder: str) -> str:
-    """The image's /etc/hosts with its 127.0.1.1 line naming `placeholder` (added if missing)."""
-    path = root / "etc/hosts"
-    try:
-        lines = path.read_text().splitlines() if path.is_file() else []
-    except OSError:
-        lines = []
-    if not lines:
-        lines = ["127.0.0.1\tlocalhost"]
+def hosts_text(current: str, names: str) -> str:
+    """/etc/hosts with its 127.0.1.1 line naming `names` (added after localhost if missing); every
+    other line is kept as it is. Used by the exports and by --from-template."""
     out: list[str] = []
     done = False
-    for line in lines:
-        fields = line.split()
+    for line in current.splitlines():
+        fields = line.split("#", 1)[0].split()
         if fields and fields[0] == "127.0.1.1":
             if not done:
-                out.append(f"127.0.1.1\t{placeholder}")
+                out.append(f"127.0.1.1\t{names}")
                 done = True
             continue
         out.append(line)
     if not done:
-        at = next((i + 1 for i, ln in enumerate(out) if ln.split()[:1] == ["127.0.0.1"]), 0)
-        out.insert(at, f"127.0.1.1\t{placeholder}")
+        localhost = [i for i, line in enumerate(out) if line.split("#", 1)[0].split()[:1] == ["127.0.0.1"]]
+        out.insert(localhost[-1] + 1 if localhost else 0, f"127.0.1.1\t{names}")
     return "\n".join(out) + "\n"
+
+
+def hosts_with(root: Path, placeholder: str) -> str:
+    """The image's /etc/hosts with its 127.0.1.1 line naming `placeholder`."""
+    path = root / "etc/hosts"
+    try:
+        current = path.read_text() if path.is_file() else ""
+    except OSError:
+        current = ""
+    return hosts_text(current or "127.0.0.1\tlocalhost\n", placeholder)
 
 
 def identity_files(root: Path, placeholder: str) -> dict[str, str]:
