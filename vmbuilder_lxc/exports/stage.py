@@ -8,6 +8,7 @@ The rules are data (STRIP), each with the reason a template must not carry it.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 from collections.abc import Iterator
@@ -155,18 +156,36 @@ def hardlink_view(src: Path, label: str) -> Iterator[Path]:
 
 
 @contextmanager
+def exclusive(rootfs: Path) -> Iterator[None]:
+    """One export of a rootfs at a time. Making or removing a hard-linked view changes the ctime of
+    every inode it links, and GNU tar reading another export's view then fails with "file changed
+    as we read it"; so a second export waits (flock on the rootfs directory, gone with the process)."""
+    fd = os.open(rootfs, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            LOG.info("waiting for another export of %s to finish", rootfs)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+@contextmanager
 def staged(rootfs: Path, keep: frozenset[str] = frozenset()) -> Iterator[tuple[Path, dict[str, list[str]]]]:
     """The stripped view of `rootfs` and what was stripped (rule name -> paths)."""
-    remove_stale_views(rootfs.parent)
-    with hardlink_view(rootfs, "stage") as view:
-        report: dict[str, list[str]] = {}
-        for rule in STRIP:
-            if rule.unless and rule.unless in keep:
-                continue
-            changed = apply_strip(view, rule)
-            if changed:
-                report[rule.name] = changed
-        yield view, report
+    with exclusive(rootfs):
+        remove_stale_views(rootfs.parent)
+        with hardlink_view(rootfs, "stage") as view:
+            report: dict[str, list[str]] = {}
+            for rule in STRIP:
+                if rule.unless and rule.unless in keep:
+                    continue
+                changed = apply_strip(view, rule)
+                if changed:
+                    report[rule.name] = changed
+            yield view, report
 
 
 @contextmanager
