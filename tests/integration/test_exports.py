@@ -707,6 +707,20 @@ def test_existing_outputs_are_refused_without_overwrite(built: Build, exported: 
     assert {p: sha256(p) for p in exported.files["tar"]} == before  # and reproducible once more
 
 
+def test_two_exports_of_one_build_at_once_both_succeed(built: Build, tmp_path: Path) -> None:
+    """Exports stage hard-linked views; making one changes every inode's ctime, which made a tar
+    reading another export's view fail ("file changed as we read it"). Now the second one waits."""
+    first = start_export(built.dest, tmp_path / "first", "lxc")
+    deadline = time.monotonic() + 120
+    while "Exporting lxc" not in (first.logs / "stderr").read_text() and time.monotonic() < deadline:
+        assert first.proc.poll() is None, (first.logs / "stderr").read_text()
+        time.sleep(0.2)
+    second = run_export(built.dest, tmp_path / "second", "tar")
+    assert second.returncode == 0, second.stderr
+    assert "waiting for another export" in second.stderr, second.stderr
+    first.result()
+
+
 @pytest.fixture
 def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
     mount = tmp_path / "full"
