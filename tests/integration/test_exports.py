@@ -678,6 +678,17 @@ def test_export_of_a_build_through_a_proxy(builder: Builder, tmp_path: Path) -> 
     assert not in_guest, f"the built guest keeps the build's proxy in {in_guest}"
 
 
+def test_export_only_keeps_just_the_exports(builder: Builder, tmp_path: Path) -> None:
+    """--export-only: the build's directory is removed and the summary points at the exports only."""
+    dest, out = tmp_path / "only", tmp_path / "only-out"
+    build = builder.run("--suite", "noble", "--network", "none", "-d", str(dest), "--export", "tar",
+                        "--export-only", "--export-dir", str(out), "--keep-apt-lists").check()  # fmt: skip
+    assert build.summary["dest"] is None and not dest.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["only-out"], list(tmp_path.iterdir())
+    assert sorted(p.name for p in out.iterdir()) == ["only.tar", "only.template.properties"]
+    assert build.summary["exports"]["tar"][0] == str(out / "only.tar")
+
+
 # -- reproducibility (acceptance 5) --------------------------------------------------------------------
 
 

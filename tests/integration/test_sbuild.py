@@ -8,6 +8,7 @@ The archive is reachable, so sbuild's own `apt-get update` and the build-depende
 from __future__ import annotations
 
 import configparser
+import hashlib
 import os
 import pwd
 import shutil
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import REQUIRED, Builder
+from .conftest import REQUIRED, Builder, vmbuilder_command
 
 USER = "vmbsbuild"
 RANGE = 65536  # what sbuild's unshare mode maps: one range of 65536 ids each
@@ -178,3 +179,15 @@ def test_sbuild_builds_a_package_in_the_export(
         assert "./usr/share/vmbhello/greeting" in contents
     finally:
         chroot.unlink(missing_ok=True)
+
+    # Acceptance 5 for this format too: the same rootfs exported twice with one SOURCE_DATE_EPOCH.
+    digests = []
+    for n in (1, 2):
+        again = tmp_path / f"again{n}"
+        proc = subprocess.run(
+            [vmbuilder_command(), "lxc", "export", str(build.dest), "--export", "sbuild", "--export-dir", str(again)],
+            env={**os.environ, "SOURCE_DATE_EPOCH": "1700000000"}, capture_output=True, text=True, timeout=900,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        digests.append({p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(again.iterdir())})
+    assert digests[0] == digests[1] and len(digests[0]) == 2

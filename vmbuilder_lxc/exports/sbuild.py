@@ -45,7 +45,7 @@ def schroot_conf(job: ExportJob) -> str:
         {
             "job": job,
             "chroot": f"{chroot_name(job)}-sbuild",
-            "conf": str(job.out_dir / conf_name(job)),
+            "conf": conf_name(job),  # no directory: exports of one rootfs are identical wherever they go
             "description": f"{job.distro.capitalize()}{version} {job.suite}/{job.arch} autobuilder (vmbuilder-lxc)",
             "directory": str(job.dest_rootfs) if job.dest_rootfs else "",
             "file": str(job.out_dir / tarball_name(job)),
