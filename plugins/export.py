@@ -142,8 +142,8 @@ class Export(Plugin):
     # -- `vmbuilder lxc export DEST` ------------------------------------------------------------
 
     @staticmethod
-    def export_command(argv: list[str]) -> int:
-        """Export a finished build (DEST holds rootfs/ and vmbuilder-lxc.json) again."""
+    def export_parser() -> argparse.ArgumentParser:
+        """The parser of `vmbuilder lxc export` (built apart so that the man page can list it)."""
         parser = argparse.ArgumentParser(
             prog="vmbuilder lxc export",
             description="Write template archives of a finished build (its DEST directory).",
@@ -164,7 +164,12 @@ class Export(Plugin):
         parser.add_argument("--json", action="store_true", help="print a JSON summary")
         parser.add_argument("-v", "--verbose", action="store_true")
         parser.add_argument("--debug", action="store_true")
-        args = parser.parse_args(argv)  # fmt: skip
+        return parser
+
+    @staticmethod
+    def export_command(argv: list[str]) -> int:
+        """Export a finished build (DEST holds rootfs/ and vmbuilder-lxc.json) again."""
+        args = Export.export_parser().parse_args(argv)
         setup_logging(2 if args.debug else 1 if args.verbose else 0)
         summary = export_existing(args)
         if args.json:

@@ -241,8 +241,8 @@ class Libvirt(Plugin):
     # -- `vmbuilder lxc validate FILE` ------------------------------------------------------------
 
     @staticmethod
-    def validate_command(argv: list[str]) -> int:
-        """Check a domain XML file the way a build checks its own; exit 1 on errors."""
+    def validate_parser() -> argparse.ArgumentParser:
+        """The parser of `vmbuilder lxc validate` (built apart so that the man page can list it)."""
         parser = argparse.ArgumentParser(
             prog="vmbuilder lxc validate",
             description="Check a libvirt-lxc domain XML for what the LXC driver rejects or ignores.",
@@ -255,7 +255,12 @@ class Libvirt(Plugin):
         parser.add_argument("--json", action="store_true", help="print the findings as JSON")
         parser.add_argument("-v", "--verbose", action="store_true", help=argparse.SUPPRESS)
         parser.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
-        args = parser.parse_args(argv)
+        return parser
+
+    @staticmethod
+    def validate_command(argv: list[str]) -> int:
+        """Check a domain XML file the way a build checks its own; exit 1 on errors."""
+        args = Libvirt.validate_parser().parse_args(argv)
         try:
             xml = Path(args.file).read_text(encoding="utf-8")
         except OSError as exc:
