@@ -135,15 +135,20 @@ def fetch_ubuntu_keyring(mirror: str | None = None, dest: Path = KEYRING_DIR) ->
     return installed
 
 
-def fetch_main(argv: list[str] | None = None) -> int:
-    """Console script: vmbuilder-fetch-keyring [--mirror URL] [--dest DIR]."""
+def fetch_parser() -> argparse.ArgumentParser:
+    """The parser of vmbuilder-fetch-keyring (built apart so that the man page can list it)."""
     parser = argparse.ArgumentParser(
         prog="vmbuilder-fetch-keyring",
         description="Install the Ubuntu archive keyring on a host that has no ubuntu-keyring package.",
     )
     parser.add_argument("--mirror", help="Ubuntu mirror (default: debootstrap's default for amd64)")
     parser.add_argument("--dest", type=Path, default=KEYRING_DIR, help="target directory")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def fetch_main(argv: list[str] | None = None) -> int:
+    """Console script: vmbuilder-fetch-keyring [--mirror URL] [--dest DIR]."""
+    args = fetch_parser().parse_args(argv)
     setup_logging(0)
     try:
         fetch_ubuntu_keyring(args.mirror, args.dest)
