@@ -32,6 +32,10 @@ install_packages() {
         pkgs+=(lxd lxd-client squashfs-tools libcap2-bin)
         # The sbuild export: sbuild 0.85 builds a package in it (unshare mode, with uidmap).
         pkgs+=(sbuild)
+        # The Debian package: dpkg-buildpackage with its Build-Depends, lintian, and the man pages and
+        # bash completion read back by their consumers.
+        pkgs+=(build-essential debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools lintian
+               man-db bash-completion)
     fi
     if [ "${ID:-}" = ubuntu ]; then
         pkgs+=(ubuntu-keyring)
