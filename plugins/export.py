@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from vmbuilder_lxc import exports
+from vmbuilder_lxc.exports.base import source_date_epoch
 from vmbuilder_lxc.log import LOG, UserError, die, setup_logging
 from vmbuilder_lxc.plugin import Plugin
 from vmbuilder_lxc.render import Templates
@@ -27,16 +28,6 @@ from vmbuilder_lxc.settings import Setting, Settings
 GROUP = "Export options"
 MARKER = "vmbuilder-lxc.json"
 GUEST_FACTS = ("INIT", "CONTAINER_DETECT", "SYSTEMD_VERSION", "UPSTART_VERSION")
-
-
-def source_date_epoch(fallback: int) -> int:
-    """SOURCE_DATE_EPOCH (reproducible-builds.org) when set, else `fallback`."""
-    text = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
-    if not text:
-        return fallback
-    if not text.isdigit():
-        die(f"SOURCE_DATE_EPOCH={text!r} is not a number of seconds", "set it to a Unix time, e.g. $(date +%s)")
-    return int(text)
 
 
 def _default_export_dir(s: Settings) -> str:
