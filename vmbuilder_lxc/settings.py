@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, NoReturn
 
+from . import compat
 from .log import LOG, UserError
 
 SettingType = Literal["str", "int", "bool", "list"]
@@ -234,6 +235,11 @@ class Settings:
         if s is None:
             close = difflib.get_close_matches(key.replace("_", "-"), list(self.table), n=1)
             hint = f"did you mean '{close[0]}'?" if close else "see --help for the valid keys"
+            old = compat.vmbuilder_only(key)  # a VMBuilder option: say what to do instead
+            if old is not None and section != "DEFAULT":
+                raise UserError(*old.problem(f"'{key}' in {where}"))
+            if old is not None:
+                hint = "; ".join(old.problem(f"'{key}'"))
             if section == "DEFAULT":
                 LOG.warning("%s: unknown key '%s' ignored (%s)", where, key, hint)
                 return
@@ -262,6 +268,11 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         hint = f"see {self.prog} --help"
         m = re.search(r"unrecognized arguments: (\S+)", message)
+        for token in message.split("unrecognized arguments: ", 1)[1].split() if m else ():
+            name = token.split("=")[0]
+            old = compat.vmbuilder_only(name) if name.startswith("-") else None
+            if old is not None:  # a VMBuilder option: say what to do instead (-m512 is -m)
+                raise UserError(*old.problem(name if name in old.flags else name[:2]))
         if m:
             known = [o for a in self._actions for o in a.option_strings]
             close = difflib.get_close_matches(m.group(1).split("=")[0], known, n=1)
