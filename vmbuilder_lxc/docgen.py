@@ -4,21 +4,26 @@
     python3 -m vmbuilder_lxc.docgen tweaks > docs/tweaks.md                # the ubuntu plugin's
     python3 -m vmbuilder_lxc.docgen tweaks-debian > docs/tweaks-debian.md  # or: tweaks debian
     python3 -m vmbuilder_lxc.docgen libvirt-validation > docs/libvirt-validation.md
+    python3 -m vmbuilder_lxc.docgen upgrading > docs/upgrading.md
+    python3 -m vmbuilder_lxc.docgen vmbuilder.cfg > docs/vmbuilder.cfg.example   # /etc/vmbuilder.cfg
 
-Each generator NAME writes docs/NAME.md; a unit test regenerates every file and compares.
+Each generator NAME writes doc_path(NAME), docs/NAME.md unless DOC_PATHS says otherwise; a unit
+test regenerates every file and compares.
 """
 
 from __future__ import annotations
 
 import functools
 import sys
+import textwrap
 from collections.abc import Callable, Iterable
 
 from .cli import make_context
 from .domaincheck import rules_markdown
 from .plugin import discover
-from .settings import Setting
+from .settings import SYSTEM_CONFIG, USER_CONFIG, Setting
 from .tweaks import When
+from .upgrading import upgrading_markdown
 
 
 def _default(s: Setting) -> str:
@@ -111,11 +116,63 @@ def tweaks_markdown(distro: str = "ubuntu") -> str:
     return "\n".join(lines) + "\n"
 
 
+def _wrap(text: str) -> list[str]:
+    return textwrap.wrap(text, 98, break_on_hyphens=False, break_long_words=False)
+
+
+def example_config(hypervisor: str = "lxc", distro: str = "ubuntu") -> str:
+    """/etc/vmbuilder.cfg as shipped: every config key with its help and default, all commented out,
+    so that the file changes nothing until a line is uncommented."""
+    ctx = make_context(hypervisor, distro, discover())
+    sections: dict[str, list[Setting]] = {"DEFAULT": [], hypervisor: [], distro: []}
+    for s in ctx.settings.table.values():
+        if s.in_config:
+            sections[s.plugin if s.plugin in (hypervisor, distro) else "DEFAULT"].append(s)
+    cli_only = ", ".join(s.flag for s in ctx.settings.table.values() if not s.in_config)
+    intro = (
+        f"Defaults for every vmbuilder run (vmbuilder-lxc). Every line is a comment: this file changes nothing "
+        f"until you uncomment a key. A key is a long option without its dashes (--install-mirror URL is "
+        f"'install-mirror = URL'); the value shown is the default, a key without one has a computed or no default. "
+        f"Files are read in this order, later ones winning: {SYSTEM_CONFIG}, {USER_CONFIG}, then each -c FILE; "
+        f"within a file [DEFAULT] first, then the hypervisor's section [{hypervisor}], then the distro's "
+        f"[{distro}] (the debian plugin reads [debian], with the same keys). The command line wins over every "
+        f"file, even when it repeats the default. An unknown key is an error in [{hypervisor}] and [{distro}] and "
+        f"a warning in [DEFAULT]. Booleans: yes/no, true/false, on/off, 1/0; lists: comma or space separated. "
+        f"Only on the command line: {cli_only}."
+    )
+    lines = [f"# {ln}" for ln in _wrap(intro)]
+    lines += ["#", "# Generated from the settings table by `python3 -m vmbuilder_lxc.docgen vmbuilder.cfg`;",
+              "# every option is described in vmbuilder(1) and in options.md of the documentation.", ""]  # fmt: skip
+    for section, settings in sections.items():
+        lines += [f"#[{section}]", ""]
+        group = ""
+        for s in settings:
+            title = f"{s.group} ({s.plugin})" if s.plugin else s.group
+            if title != group:
+                group = title
+                lines += [f"# -- {title} --", ""]
+            meaning = s.help + (f" ({', '.join(s.choices)})" if s.choices else "")
+            if callable(s.default) and s.default.__doc__ and "default:" not in s.help:
+                meaning += f" (default: {_default(s).rstrip('.')})"
+            lines += [f"# {ln}" for ln in _wrap(meaning)]
+            lines += [f"#{s.name} = {'' if callable(s.default) else _default(s)}".rstrip(), ""]
+    return "\n".join(lines)
+
+
 GENERATORS: dict[str, Callable[[], str]] = {
     "options": options_markdown,
     **{name: functools.partial(tweaks_markdown, distro) for name, distro in TWEAK_DOCS.items()},
     "libvirt-validation": rules_markdown,
+    "upgrading": upgrading_markdown,
+    "vmbuilder.cfg": example_config,
 }
+# Generators whose output is not docs/NAME.md: the example config is installed as /etc/vmbuilder.cfg.
+DOC_PATHS = {"vmbuilder.cfg": "docs/vmbuilder.cfg.example"}
+
+
+def doc_path(name: str) -> str:
+    """Where the output of generator NAME is committed, relative to the checkout."""
+    return DOC_PATHS.get(name, f"docs/{name}.md")
 
 
 def main(argv: Iterable[str] | None = None) -> int:
