@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from vmbuilder_lxc.docgen import GENERATORS, TWEAK_DOCS, main, tweaks_doc_name
+from vmbuilder_lxc.docgen import GENERATORS, TWEAK_DOCS, doc_path, main, tweaks_doc_name
 from vmbuilder_lxc.plugin import discover
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -14,8 +14,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.parametrize("name", sorted(GENERATORS))
 def test_generated_reference_is_current(name: str) -> None:
-    current = (ROOT / f"docs/{name}.md").read_text()
-    assert current == GENERATORS[name](), f"run: python3 -m vmbuilder_lxc.docgen {name} > docs/{name}.md"
+    current = (ROOT / doc_path(name)).read_text()
+    assert current == GENERATORS[name](), f"run: python3 -m vmbuilder_lxc.docgen {name} > {doc_path(name)}"
 
 
 def test_readme_quick_start_has_exactly_two_commands() -> None:
