@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from tests.unit.conftest import Plugins
+from tests.unit.test_cli import error_line
 from vmbuilder_lxc import cli, compat, pipeline, upgrading
 from vmbuilder_lxc.compat import GONE, VMBUILDER_OPTIONS, lookup, vmbuilder_only
 from vmbuilder_lxc.docgen import GENERATORS, doc_path
@@ -36,16 +37,6 @@ def our_flags(plugins: Plugins, distro: str = "ubuntu") -> set[str]:
     ctx = cli.make_context("lxc", distro, plugins)
     parser = build_parser("vmbuilder", ctx.settings.table.values())
     return {flag for action in parser._actions for flag in action.option_strings} | {"--version"}
-
-
-def error_line(capsys: pytest.CaptureFixture[str]) -> str:
-    """stderr holds exactly one line, the error, and no traceback."""
-    err = capsys.readouterr().err
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert "Traceback" not in err
-    assert len(lines) == 1, err
-    assert lines[0].startswith("vmbuilder: error: ")
-    return lines[0].removeprefix("vmbuilder: error: ")
 
 
 GONE_FLAGS = [flag for entry in VMBUILDER_OPTIONS if entry.status in GONE for flag in entry.flags]
