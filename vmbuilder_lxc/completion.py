@@ -16,15 +16,16 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from . import exports
-from .cli import GLOBAL_FLAGS, GLOBAL_VALUE_FLAGS, PROG, make_context
+from .cli import GLOBAL_FLAGS, GLOBAL_VALUE_FLAGS, make_context
 from .distro import NATIVE_MACHINES, DebianFamily
 from .log import UserError
+from .manpage import build_command_parser, command_parsers
 from .plugin import Plugin, by_kind, commands_for, discover
-from .settings import Setting, build_parser
+from .settings import Setting
 from .suites import ALIASES
 
 # How a value is completed, by the metavar that names it. A new path-like metavar must be added
@@ -110,24 +111,9 @@ def parser_spec(
 
 def pair_spec(hypervisor: str, distro: str, plugins: dict[str, type[Plugin]]) -> Spec:
     """`vmbuilder HV DISTRO`: the parser the settings table generates, as cli.configure builds it."""
-    ctx = make_context(hypervisor, distro, plugins)
-    table = ctx.settings.table
-    suite = suite_value(ctx.distro)
-    extra = {"suite": suite} if suite is not None and "suite" in table else {}
-    parser = build_parser(f"{PROG} {hypervisor} {distro}", table.values())
-    return parser_spec(parser, {s.dest: s for s in table.values()}, extra)
-
-
-def command_parser(
-    plugins: dict[str, type[Plugin]], command: Callable[[list[str]], int]
-) -> argparse.ArgumentParser | None:
-    """A command's parser: the plugin's NAME_parser() beside its NAME_command (None if it has none)."""
-    for cls in plugins.values():
-        for attr in cls.commands.values():
-            if getattr(cls, attr) is command:
-                build = getattr(cls, attr.removesuffix("_command") + "_parser", None)
-                return build() if callable(build) else None
-    return None
+    parser, by_dest = build_command_parser(hypervisor, distro, plugins)
+    suite = suite_value(make_context(hypervisor, distro, plugins).distro) if "suite" in by_dest else None
+    return parser_spec(parser, by_dest, {"suite": suite} if suite is not None else {})
 
 
 @dataclass(frozen=True)
@@ -150,11 +136,10 @@ def collect(plugins: dict[str, type[Plugin]]) -> Data:
         for distro in distros:
             specs[(hv, distro)] = pair_spec(hv, distro, plugins)
         # A command named like a distro is shadowed by it (cli._main), so it is left out.
-        found = {name: fn for name, fn in commands_for(plugins, hv).items() if name not in distros}
-        commands[hv] = tuple(sorted(found))
-        for name, fn in sorted(found.items()):
-            parser = command_parser(plugins, fn)
-            if parser is not None:  # else completed from `vmbuilder HV COMMAND --help` at TAB time
+        commands[hv] = tuple(sorted(name for name in commands_for(plugins, hv) if name not in distros))
+        # A command without a NAME_parser() is completed from `vmbuilder HV COMMAND --help` at TAB time.
+        for name, parser in command_parsers(plugins, hv).items():
+            if name in commands[hv]:
                 specs[(hv, name)] = parser_spec(parser)
     flags = tuple(sorted({*GLOBAL_FLAGS, *GLOBAL_VALUE_FLAGS, *HELP_FLAGS}))
     return Data(flags, hypervisors, distros, commands, specs)

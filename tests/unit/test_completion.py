@@ -20,6 +20,7 @@ from tests.unit.conftest import CSV, Plugins
 from tests.unit.test_debian import DEBIAN_CSV
 from vmbuilder_lxc import cli, completion, exports, suites
 from vmbuilder_lxc.distro import NATIVE_MACHINES
+from vmbuilder_lxc.manpage import command_parsers, pairs
 from vmbuilder_lxc.plugin import by_kind, commands_for
 from vmbuilder_lxc.settings import Setting, build_parser
 
@@ -111,10 +112,6 @@ def mode(request: pytest.FixtureRequest, script: Path) -> str:
 def pair_flags(plugins: Plugins, hv: str, distro: str) -> set[str]:
     table = cli.make_context(hv, distro, plugins).settings.table.values()
     return {o for a in build_parser("x", table)._actions for o in a.option_strings}
-
-
-def pairs(plugins: Plugins) -> list[tuple[str, str]]:
-    return [(hv, d) for hv in by_kind(plugins, "hypervisor") for d in by_kind(plugins, "distro")]
 
 
 # -- the script ---------------------------------------------------------------------------------
@@ -262,8 +259,7 @@ def test_path_values(script: Path, mode: str, tmp_path: Path) -> None:
 def test_commands(script: Path, mode: str, plugins: Plugins, tmp_path: Path) -> None:
     """`vmbuilder lxc validate FILE` and `vmbuilder lxc export DEST`: their parsers' flags."""
     for name in ("validate", "export"):
-        parser = completion.command_parser(plugins, commands_for(plugins, "lxc")[name])
-        assert parser is not None
+        parser = command_parsers(plugins, "lxc")[name]
         expected = {o for a in parser._actions for o in a.option_strings}
         assert set(complete(script, "lxc", name, "x", "-", mode=mode)) == expected
     (tmp_path / "domain.xml").write_text("")
@@ -339,9 +335,9 @@ def test_every_path_like_argument_completes_paths(plugins: Plugins) -> None:
             if s.type != "bool":
                 found.append((s.flag, s.metavar, values[s.flag]))
     for hv in by_kind(plugins, "hypervisor"):
-        for name, fn in commands_for(plugins, hv).items():
-            parser = completion.command_parser(plugins, fn)
-            assert parser is not None, f"{name}: no parser to complete from"
+        parsers = command_parsers(plugins, hv)
+        assert set(parsers) == set(commands_for(plugins, hv)), "a command without a parser to complete from"
+        for name, parser in parsers.items():
             spec = completion.parser_spec(parser)
             values = {f: v for flags, v in spec.values for f in flags}
             for action in parser._actions:
