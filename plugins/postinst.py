@@ -85,16 +85,22 @@ class PostInst(Plugin):
         firstboot = s.get_str("firstboot")
         if firstboot:
             self.install_file(f"{FIRSTBOOT_DIR}/firstboot", Path(firstboot).read_text(), 0o755)
-            self.install_from_template(
-                "/etc/systemd/system/vmbuilder-firstboot.service", "systemd/firstboot.service.j2",
-                {"script": f"{FIRSTBOOT_DIR}/firstboot"},
-            )  # fmt: skip
-            wants = ctx.guest_path("/etc/systemd/system/multi-user.target.wants")
-            wants.mkdir(parents=True, exist_ok=True)
-            link = wants / "vmbuilder-firstboot.service"
-            if not link.is_symlink():
-                link.symlink_to("/etc/systemd/system/vmbuilder-firstboot.service")
+            self.install_firstboot_job(f"{FIRSTBOOT_DIR}/firstboot")
         script = s.get_str("execscript")
         if script:
             LOG.info("running --execscript %s", script)
             run_script(Path(script), ctx.rootfs, ctx.facts)
+
+    def install_firstboot_job(self, script: str) -> None:
+        """A job of the guest's own init: an upstart job up to utopic, a systemd unit after."""
+        if self.context.facts.get("INIT") == "upstart":
+            self.install_from_template("/etc/init/vmbuilder-firstboot.conf", "upstart/firstboot.conf.j2",
+                                       {"script": script})  # fmt: skip
+            return
+        unit = "/etc/systemd/system/vmbuilder-firstboot.service"
+        self.install_from_template(unit, "systemd/firstboot.service.j2", {"script": script})
+        wants = self.context.guest_path("/etc/systemd/system/multi-user.target.wants")
+        wants.mkdir(parents=True, exist_ok=True)
+        link = wants / "vmbuilder-firstboot.service"
+        if not link.is_symlink():
+            link.symlink_to(unit)

@@ -256,7 +256,7 @@ VMBUILDER_OPTIONS: tuple[VMBuilderOption, ...] = (
     same(("--execscript", "--exec"), "postinst", "run a host script with the guest's root directory as $1",
          "the build facts (SUITE, ARCH, HOSTNAME, ...) are in its environment"),
     changed(("--firstboot",), "firstscripts", "run a script once at the guest's first boot (from /etc/rc.local)",
-            "run once by a systemd unit (vmbuilder-firstboot.service), so on systemd releases only"),
+            "run once by the guest's init: a systemd unit (vmbuilder-firstboot.service), upstart job to utopic"),
     unsupported(("--firstlogin",), "firstscripts", "run a script at the user's first login (it may be interactive)",
                 "use --firstboot for what needs no user, or --copy a script into /etc/profile.d/ that removes itself"),
     # -- ec2 plugin ---------------------------------------------------------------------------------------------
