@@ -6,6 +6,7 @@ Errors the user can fix are printed as one line (no traceback) with a non-zero e
 
 from __future__ import annotations
 
+import argparse
 import json
 import signal
 import sys
@@ -21,7 +22,7 @@ from .options import core_settings
 from .plugin import Plugin, PluginError, by_kind, call_report, commands_for, discover
 from .render import Templates
 from .run import INTERRUPT_SIGNALS, CommandError
-from .settings import SYSTEM_CONFIG, USER_CONFIG, Settings, build_parser
+from .settings import SYSTEM_CONFIG, USER_CONFIG, Setting, Settings, build_parser
 
 PROG = "vmbuilder"
 GLOBAL_FLAGS = {"-v", "--verbose", "--debug", "--json"}
@@ -113,6 +114,15 @@ def make_context(hypervisor: str, distro: str, plugins: dict[str, type[Plugin]])
                 raise PluginError(cls.name, "register_options", exc) from exc
         ctx.plugins.append(plugin)
     return ctx
+
+
+def build_command_parser(hypervisor: str, distro: str, plugins: dict[str, type[Plugin]]) -> tuple[
+    argparse.ArgumentParser, dict[str, Setting]
+]:  # fmt: skip
+    """The parser of `vmbuilder HV DISTRO` (as cli.configure builds it) and its settings by dest."""
+    ctx = make_context(hypervisor, distro, plugins)
+    table = list(ctx.settings.table.values())
+    return build_parser(f"{PROG} {hypervisor} {distro}", table), {s.dest: s for s in table}
 
 
 def configure(ctx: Context, rest: list[str]) -> None:

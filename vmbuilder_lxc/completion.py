@@ -20,11 +20,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from . import exports
-from .cli import GLOBAL_FLAGS, GLOBAL_VALUE_FLAGS, make_context
+from .cli import GLOBAL_FLAGS, GLOBAL_VALUE_FLAGS, build_command_parser, make_context
 from .distro import NATIVE_MACHINES, DebianFamily
 from .log import UserError
-from .manpage import build_command_parser, command_parsers
-from .plugin import Plugin, by_kind, commands_for, discover
+from .plugin import Plugin, by_kind, command_parsers, commands_for, discover
 from .settings import Setting
 from .suites import ALIASES
 

@@ -28,13 +28,13 @@ from pathlib import Path
 
 from . import __version__
 from .cache import DEFAULT_CACHE_DIR
-from .cli import PROG, make_context
+from .cli import PROG, build_command_parser
 from .docgen import _default
 from .exports.base import source_date_epoch
 from .keyring import DEBIAN_KEYRING, KEYRING_DIR, UBUNTU_KEYRING, UBUNTU_KEYRING_FILES, fetch_parser
 from .log import UserError
-from .plugin import Plugin, by_kind, commands_for, discover
-from .settings import SYSTEM_CONFIG, USER_CONFIG, Setting, build_parser
+from .plugin import Plugin, by_kind, command_parsers, commands_for, discover
+from .settings import SYSTEM_CONFIG, USER_CONFIG, Setting
 
 FETCH_KEYRING = "vmbuilder-fetch-keyring"
 MAIN_PAGE = f"{PROG}.1"
@@ -184,15 +184,6 @@ def pairs(plugins: dict[str, type[Plugin]]) -> list[tuple[str, str]]:
     return [(hv, d) for hv in by_kind(plugins, "hypervisor") for d in by_kind(plugins, "distro")]
 
 
-def build_command_parser(hypervisor: str, distro: str, plugins: dict[str, type[Plugin]]) -> tuple[
-    argparse.ArgumentParser, dict[str, Setting]
-]:  # fmt: skip
-    """The parser of `vmbuilder HV DISTRO` (as cli.configure builds it) and its settings by dest."""
-    ctx = make_context(hypervisor, distro, plugins)
-    table = list(ctx.settings.table.values())
-    return build_parser(f"{PROG} {hypervisor} {distro}", table), {s.dest: s for s in table}
-
-
 def option_groups(plugins: dict[str, type[Plugin]]) -> dict[str, list[Group]]:
     """Each page's option groups, in --help order, over every (hypervisor, distro) pair."""
     pages: dict[str, dict[str, Group]] = {name: {} for name in plugin_pages(plugins)}
@@ -307,18 +298,6 @@ def positionals(parser: argparse.ArgumentParser) -> list[str]:
 
 def usage(prog: str, parser: argparse.ArgumentParser) -> str:
     return " ".join([prog, "[options]", *positionals(parser)])
-
-
-def command_parsers(plugins: dict[str, type[Plugin]], hypervisor: str) -> dict[str, argparse.ArgumentParser]:
-    """`vmbuilder HV COMMAND`'s parsers: a command method NAME_command has its parser in NAME_parser()."""
-    found: dict[str, argparse.ArgumentParser] = {}
-    functions = commands_for(plugins, hypervisor)
-    for cls in plugins.values():
-        for command, attr in cls.commands.items():
-            builder = getattr(cls, attr.removesuffix("_command") + "_parser", None)
-            if functions.get(command) is getattr(cls, attr) and builder is not None:
-                found[command] = builder()
-    return dict(sorted(found.items()))
 
 
 def all_settings(groups: dict[str, list[Group]]) -> dict[str, Setting]:

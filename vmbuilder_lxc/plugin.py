@@ -12,6 +12,7 @@ plugin and the hook: it is never swallowed (VMBuilder's call_hooks caught Attrib
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import os
 import traceback
@@ -197,6 +198,18 @@ def commands_for(plugins: dict[str, type[Plugin]], hypervisor: str) -> dict[str,
         for command, attr in cls.commands.items():
             found[command] = getattr(cls, attr)
     return found
+
+
+def command_parsers(plugins: dict[str, type[Plugin]], hypervisor: str) -> dict[str, argparse.ArgumentParser]:
+    """`vmbuilder HV COMMAND`'s parsers: a command method NAME_command has its parser in NAME_parser()."""
+    found: dict[str, argparse.ArgumentParser] = {}
+    functions = commands_for(plugins, hypervisor)
+    for cls in plugins.values():
+        for command, attr in cls.commands.items():
+            builder = getattr(cls, attr.removesuffix("_command") + "_parser", None)
+            if functions.get(command) is getattr(cls, attr) and builder is not None:
+                found[command] = builder()
+    return dict(sorted(found.items()))
 
 
 def call_report(plugin: Plugin) -> str | None:
