@@ -44,3 +44,14 @@ def test_docgen_takes_the_distro_as_an_argument(capsys: pytest.CaptureFixture[st
     assert main(["tweaks", "debian"]) == 0
     assert capsys.readouterr().out == (ROOT / "docs/tweaks-debian.md").read_text()
     assert main(["tweaks", "nosuchdistro"]) == 2
+
+
+def test_install_doc_lists_the_build_depends() -> None:
+    """docs/install.md's apt-get line for building the package is debian/control's Build-Depends."""
+    control = (ROOT / "debian/control").read_text().split("\n\n", 1)[0]
+    field = control.split("Build-Depends:", 1)[1].split("\nStandards-Version:", 1)[0]
+    wanted = {dep.split("(")[0].strip() for dep in field.split(",") if dep.strip()} - {"debhelper-compat"}
+    text = (ROOT / "docs/install.md").read_text()
+    line = text.split("apt-get install build-essential", 1)[1].split("\ncd ", 1)[0]
+    listed = set(line.replace("\\", " ").split()) - {"debhelper"}
+    assert listed == wanted, f"install.md lists {sorted(listed)}, debian/control has {sorted(wanted)}"
