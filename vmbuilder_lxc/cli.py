@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 
-from . import __version__, pipeline
+from . import __version__, compat, pipeline
 from .context import Context
 from .log import LOG, UserError, setup_logging
 from .options import core_settings
@@ -87,7 +87,8 @@ def make_context(hypervisor: str, distro: str, plugins: dict[str, type[Plugin]])
     """Instantiate the plugins of a build and collect their settings into one table."""
     hypervisors, distros = by_kind(plugins, "hypervisor"), by_kind(plugins, "distro")
     if hypervisor not in hypervisors:
-        raise UserError(f"unknown hypervisor '{hypervisor}'", f"installed: {', '.join(hypervisors) or 'none'}")
+        installed = f"installed: {', '.join(hypervisors) or 'none'}"
+        raise UserError(f"unknown hypervisor '{hypervisor}'", compat.hypervisor_hint(hypervisor) or installed)
     if distro not in distros:
         raise UserError(f"unknown distro '{distro}'", f"installed: {', '.join(distros) or 'none'}")
     settings = Settings(core_settings(), hypervisor=hypervisor, distro=distro)

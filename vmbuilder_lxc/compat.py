@@ -114,6 +114,8 @@ def unsupported(flags: tuple[str, ...], source: str, did: str, fix: str) -> VMBu
     return VMBuilderOption(flags, source, did, "unsupported", fix=fix)
 
 
+# VMBuilder's hypervisors (their `arg`), none of which exists here.
+VMBUILDER_HYPERVISORS = ("kvm", "qemu", "xen", "vmw6", "vmserver", "esxi", "vbox")
 DROP = "drop it"
 NO_DISK = "containers have no disk image"
 NO_WORKDIR = "the build runs in a hidden directory beside DEST, renamed into place when it succeeds"
@@ -294,3 +296,10 @@ def vmbuilder_only(flag_or_key: str) -> VMBuilderOption | None:
     """The entry when `flag_or_key` is a VMBuilder option that does not exist here, else None."""
     entry = lookup(flag_or_key)
     return entry if entry is not None and entry.status in GONE else None
+
+
+def hypervisor_hint(name: str) -> str | None:
+    """What to say to `vmbuilder kvm ubuntu`: VMBuilder's disk-image hypervisors are not here."""
+    if name not in VMBUILDER_HYPERVISORS:
+        return None
+    return f"'{name}' is a VMBuilder hypervisor of disk images; vmbuilder-lxc builds containers: use 'vmbuilder lxc'"

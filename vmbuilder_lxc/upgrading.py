@@ -9,7 +9,17 @@ code, so a rename breaks the generator instead of leaving the page wrong.
 from __future__ import annotations
 
 from .cache import DEFAULT_CACHE_DIR
-from .compat import GONE, SOURCES, STATUSES, VMBUILDER_OPTIONS, Status, VMBuilderOption, lookup
+from .compat import (
+    GONE,
+    SOURCES,
+    STATUSES,
+    VMBUILDER_HYPERVISORS,
+    VMBUILDER_OPTIONS,
+    Status,
+    VMBuilderOption,
+    hypervisor_hint,
+    lookup,
+)
 from .exports import FORMATS
 from .plugin import ENTRY_POINT_GROUP, Plugin
 from .settings import SYSTEM_CONFIG, USER_CONFIG
@@ -18,8 +28,6 @@ from .settings import SYSTEM_CONFIG, USER_CONFIG
 # VMBuilder/util.py's call_hooks and the hooks the distro and hypervisor call).
 SHARED_HOOKS = ("register_options", "set_defaults", "preflight_check", "configure_os", "post_install", "deploy")
 SHARED_HELPERS = ("install_file", "install_from_template", "run_in_target")
-# VMBuilder's hypervisors (their `arg`), none of which exists here.
-VMBUILDER_HYPERVISORS = ("kvm", "qemu", "xen", "vmw6", "vmserver", "esxi", "vbox")
 
 TITLES: dict[Status, str] = {
     "same": "Same name, same meaning",
@@ -170,7 +178,7 @@ def upgrading_markdown() -> str:
         "  to make. DEST holds `rootfs/` (the guest), `config` (its LXC configuration) and",
         "  `vmbuilder-lxc.json` (what was built). VMBuilder's hypervisors do not exist here:",
         "  " + ", ".join(f"`{hv}`" for hv in VMBUILDER_HYPERVISORS) + ";",
-        "  `vmbuilder kvm ubuntu` answers `unknown hypervisor 'kvm'; installed: lxc`.",
+        f"  `vmbuilder kvm ubuntu` answers `unknown hypervisor 'kvm'; {hypervisor_hint('kvm')}`.",
         "- **No default password.** VMBuilder gave the initial user the password `ubuntu` unless `--pass`",
         "  was given. Here that password is locked unless `--pass` is given: log in with `--ssh-user-key`,",
         "  or with `lxc-attach`. Root stays locked unless `--rootpass` is given, as before.",

@@ -125,7 +125,8 @@ def test_help_with_global_flags_first(capsys: pytest.CaptureFixture[str]) -> Non
 @pytest.mark.parametrize(
     ("argv", "needles"),
     [
-        (["xen", "ubuntu"], ["unknown hypervisor 'xen'", "installed: lxc"]),
+        (["xen", "ubuntu"], ["unknown hypervisor 'xen'", "a VMBuilder hypervisor of disk images", "'vmbuilder lxc'"]),
+        (["docker", "ubuntu"], ["unknown hypervisor 'docker'", "installed: lxc"]),
         (["lxc", "fedora"], ["unknown distro 'fedora'", "installed: debian, ubuntu"]),
         (["lxc"], ["missing DISTRO after 'lxc'", "installed distros: debian, ubuntu"]),
         (["--suite", "noble"], ["missing HYPERVISOR and DISTRO"]),
