@@ -6,11 +6,11 @@ staging paths, the active chroot, the template search path and the summary being
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .guestfs import GuestFS
 from .log import UserError
 from .render import Templates
 from .settings import Settings
@@ -62,24 +62,26 @@ class Context:
         """The container's name: the destination directory's base name."""
         return self.dest.name
 
+    def guestfs(self) -> GuestFS:
+        """The rootfs opened for confined reads and writes (guestfs.py); close it, or use `with`."""
+        return GuestFS(self.rootfs)
+
     def guest_path(self, path: str) -> Path:
-        """The host path of an absolute guest path; refuses paths that leave the rootfs."""
+        """The host path of an absolute guest path, its directory resolved inside the rootfs (as a
+        chroot would). For naming and reading only: write with install_file() or guestfs()."""
         if not path.startswith("/"):
             raise ValueError(f"guest path {path!r} must be absolute")
-        target = self.rootfs / path.lstrip("/")
-        parent = os.path.realpath(target.parent)
-        if parent != os.path.realpath(self.rootfs) and not parent.startswith(os.path.realpath(self.rootfs) + "/"):
-            raise ValueError(f"guest path {path!r} resolves outside the rootfs")
-        return target
+        with self.guestfs() as fs:
+            return fs.host_path(path)
 
     def install_file(self, path: str, contents: str, mode: int = 0o644) -> Path:
-        target = self.guest_path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if target.is_symlink():
-            target.unlink()
-        target.write_text(contents, encoding="utf-8")
-        os.chmod(target, mode)
-        return target
+        """Write a guest file through the confined path: a symlink at `path` is replaced, and no
+        symlink in its directories can lead out of the rootfs."""
+        if not path.startswith("/"):
+            raise ValueError(f"guest path {path!r} must be absolute")
+        with self.guestfs() as fs:
+            fs.write_text(path, contents, mode)
+            return fs.host_path(path)
 
     def template_context(self) -> dict[str, Any]:
         return {"settings": self.settings.as_dict(), "facts": dict(self.facts), "name": self.name}

@@ -11,14 +11,15 @@ cannot undo a tweak.
 
 from __future__ import annotations
 
-import glob
 import os
+import stat
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .dpkg import divert, installed_packages, owned_paths
+from .guestfs import GuestFS
 from .shellhooks import run_builtin
 from .suites import Release
 
@@ -155,7 +156,7 @@ class Enable:
     def unit_file(self, guest: Guest) -> str:
         """The guest path of the unit file to link to."""
         own = f"/etc/systemd/system/{self.unit}"
-        if os.path.lexists(guest.path(own)):
+        if guest.fs.lexists(own):
             return own
         packaged = [f"{d}/{self.unit}" for d in UNIT_DIRS]
         owned = guest.owned_files()
@@ -163,7 +164,7 @@ class Enable:
             if path in owned:
                 return path
         for path in packaged:
-            if guest.path(path).exists():
+            if guest.fs.exists(path):
                 return path
         return own  # a unit of ours that a later action writes
 
@@ -234,7 +235,7 @@ class Replace:
     def apply(self, guest: Guest) -> list[str]:
         done = []
         for path in self.paths:
-            if not guest.path(path).exists() and not guest.is_diverted(path):
+            if not guest.fs.exists(path) and not guest.is_diverted(path):
                 continue
             guest.divert(path, path + self.suffix)
             guest.write(path, guest.render(self.template, guest.vars), self.mode, diverted=True)
@@ -268,13 +269,12 @@ class Remove:
 
     def apply(self, guest: Guest) -> list[str]:
         removed = []
-        root = glob.escape(str(guest.root))
         for pattern in self.paths:
-            for host_path in glob.glob(os.path.join(root, pattern.lstrip("/"))):
-                p = Path(host_path)
-                if p.is_symlink() or p.is_file():
-                    p.unlink()
-                    removed.append("/" + str(p.relative_to(guest.root)))
+            for path in guest.fs.glob(pattern):  # never through a symlinked directory
+                mode = guest.fs.lstat(path).st_mode
+                if stat.S_ISLNK(mode) or stat.S_ISREG(mode):
+                    guest.fs.unlink(path)
+                    removed.append(path)
         return removed
 
     def describe(self) -> str:
@@ -288,12 +288,7 @@ class Truncate:
     path: str
 
     def apply(self, guest: Guest) -> list[str]:
-        target = guest.path(self.path)
-        if target.is_symlink():
-            target.unlink()
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(b"")
-        os.chmod(target, 0o444)
+        guest.fs.truncate(self.path, 0o444)  # a new empty file: a symlink there is replaced
         return [self.path]
 
     def describe(self) -> str:
@@ -339,7 +334,7 @@ class OwnedFileError(UnsafePathError):
 
 
 class Guest:
-    """The rootfs being tweaked: path helpers, dpkg state, template variables."""
+    """The rootfs being tweaked: confined file access (guestfs.py), dpkg state, template variables."""
 
     def __init__(
         self,
@@ -354,15 +349,26 @@ class Guest:
         self.facts = facts
         self._owned: set[str] | None = None
         self._installed: set[str] | None = None
+        self._fs: GuestFS | None = None
+
+    @property
+    def fs(self) -> GuestFS:
+        """Every read and write of a tweak goes through here: resolved inside the rootfs, like a chroot."""
+        if self._fs is None:
+            self._fs = GuestFS(self.root)
+        return self._fs
 
     def path(self, guest_path: str) -> Path:
-        """The host path for a guest path; refuses one whose directory leads out of the rootfs."""
-        target = self.root / guest_path.lstrip("/")
-        root = os.path.realpath(self.root)
-        parent = os.path.realpath(target.parent)
-        if parent != root and not parent.startswith(root + "/"):
-            raise UnsafePathError(f"refusing to write {guest_path}: its directory leads out of the rootfs")
-        return target
+        """The host path for a guest path, its directory resolved inside the rootfs (for naming and
+        for tools that take a path; write through `fs`)."""
+        return self.fs.host_path(guest_path)
+
+    def check_plain(self, guest_path: str) -> None:
+        """Refuse a path with a symlink in its directories, for tools that open paths on the host
+        (dpkg-divert --root): the path they open must be the one resolved inside the rootfs."""
+        lexical = Path(os.path.realpath(self.root)) / guest_path.lstrip("/")
+        if self.path(guest_path) != lexical:
+            raise UnsafePathError(f"refusing {guest_path}: a symlink in its directories leads elsewhere")
 
     def owned_files(self) -> set[str]:
         """Every path that dpkg says a package ships (diverted paths included, as dpkg lists them)."""
@@ -386,8 +392,8 @@ class Guest:
 
     def diversions(self) -> dict[str, str]:
         """dpkg's diversions in the guest: original path -> diverted-to path."""
-        db = self.root / "var/lib/dpkg/diversions"
-        lines = db.read_text(errors="replace").splitlines() if db.exists() else []
+        db = "/var/lib/dpkg/diversions"
+        lines = self.fs.read_text(db, errors="replace").splitlines() if self.fs.is_file(db) else []
         return {lines[i]: lines[i + 1] for i in range(0, len(lines) - 2, 3)}
 
     def is_diverted(self, guest_path: str) -> bool:
@@ -400,26 +406,18 @@ class Guest:
             return
         if current is not None:
             raise UnsafePathError(f"{guest_path} is already diverted to {current}")
-        self.path(guest_path)
+        self.check_plain(guest_path)
+        self.check_plain(to)
         divert(self.root, guest_path, to)
 
     def write(self, guest_path: str, text: str, mode: int, diverted: bool = False) -> None:
         if not (diverted and self.is_diverted(guest_path)):
             self.check_not_owned(guest_path)
-        target = self.path(guest_path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if target.is_symlink() or target.exists():
-            target.unlink()
-        target.write_text(text, encoding="utf-8")
-        os.chmod(target, mode)
+        self.fs.write_text(guest_path, text, mode)  # replaces a symlink there; never follows one out
 
     def symlink(self, guest_path: str, target: str) -> None:
         self.check_not_owned(guest_path)
-        link = self.path(guest_path)
-        link.parent.mkdir(parents=True, exist_ok=True)
-        if link.is_symlink() or link.is_file():
-            link.unlink()
-        os.symlink(target, link)
+        self.fs.symlink(target, guest_path)
 
 
 def apply_action(action: Action, guest: Guest) -> list[str]:
