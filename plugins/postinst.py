@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import os
 import shlex
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
 
 from vmbuilder_lxc import validators as v
+from vmbuilder_lxc.guestfs import GuestFS
 from vmbuilder_lxc.log import LOG, die
 from vmbuilder_lxc.plugin import Plugin
 from vmbuilder_lxc.settings import Setting
@@ -43,6 +43,23 @@ def parse_copy_file(path: Path) -> list[tuple[Path, str]]:
             die(f"{path}:{number}: destination {dest} is not an absolute guest path", "fix the --copy file")
         pairs.append((source, dest))
     return pairs
+
+
+def copy_into(fs: GuestFS, source: Path, dest: str) -> None:
+    """One --copy line, through the confined write path: DEST (or DEST/NAME for a DEST ending in /)
+    is resolved inside the rootfs like `cp` in a chroot would (a symlink there is followed, but
+    never out of the rootfs); symlinks in a copied directory are copied as symlinks."""
+    target = dest.rstrip("/") + ("/" + source.name if dest.endswith("/") else "")
+    if target == "" or target == "/":
+        die(f"--copy {source}: the destination {dest} is the root directory", "name a directory or a file in it")
+    if source.is_dir():
+        for skipped in fs.copy_tree_from_host(source, target):
+            LOG.warning("--copy: %s is not a file, directory or symlink; not copied", skipped)
+    else:
+        if fs.is_dir(target):
+            target = target + "/" + source.name  # cp SOURCE DIR puts the file into DIR
+        fs.copy_file_from_host(source, target)
+    LOG.info("copied %s to %s", source, dest)
 
 
 class PostInst(Plugin):
@@ -74,14 +91,9 @@ class PostInst(Plugin):
         ctx = self.context
         copy = s.get_str("copy")
         if copy:
-            for source, dest in parse_copy_file(Path(copy)):
-                target = ctx.guest_path(dest.rstrip("/") + ("/" + source.name if dest.endswith("/") else ""))
-                target.parent.mkdir(parents=True, exist_ok=True)
-                if source.is_dir():
-                    shutil.copytree(source, target, symlinks=True, dirs_exist_ok=True)
-                else:
-                    shutil.copy2(source, target)
-                LOG.info("copied %s to %s", source, dest)
+            with ctx.guestfs() as fs:
+                for source, dest in parse_copy_file(Path(copy)):
+                    copy_into(fs, source, dest)
         firstboot = s.get_str("firstboot")
         if firstboot:
             self.install_file(f"{FIRSTBOOT_DIR}/firstboot", Path(firstboot).read_text(), 0o755)
@@ -99,8 +111,5 @@ class PostInst(Plugin):
             return
         unit = "/etc/systemd/system/vmbuilder-firstboot.service"
         self.install_from_template(unit, "systemd/firstboot.service.j2", {"script": script})
-        wants = self.context.guest_path("/etc/systemd/system/multi-user.target.wants")
-        wants.mkdir(parents=True, exist_ok=True)
-        link = wants / "vmbuilder-firstboot.service"
-        if not link.is_symlink():
-            link.symlink_to(unit)
+        with self.context.guestfs() as fs:
+            fs.symlink(unit, "/etc/systemd/system/multi-user.target.wants/vmbuilder-firstboot.service")
