@@ -47,6 +47,14 @@ BUILDD_PACKAGES: PackagesTable = [
     ("12", None, ("apt", "build-essential", "fakeroot", "debian-archive-keyring", "ca-certificates")),
 ]
 
+# (first version, last version or None, architectures) – the release architectures of each suite
+# (mips64el and mipsel were dropped after bookworm, riscv64 joined with trixie).
+ARCHITECTURES: PackagesTable = [
+    ("12", None, ("amd64", "arm64", "armel", "armhf", "i386", "ppc64el", "s390x")),
+    ("12", "12", ("mips64el", "mipsel")),
+    ("13", None, ("riscv64",)),
+]
+
 UNRELEASED = ("sid", "experimental")  # no version, no -updates, no -security
 
 
@@ -61,6 +69,7 @@ class Debian(DebianFamily):
     facts_table: ClassVar[FactsTable] = RELEASE_FACTS
     packages_table: ClassVar[PackagesTable] = BASE_PACKAGES
     buildd_packages_table: ClassVar[PackagesTable] = BUILDD_PACKAGES
+    arch_table: ClassVar[PackagesTable] = ARCHITECTURES
     buildd_tweaks: ClassVar[tuple[Tweak, ...]] = BUILDD_TWEAKS
     tweaks: ClassVar[tuple[Tweak, ...]] = TWEAKS
     mmdebstrap_since: ClassVar[str] = ""  # mmdebstrap bootstraps every supported suite

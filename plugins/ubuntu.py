@@ -92,6 +92,21 @@ UNWANTED_PACKAGES: PackagesTable = [
 ]
 
 
+# (first version, last version or None, architectures) – what the archive and its ports archive have a
+# base system for. i386 became a partial architecture (multilib libraries only) with 19.10.
+ARCHITECTURES: PackagesTable = [
+    ("10.04", None, ("amd64",)),
+    ("10.04", "19.04", ("i386",)),
+    ("10.04", "12.04", ("armel",)),
+    ("10.04", "16.10", ("powerpc",)),
+    ("12.04", None, ("armhf",)),
+    ("13.04", None, ("arm64",)),
+    ("14.04", None, ("ppc64el",)),
+    ("16.04", None, ("s390x",)),
+    ("20.04", None, ("riscv64",)),
+]
+
+
 class Ubuntu(DebianFamily):
     name: ClassVar[str] = "ubuntu"
     description: ClassVar[str] = "Ubuntu: lucid 10.04 (upstart) to the development series (systemd)"
@@ -105,6 +120,7 @@ class Ubuntu(DebianFamily):
     buildd_packages_table: ClassVar[PackagesTable] = BUILDD_PACKAGES
     buildd_tweaks: ClassVar[tuple[Tweak, ...]] = BUILDD_TWEAKS
     unwanted_table: ClassVar[PackagesTable] = UNWANTED_PACKAGES
+    arch_table: ClassVar[PackagesTable] = ARCHITECTURES
     tweaks: ClassVar[tuple[Tweak, ...]] = TWEAKS
     template_vars: ClassVar[dict[str, Any]] = {"manager_mounts": MANAGER_MOUNTS}
     # xenial's systemd postinst runs chfn, which fails in mmdebstrap's essential phase.

@@ -1,10 +1,14 @@
 """Bootstrap backends: debootstrap and mmdebstrap, behind one request type.
 
 Argument vectors are built deterministically, every option before the positional arguments (an
-option after the suite is taken as the script name by debootstrap). Ubuntu suites get debootstrap's
-`gutsy` script passed explicitly, so that a host whose debootstrap predates the suite (Debian 12
-and noble, for example) still works. mmdebstrap needs no script and is about twice as fast, so
-`auto` prefers it when it is installed and the distro allows it for the suite.
+option after the suite is taken as the script name by debootstrap). Every value a user can set is
+checked again here (aptargs): the operands of mmdebstrap follow `--`, those of debootstrap (whose
+option loop knows no `--`) can never start with '-', option values are single `--opt=VALUE`
+arguments, and only --insecure (keyring None) adds the options that skip signature checks.
+
+Ubuntu suites get debootstrap's `gutsy` script passed explicitly, so that a host whose debootstrap
+predates the suite (Debian 12 and noble, for example) still works. mmdebstrap needs no script and
+is about twice as fast, so `auto` prefers it when it is installed and the distro allows it.
 """
 
 from __future__ import annotations
@@ -15,12 +19,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import aptargs
 from .log import UserError
 from .mirrors import DEBOOTSTRAP_SCRIPTS
 from .run import clean_env, run
 from .shellhooks import run_script
 
 BACKENDS = ("auto", "mmdebstrap", "debootstrap")
+VARIANTS = ("minbase", "buildd")
+# What mmdebstrap gets with --insecure, and only then: apt accepts unsigned archives and packages.
+INSECURE_APTOPTS = ('Acquire::AllowInsecureRepositories "true"', 'APT::Get::AllowUnauthenticated "true"')
 
 
 @dataclass(frozen=True)
@@ -39,13 +47,28 @@ class BootstrapRequest:
     mmdebstrap_ok: bool = True
 
     def source_lines(self) -> list[str]:
-        """One-line apt sources for the release pocket and any extra pockets."""
-        comps = " ".join(self.components)
-        lines = [f"deb {self.mirror} {self.suite} {comps}"]
+        """One-line apt sources for the release pocket and any extra pockets (checked: no apt options)."""
+        lines = [aptargs.source_line(self.mirror, self.suite, self.components)]
         for pocket in self.pockets:
-            mirror = self.security_mirror if pocket == "security" and self.security_mirror else self.mirror
-            lines.append(f"deb {mirror} {self.suite}-{pocket} {comps}")
+            secure = pocket == "security" and self.security_mirror
+            mirror, what = (self.security_mirror, "--security-mirror") if secure else (self.mirror, "--mirror")
+            lines.append(aptargs.source_line(str(mirror), f"{self.suite}-{pocket}", self.components, what))
         return lines
+
+    def check(self) -> None:
+        """Refuse any value that could reach a bootstrapper or apt as an option (UserError)."""
+        aptargs.suite(self.suite)
+        aptargs.arch(self.arch)
+        aptargs.mirror(self.mirror)
+        if self.security_mirror:
+            aptargs.mirror(self.security_mirror, "--security-mirror")
+        for comp in self.components:
+            aptargs.component(comp)
+        aptargs.packages(self.include, "base package")
+        if self.variant is not None and self.variant not in VARIANTS:
+            raise UserError(f"unknown variant {self.variant!r}", f"use --variant with one of: {', '.join(VARIANTS)}")
+        if self.proxy:
+            aptargs.proxy(self.proxy)
 
 
 def _env(req: BootstrapRequest) -> dict[str, str]:
@@ -53,7 +76,14 @@ def _env(req: BootstrapRequest) -> dict[str, str]:
     return clean_env(extra)
 
 
+def _target(target: Path) -> str:
+    """The target directory as an operand: absolute, so it can never be read as an option."""
+    return str(target.absolute())
+
+
 def debootstrap_argv(req: BootstrapRequest, target: Path) -> list[str]:
+    """debootstrap OPTIONS SUITE TARGET MIRROR [SCRIPT]; its option loop ends at the suite."""
+    req.check()
     argv = ["debootstrap", f"--arch={req.arch}", f"--components={','.join(req.components)}"]
     if req.variant:
         argv.append(f"--variant={req.variant}")
@@ -63,13 +93,15 @@ def debootstrap_argv(req: BootstrapRequest, target: Path) -> list[str]:
         argv.append(f"--keyring={req.keyring}")
     else:
         argv.append("--no-check-gpg")  # only reached with --insecure
-    argv += [req.suite, str(target), req.mirror]
+    argv += [aptargs.operand(req.suite, "suite"), _target(target), aptargs.mirror(req.mirror)]
     if req.script:
         argv.append(str(DEBOOTSTRAP_SCRIPTS / req.script))
     return argv
 
 
 def mmdebstrap_argv(req: BootstrapRequest, target: Path) -> list[str]:
+    """mmdebstrap OPTIONS -- SUITE TARGET SOURCES...; Getopt::Long ends option parsing at `--`."""
+    req.check()
     argv = ["mmdebstrap", "--mode=root", f"--arch={req.arch}", f"--components={','.join(req.components)}"]
     if req.variant:
         argv.append(f"--variant={req.variant}")
@@ -78,16 +110,16 @@ def mmdebstrap_argv(req: BootstrapRequest, target: Path) -> list[str]:
     if req.keyring:
         argv.append(f"--keyring={req.keyring}")
     else:  # only reached with --insecure
-        argv += ["--aptopt=Acquire::AllowInsecureRepositories \"true\"",
-                 "--aptopt=APT::Get::AllowUnauthenticated \"true\""]  # fmt: skip
+        argv += [f"--aptopt={opt}" for opt in INSECURE_APTOPTS]
     if req.proxy:
-        argv.append(f'--aptopt=Acquire::http::Proxy "{req.proxy}"')
-    argv += ['--aptopt=APT::Install-Recommends "false"', req.suite, str(target), *req.source_lines()]
+        argv.append("--aptopt=" + aptargs.apt_conf("Acquire::http::Proxy", aptargs.proxy(req.proxy)))
+    argv += ['--aptopt=APT::Install-Recommends "false"', "--", req.suite, _target(target), *req.source_lines()]
     return argv
 
 
 def choose_backend(requested: str, req: BootstrapRequest) -> str:
-    """Resolve `auto` and check that the chosen tool is installed."""
+    """Resolve `auto` and check that the chosen tool is installed (and, in preflight, the request)."""
+    req.check()
     if requested == "auto":
         if req.mmdebstrap_ok and shutil.which("mmdebstrap"):
             return "mmdebstrap"

@@ -2,9 +2,11 @@
 
 An entry is a tarball `<key>.tar[.zst]` plus `<key>.json` (the inputs, the tarball's SHA-256 and
 provenance). Entries are written under an exclusive lock on `<key>.lock`, first as `.partial`
-files and then renamed, JSON last; an entry whose JSON is missing or whose digest does not match is
-treated as absent and rebuilt. A concurrent build of the same key waits for the lock and then
-reuses the entry instead of bootstrapping twice.
+files (each fsynced), then renamed, JSON last, and the directory is fsynced: the JSON is the
+validity marker, published only once the tarball it describes is complete. An entry whose JSON is
+missing or unreadable or whose digest does not match is treated as absent and rebuilt, so a build
+killed at any point (or a full disk) never leaves an entry a later build trusts. A concurrent build
+of the same key waits for the lock and then reuses the entry instead of bootstrapping twice.
 """
 
 from __future__ import annotations
@@ -23,10 +25,17 @@ from typing import Any
 
 from .keyring import sha256_file
 from .log import LOG
-from .run import run
+from .places import check_writable_dir
+from .run import pause_point, run
 
 DEFAULT_CACHE_DIR = Path("/var/cache/vmbuilder-lxc")
 TAR_OPTS = ["--numeric-owner", "--xattrs", "--xattrs-include=*", "--acls"]
+
+
+def check_cache_dir(directory: Path) -> None:
+    """Preflight: --cache-dir (and its bases/) must be, or be creatable as, a writable directory."""
+    hint = "give --cache-dir a directory on a writable disk, or pass --no-cache"
+    check_writable_dir(directory / "bases", "--cache-dir", hint, shown=directory)
 
 
 def cache_key(manifest: dict[str, Any]) -> str:
@@ -36,6 +45,15 @@ def cache_key(manifest: dict[str, Any]) -> str:
 
 def _compressor() -> list[str]:
     return ["-I", "zstd -T0 -3 -q"] if shutil.which("zstd") else []
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file's data, or a directory's entries, to the disk."""
+    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if path.is_dir() else 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 @dataclass
@@ -118,13 +136,16 @@ class BaseCache:
              "--sort=name", "-C", root, "."],
             progress="packing cache",
         )  # fmt: skip
-        with partial.open("rb") as fh:
-            os.fsync(fh.fileno())
+        _fsync(partial)
+        pause_point("cache-store")  # test-only: the tarball is written, nothing is published yet
         meta = {"key": key, "created": time.time(), "sha256": sha256_file(partial), "inputs": manifest, **extra}
         meta_partial = self.dir / f"{key}.json.partial"
         meta_partial.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        _fsync(meta_partial)
         os.replace(partial, entry.tarball)
+        _fsync(self.dir)  # the tarball's name is durable before the marker that vouches for it
         os.replace(meta_partial, entry.meta)
+        _fsync(self.dir)
         return entry
 
     def restore(self, entry: Entry, root: Path) -> None:

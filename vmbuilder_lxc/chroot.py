@@ -14,6 +14,8 @@ import stat
 from pathlib import Path
 from types import TracebackType
 
+from . import aptargs
+from .guestfs import GuestFS
 from .log import LOG
 from .run import CommandResult, clean_env, run
 
@@ -84,12 +86,23 @@ def unmount_below(path: Path) -> None:
 
 
 def _inside(root: Path, rel: str) -> Path:
-    """A path in the rootfs that is a real directory, not a symlink pointing out of it."""
-    target = root / rel
-    if target.is_symlink():
-        raise RuntimeError(f"{target} is a symlink; refusing to mount over it")
-    target.mkdir(parents=True, exist_ok=True)
-    return target
+    """A path in the rootfs that is a real directory, not a symlink (mount would follow it on the host)."""
+    with GuestFS(root) as fs:
+        if fs.is_symlink(rel):
+            raise RuntimeError(f"{root / rel} is a symlink; refusing to mount over it")
+        fs.mkdir(rel, parents=True, exist_ok=True)
+        if not stat.S_ISDIR(fs.lstat(rel).st_mode):
+            raise RuntimeError(f"{root / rel} is not a directory; refusing to mount over it")
+        return fs.host_path(rel)
+
+
+APT_PROXY_CONF = "etc/apt/apt.conf.d/99vmbuilder-proxy"
+
+
+def proxy_conf(proxy: str) -> str:
+    """--proxy for apt in the chroot: two quoted apt.conf values, the URL checked so it cannot end them."""
+    url = aptargs.proxy(proxy)
+    return "".join(aptargs.apt_conf(f"Acquire::{scheme}::Proxy", url) + "\n" for scheme in ("http", "https"))
 
 
 class Chroot:
@@ -110,10 +123,10 @@ class Chroot:
     def _populate_dev(self) -> None:
         dev = _inside(self.root, "dev")
         self._mount("-t", "tmpfs", "-o", "mode=755,nosuid,size=4m", "vmbuilder-dev", target=dev)
+        fs = GuestFS(dev)  # our fresh tmpfs; still written through the confined path
         for name, (major, minor, mode) in DEVICES.items():
-            node = dev / name
-            os.mknod(node, stat.S_IFCHR | mode, os.makedev(major, minor))
-            os.chmod(node, mode)
+            fs.mknod(name, stat.S_IFCHR | mode, os.makedev(major, minor))
+            fs.chmod(name, mode)
         for name, dest in {
             "fd": "/proc/self/fd",
             "stdin": "/proc/self/fd/0",
@@ -121,10 +134,11 @@ class Chroot:
             "stderr": "/proc/self/fd/2",
             "ptmx": "pts/ptmx",
         }.items():
-            os.symlink(dest, dev / name)
-        (dev / "pts").mkdir()
+            fs.symlink(dest, name)
+        fs.mkdir("pts")
+        fs.mkdir("shm")
+        fs.close()
         self._mount("-t", "devpts", "-o", "newinstance,ptmxmode=0666,mode=620,gid=5", "devpts", target=dev / "pts")
-        (dev / "shm").mkdir()
         self._mount("-t", "tmpfs", "-o", "mode=1777,nosuid,nodev", "shm", target=dev / "shm")
 
     def mount_all(self) -> None:
@@ -134,7 +148,9 @@ class Chroot:
         # An empty /run hides anything package scripts write there, and there is no
         # /run/systemd/system, so they do not try to talk to a running systemd.
         self._mount("-t", "tmpfs", "-o", "mode=755,nosuid,nodev", "vmbuilder-run", target=_inside(self.root, "run"))
-        (self.root / "run/lock").mkdir(mode=0o1777, exist_ok=True)
+        with GuestFS(self.root) as fs:
+            fs.mkdir("/run/lock", exist_ok=True)
+            fs.chmod("/run/lock", 0o1777)
 
     def unmount_all(self) -> None:
         while self.mounted:
@@ -146,26 +162,24 @@ class Chroot:
     # -- daemons, DNS and proxy -----------------------------------------------------------------
 
     def _swap_in(self, rel: str, content: bytes, mode: int) -> None:
-        path = self.root / rel
-        saved = path.with_name(path.name + SAVED_SUFFIX)
-        if os.path.lexists(path):
-            os.replace(path, saved)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(content)
-        os.chmod(path, mode)
+        """Move the guest's file (or symlink) aside and put ours in its place, inside the rootfs."""
+        with GuestFS(self.root) as fs:
+            if fs.lexists(rel):
+                fs.rename(rel, rel + SAVED_SUFFIX)
+            fs.write_bytes(rel, content, mode)
 
     def _swap_out(self, rel: str, content: bytes) -> None:
         """Remove our file and restore the saved one; keep whatever a package put there instead."""
-        path = self.root / rel
-        saved = path.with_name(path.name + SAVED_SUFFIX)
-        ours = path.is_file() and not path.is_symlink() and path.read_bytes() == content
-        if ours or not os.path.lexists(path):
-            if ours:
-                path.unlink()
-            if os.path.lexists(saved):
-                os.replace(saved, path)
-        elif os.path.lexists(saved):
-            os.unlink(saved)
+        saved = rel + SAVED_SUFFIX
+        with GuestFS(self.root) as fs:
+            ours = fs.is_file(rel) and not fs.is_symlink(rel) and fs.read_bytes(rel) == content
+            if ours or not fs.lexists(rel):
+                if ours:
+                    fs.unlink(rel)
+                if fs.lexists(saved):
+                    fs.rename(saved, rel)
+            elif fs.lexists(saved):
+                fs.unlink(saved)
 
     def _host_resolv_conf(self) -> bytes:
         try:
@@ -179,13 +193,11 @@ class Chroot:
         self._resolv_written = b"# vmbuilder-lxc: the host's resolvers, for the build only\n" + self._host_resolv_conf()
         self._swap_in("etc/resolv.conf", self._resolv_written, 0o644)
         if self.apt_proxy:
-            conf = f'Acquire::http::Proxy "{self.apt_proxy}";\nAcquire::https::Proxy "{self.apt_proxy}";\n'
-            self._swap_in("etc/apt/apt.conf.d/99vmbuilder-proxy", conf.encode(), 0o644)
+            self._swap_in(APT_PROXY_CONF, proxy_conf(self.apt_proxy).encode(), 0o644)
 
     def unprepare(self) -> None:
         if self.apt_proxy:
-            conf = f'Acquire::http::Proxy "{self.apt_proxy}";\nAcquire::https::Proxy "{self.apt_proxy}";\n'
-            self._swap_out("etc/apt/apt.conf.d/99vmbuilder-proxy", conf.encode())
+            self._swap_out(APT_PROXY_CONF, proxy_conf(self.apt_proxy).encode())
         if self._resolv_written is not None:
             self._swap_out("etc/resolv.conf", self._resolv_written)
         self._swap_out("usr/sbin/policy-rc.d", POLICY_RC_D.encode())

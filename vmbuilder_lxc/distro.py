@@ -15,15 +15,16 @@ import json
 import platform
 import re
 import shutil
+import stat
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from . import __version__, shellhooks, template_import
+from . import __version__, aptargs, shellhooks, template_import
 from . import validators as v
-from .bootstrap import BootstrapRequest, bootstrap, choose_backend
-from .cache import BaseCache, cache_key
+from .bootstrap import INSECURE_APTOPTS, BootstrapRequest, bootstrap, choose_backend
+from .cache import BaseCache, cache_key, check_cache_dir
 from .chroot import Chroot
 from .dpkg import installed_packages
 from .exports.stage import drop_proxy_lines
@@ -100,6 +101,8 @@ class DebianFamily(Distro):
     facts_table: ClassVar[FactsTable] = ()
     packages_table: ClassVar[PackagesTable] = ()
     unwanted_table: ClassVar[PackagesTable] = ()
+    # (first version, last version or None, architectures): what the archive has a base system for.
+    arch_table: ClassVar[PackagesTable] = ()
     tweaks: ClassVar[Sequence[Tweak]] = ()
     # The buildd profile (--variant buildd): its packages and its tweaks, instead of the above.
     buildd_packages_table: ClassVar[PackagesTable] = ()
@@ -395,6 +398,11 @@ class DebianFamily(Distro):
             LOG.debug("archive keys: %s", ", ".join(fprs))
         else:
             LOG.warning("--insecure: archive signatures will NOT be verified")
+        if not self.imported:
+            self.check_suite_arch(str(s["arch"]))
+            self.check_package_inputs()
+            if s.get_bool("cache"):
+                check_cache_dir(Path(str(s["cache-dir"])))
         self.check_arch(str(s["arch"]))
         if s["ip"] != "dhcp" and not s["gw"]:
             LOG.warning("--ip without --gw: the guest gets no default route")
@@ -413,6 +421,26 @@ class DebianFamily(Distro):
                 "`virsh shutdown` and `virsh reboot` will report success and do nothing",
                 self.release.describe(),
             )
+
+    def suite_arches(self) -> list[str]:
+        """The architectures the archive publishes a base system of this release for ([]: unknown)."""
+        return sorted(set(self._from_table(self.arch_table)))
+
+    def check_suite_arch(self, arch: str) -> None:
+        """Refuse --arch for a release that has no base system for it, before anything is downloaded."""
+        arches = self.suite_arches()
+        if arches and arch not in arches:
+            die(f"{self.release.describe()} has no {arch} base system (its architectures: {', '.join(arches)})",
+                "choose one of those with --arch, or another --suite")  # fmt: skip
+
+    def check_package_inputs(self) -> None:
+        """--addpkg/--removepkg names and the --seedfile text, checked before the bootstrap."""
+        s = self.settings
+        aptargs.packages(s.get_list("addpkg"), "--addpkg")
+        aptargs.packages(s.get_list("removepkg"), "--removepkg")
+        seed = s.get_str("seedfile")
+        if seed:
+            read_seedfile(Path(seed))
 
     def check_arch(self, arch: str) -> None:
         if arch not in NATIVE_MACHINES:
@@ -542,18 +570,22 @@ class DebianFamily(Distro):
     def package_phase(self, chroot: Chroot, req: BootstrapRequest) -> None:
         s = self.settings
         (self.context.rootfs / "etc/apt/sources.list").write_text("\n".join(req.source_lines()) + "\n")
-        chroot.run(*APT_GET, "update", progress="apt-get update")
-        chroot.run(*APT_GET, "dist-upgrade", progress="apt-get dist-upgrade")
+        # --insecure (no keyring) is the only way the apt options that skip signature checks get here.
+        apt = [*APT_GET, *(insecure_apt_options() if req.keyring is None else [])]
+        chroot.run(*apt, "update", progress="apt-get update")
+        chroot.run(*apt, "dist-upgrade", progress="apt-get dist-upgrade")
         seed = s.get_str("seedfile")
         if seed:
-            chroot.run("debconf-set-selections", input=Path(seed).read_text())
+            chroot.run("debconf-set-selections", input=read_seedfile(Path(seed)))
+        # Package names are operands after `--` (apt-get's end of options), and checked once more.
         if s["addpkg"]:
-            chroot.run(*APT_GET, "install", *s.get_list("addpkg"), progress="apt-get install")
+            addpkg = aptargs.packages(s.get_list("addpkg"), "--addpkg")
+            chroot.run(*apt, "install", "--", *addpkg, progress="apt-get install")
         unwanted = sorted(set(self.unwanted_packages()) & set(installed_packages(self.context.rootfs)))
-        removepkg = s.get_list("removepkg") + unwanted
+        removepkg = aptargs.packages(s.get_list("removepkg"), "--removepkg") + unwanted
         if removepkg:
-            chroot.run(*APT_GET, "purge", "--autoremove", *removepkg, progress="apt-get purge")
-        chroot.run(*APT_GET, "clean")
+            chroot.run(*apt, "purge", "--autoremove", "--", *removepkg, progress="apt-get purge")
+        chroot.run(*apt, "clean")
 
     def scrub_base(self) -> None:
         """What the bootstrap copied from the host must not reach the cache or the guest."""
@@ -573,6 +605,9 @@ class DebianFamily(Distro):
         aptopts = root / "etc/apt/apt.conf.d/99mmdebstrap"
         if aptopts.is_file() and not aptopts.is_symlink():
             drop_proxy_lines(aptopts)
+        # --insecure applies to the build only: the guest's apt checks signatures again.
+        if aptopts.is_file() and not aptopts.is_symlink():
+            drop_insecure_lines(aptopts)
 
     def package_list(self) -> dict[str, str]:
         return installed_packages(self.context.rootfs)
@@ -680,6 +715,53 @@ class DebianFamily(Distro):
         root = self.context.rootfs
         for backup in ("passwd-", "group-", "shadow-", "gshadow-", "subuid-", "subgid-"):
             (root / "etc" / backup).unlink(missing_ok=True)
+
+
+def insecure_apt_options() -> list[str]:
+    """apt-get options for an --insecure build's package phase (the same as mmdebstrap's --aptopt)."""
+    out: list[str] = []
+    for opt in INSECURE_APTOPTS:
+        key, value = opt.split(" ", 1)
+        out += ["-o", f"{key}={value.strip(chr(34))}"]
+    return out
+
+
+def drop_insecure_lines(path: Path) -> None:
+    """Remove the --insecure apt options mmdebstrap kept in the base (unlink the file if it empties)."""
+    lines = path.read_text(errors="replace").splitlines(keepends=True)
+    kept = [ln for ln in lines if ln.strip().rstrip(";") not in INSECURE_APTOPTS]
+    if len(kept) == len(lines):
+        return
+    if any(ln.strip() for ln in kept):
+        path.write_text("".join(kept))
+    else:
+        path.unlink()
+
+
+SEEDFILE_MAX = 1 << 20  # debconf selections are text; a megabyte is far more than any preseed
+
+
+def read_seedfile(path: Path) -> str:
+    """The --seedfile text: a regular UTF-8 file of sane size, read without following into FIFOs."""
+    hint = "give a debconf selections file (debconf-get-selections output)"
+    try:
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode):
+            die(f"--seedfile {path} is not a regular file", hint)
+        if st.st_size > SEEDFILE_MAX:
+            die(f"--seedfile {path} is larger than {SEEDFILE_MAX // 1024} KiB", hint)
+        with path.open("rb") as fh:
+            data = fh.read(SEEDFILE_MAX + 1)
+        if len(data) > SEEDFILE_MAX:
+            die(f"--seedfile {path} is larger than {SEEDFILE_MAX // 1024} KiB", hint)
+        text = data.decode("utf-8")
+    except OSError as exc:
+        die(f"cannot read --seedfile {path}: {exc.strerror or exc}", hint)
+    except UnicodeDecodeError:
+        die(f"--seedfile {path} is not UTF-8 text", hint)
+    if "\0" in text:
+        die(f"--seedfile {path} is not text (it holds NUL bytes)", hint)
+    return text
 
 
 def fetch_release_fields(url: str) -> dict[str, str]:

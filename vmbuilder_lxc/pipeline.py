@@ -8,6 +8,8 @@ and only when it is one of ours (it holds vmbuilder-lxc.json) or empty.
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import json
 import os
 import signal
@@ -20,8 +22,17 @@ from . import __version__, shellhooks
 from .chroot import Chroot, enter_private_mount_namespace, mounts_below, unmount_below
 from .context import Context
 from .log import LOG, STEPS, deferred, die, step
+from .places import check_writable_dir
 from .plugin import call_hook
-from .run import interrupts_handled_by, run
+from .run import (
+    BuildError,
+    BuildInterrupted,
+    CommandError,
+    interrupts_handled_by,
+    pause_point,
+    run,
+    start_reaper,
+)
 
 MARKER = "vmbuilder-lxc.json"
 PARTIAL_SUFFIX = ".vmbuilder-partial"
@@ -32,11 +43,16 @@ def hook_dirs(ctx: Context) -> list[Path]:
 
 
 def check_destination(ctx: Context) -> None:
-    """Refuse an existing destination before any slow work is done."""
+    """Refuse a destination that cannot or must not be written, before any slow work is done.
+
+    The build directory is made beside DEST (also with --export-only), so DEST's parent must be a
+    writable directory on a real filesystem; an existing DEST is replaced only with --overwrite.
+    """
     dest = ctx.dest
-    if dest == Path("/") or dest.resolve() == Path("/"):
+    if dest == Path("/") or Path(os.path.realpath(dest)) == Path("/"):
         die("refusing to build into /", "pass -d with a new directory")
-    if not os.path.lexists(dest):
+    check_writable_dir(dest.parent, "-d", "choose -d in a writable directory on a disk", shown=dest)
+    if not ctx.keep_dest or not os.path.lexists(dest):
         return
     if not ctx.settings.get_bool("overwrite"):
         die(f"destination {dest} already exists", "pass --overwrite to replace it, or choose another -d")
@@ -88,30 +104,150 @@ def _make_workdir(ctx: Context) -> list[Path]:
     return created
 
 
+RENAME_NOREPLACE = 1
+RENAME_EXCHANGE = 2
+AT_FDCWD = -100
+
+
+def _renameat2(src: Path, dst: Path, flags: int) -> None:
+    """rename(2) with flags; OSError(ENOSYS/EINVAL) where the libc or filesystem lacks them."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    fn = getattr(libc, "renameat2", None)
+    if fn is None:
+        raise OSError(errno.ENOSYS, "renameat2 is not available", str(src))
+    if fn(AT_FDCWD, os.fsencode(src), AT_FDCWD, os.fsencode(dst), flags) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), str(src), None, str(dst))
+
+
 def _commit(ctx: Context) -> None:
-    """Move the build directory into place, replacing an old build only with --overwrite."""
-    assert ctx.workdir is not None
-    (ctx.workdir / ".pid").unlink(missing_ok=True)
-    old: Path | None = None
-    if os.path.lexists(ctx.dest):
-        check_destination(ctx)  # again: it may have appeared while we were building
-        old = ctx.dest.with_name(f".{ctx.name}.old-{os.getpid()}{PARTIAL_SUFFIX}")
-        os.replace(ctx.dest, old)
+    """Move the build directory into place, replacing an old build only with --overwrite.
+
+    DEST is at every moment either absent, the old build or the new one, even if the process is
+    killed here: a new DEST is created with RENAME_NOREPLACE (a DEST that appeared meanwhile is
+    never replaced by accident), an old one is swapped with RENAME_EXCHANGE. The old build then
+    sits under the hidden build-directory name, so a build killed before removing it leaves only a
+    stale partial directory, which the next build removes.
+    """
+    workdir = ctx.workdir
+    assert workdir is not None
+    (workdir / ".pid").unlink(missing_ok=True)
+    if not os.path.lexists(ctx.dest):
+        try:
+            _renameat2(workdir, ctx.dest, RENAME_NOREPLACE)
+            ctx.workdir = None
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.EEXIST, errno.ENOSYS, errno.EINVAL):
+                raise
+            if exc.errno != errno.EEXIST and not os.path.lexists(ctx.dest):
+                os.rename(workdir, ctx.dest)  # no renameat2 here: the plain rename, checked just before
+                ctx.workdir = None
+                return
+    check_destination(ctx)  # again: it may have appeared or changed while we were building
     try:
-        os.replace(ctx.workdir, ctx.dest)
+        _renameat2(workdir, ctx.dest, RENAME_EXCHANGE)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSYS, errno.EINVAL):
+            raise
+        _commit_two_renames(ctx, workdir)
+        return
+    ctx.workdir = None  # DEST is the new build; `workdir` now holds the old one
+    try:
+        pause_point("move")
+        remove_tree(workdir)
     except BaseException:
-        if old is not None:
-            os.replace(old, ctx.dest)
+        with interrupts_handled_by(signal.SIG_IGN):
+            remove_tree(workdir)
+        raise
+
+
+def _commit_two_renames(ctx: Context, workdir: Path) -> None:
+    """Where RENAME_EXCHANGE is not supported: move the old build aside, then the new one in."""
+    old = ctx.dest.with_name(f".{ctx.name}.old-{os.getpid()}{PARTIAL_SUFFIX}")
+    os.replace(ctx.dest, old)
+    try:
+        os.replace(workdir, ctx.dest)
+    except BaseException:
+        os.replace(old, ctx.dest)
         raise
     ctx.workdir = None
-    if old is not None:
-        remove_tree(old)
+    remove_tree(old)
 
 
 def _write_marker(ctx: Context) -> None:
     assert ctx.workdir is not None
     summary = summarize(ctx, status="ok")
     (ctx.workdir / MARKER).write_text(json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def _signame(exc: BaseException) -> str:
+    return exc.args[0] if exc.args and isinstance(exc.args[0], str) else "SIGINT"
+
+
+NO_SPACE = "no space left on device"
+
+
+def _enospc(exc: BaseException) -> BaseException | None:
+    """The ENOSPC error in exc's chain: an OSError, or a command whose output says so."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        err = todo.pop()
+        if err is None or id(err) in seen:
+            continue
+        seen.add(id(err))
+        if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+            return err
+        if isinstance(err, CommandError) and any(NO_SPACE in line.lower() for line in err.tail):
+            return err
+        todo += [err.__cause__, err.__context__, getattr(err, "original", None)]
+    return None
+
+
+def mount_point(path: Path) -> Path:
+    """The mount point of the filesystem holding `path` (or its nearest existing ancestor)."""
+    probe = Path(os.path.realpath(path))
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    while not os.path.ismount(probe) and probe != probe.parent:
+        probe = probe.parent
+    return probe
+
+
+def _places(ctx: Context) -> list[tuple[str, Path]]:
+    """What the build writes to, each with the directory it writes in."""
+    s = ctx.settings
+    places = [("the build directory beside DEST", ctx.workdir or ctx.dest.parent)]
+    if "cache" in s.table and s.get_bool("cache") and s.get_str("cache-dir"):
+        places.append(("the cache", Path(str(s.get_str("cache-dir")))))
+    if "export-dir" in s.table and "export" in s.table and s.get_list("export") and s.get_str("export-dir"):
+        places.append(("the exports", Path(str(s.get_str("export-dir")))))
+    return places
+
+
+def disk_full_error(ctx: Context, exc: BaseException) -> BuildError | None:
+    """A one-line error naming the full filesystem, when `exc` comes from a full disk."""
+    err = _enospc(exc)
+    if err is None:
+        return None
+    by_mount: dict[Path, list[str]] = {}
+    for what, path in _places(ctx):
+        by_mount.setdefault(mount_point(path), []).append(what)
+    if isinstance(err, OSError) and err.filename:
+        full = mount_point(Path(os.fsdecode(err.filename)))
+    else:  # a command's output rarely names an absolute path: the fullest filesystem it is
+
+        def free(mount: Path) -> float:
+            st = os.statvfs(mount)
+            return st.f_bavail / st.f_blocks if st.f_blocks else 0.0
+
+        full = min(by_mount, key=free)
+    what = " and ".join(by_mount.get(full, [])) or "a file the build writes"
+    return BuildError(
+        f"{NO_SPACE}: the filesystem mounted at {full} is full ({what})",
+        "free space there, or build elsewhere (-d, --cache-dir, --export-dir)",
+    )
 
 
 def summarize(ctx: Context, status: str) -> dict[str, Any]:
@@ -139,16 +275,19 @@ def build(ctx: Context) -> dict[str, Any]:
         # Plugins first: their refusals (a running container, an existing libvirt domain) name
         # the real obstacle better than "the destination exists" would.
         call_hook(ctx.plugins, "preflight_check")
-        if ctx.keep_dest:
-            check_destination(ctx)
+        check_destination(ctx)
         for stray in shellhooks.unknown_scripts(hook_dirs(ctx)):
             LOG.warning("%s does not start with a stage name (%s); ignored", stray, ", ".join(shellhooks.STAGES))
     if os.geteuid() != 0:
         die("building needs root (it mounts filesystems and uses chroot)", "run it as root, e.g. with sudo")
+    start_reaper()  # before unsharing: the reaper stays in the host's mount namespace
     enter_private_mount_namespace()
-    created_parents = _make_workdir(ctx)
-    ctx.facts.update({"DEST": str(ctx.dest), "NAME": ctx.name, "BUILD_DIR": str(ctx.workdir)})
+    created_parents: list[Path] = []
+    made = False  # the build directory was made: after that, no build directory means DEST is placed
     try:
+        created_parents += _make_workdir(ctx)
+        made = True
+        ctx.facts.update({"DEST": str(ctx.dest), "NAME": ctx.name, "BUILD_DIR": str(ctx.workdir)})
         template = ctx.facts.get("TEMPLATE")
         release = ctx.facts.get("RELEASE", ctx.distro_name)
         with step(f"Unpacking the template {template}" if template else f"Bootstrapping {release}"):
@@ -157,6 +296,7 @@ def build(ctx: Context) -> dict[str, Any]:
             ctx.chroot = chroot
             with step("Configuring the guest"):
                 call_hook(ctx.plugins, "configure_os")
+                pause_point("configure")
             if shellhooks.stage_scripts(hook_dirs(ctx), "customize"):
                 with step("Running customize hooks"):
                     shellhooks.run_stage(hook_dirs(ctx), "customize", ctx.rootfs, ctx.facts)
@@ -173,9 +313,12 @@ def build(ctx: Context) -> dict[str, Any]:
         elif ctx.workdir is not None:  # --export-only: the exports are the result
             remove_tree(ctx.workdir)
             ctx.workdir = None
-    except BaseException:
+    except BaseException as exc:
         ctx.chroot = None
         with interrupts_handled_by(signal.SIG_IGN):  # let cleanup finish despite another Ctrl-C
+            # Which filesystem is full is measured before cleanup frees the space again.
+            full = disk_full_error(ctx, exc)
+            removed = ctx.workdir is not None
             if ctx.workdir is not None:
                 LOG.info("cleaning up %s", ctx.workdir)
                 remove_tree(ctx.workdir)
@@ -184,9 +327,22 @@ def build(ctx: Context) -> dict[str, Any]:
                     parent.rmdir()
                 except OSError:
                     break
+        if full is not None:
+            raise full from exc
+        if isinstance(exc, KeyboardInterrupt) and not isinstance(exc, BuildInterrupted):
+            state = "the build directory was removed" if removed else "nothing was built"
+            if made and not removed and ctx.keep_dest:
+                state = f"{ctx.dest} is complete; what follows the move into place did not run"
+            raise BuildInterrupted(_signame(exc), state) from exc
         raise
     if ctx.keep_dest:
-        call_hook(ctx.plugins, "deploy")
+        try:
+            pause_point("deploy")
+            call_hook(ctx.plugins, "deploy")
+        except KeyboardInterrupt as exc:
+            raise BuildInterrupted(
+                _signame(exc), f"{ctx.dest} is complete, but the deploy step (e.g. --libvirt's define) did not finish"
+            ) from exc
     summary = summarize(ctx, status="ok")
     if not ctx.keep_dest:
         summary["dest"] = summary["rootfs"] = None
