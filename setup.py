@@ -54,6 +54,7 @@ setup(
             "postinst = vmbuilder_lxc.plugins.postinst:PostInst",
             "libvirt = vmbuilder_lxc.plugins.libvirt:Libvirt",
             "export = vmbuilder_lxc.plugins.export:Export",
+            "doctor = vmbuilder_lxc.plugins.doctor:Doctor",
         ],
     },
     classifiers=[

@@ -36,6 +36,7 @@ BUILTIN_PLUGINS = {
     "postinst": "vmbuilder_lxc.plugins.postinst:PostInst",
     "libvirt": "vmbuilder_lxc.plugins.libvirt:Libvirt",
     "export": "vmbuilder_lxc.plugins.export:Export",
+    "doctor": "vmbuilder_lxc.plugins.doctor:Doctor",
 }
 KINDS = ("hypervisor", "distro", "plugin")
 

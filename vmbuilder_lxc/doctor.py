@@ -1,0 +1,140 @@
+"""`vmbuilder lxc doctor`: what on this host stops a build or its container, and how to fix it.
+
+The checks are data: each `Check` has a name, what it is about, and a function returning report
+lines (`Result`: ok, warn or fail, a one-line finding and a one-line fix). FAIL is kept for what
+stops a default build (`vmbuilder lxc ubuntu`), so the exit status (0: no FAIL, 1: some) can gate a
+script. Doctor only reads: every external probe has a timeout and nothing on the host is changed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import doctor_disk as disk
+from . import doctor_host as host
+from .cache import DEFAULT_CACHE_DIR
+from .doctor_probes import GIB, Options, Result
+
+__all__ = ["CHECKS", "Check", "Options", "Result", "format_table", "main", "parser", "run_checks"]
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    about: str
+    run: Callable[[Options], list[Result]]
+
+
+CHECKS: tuple[Check, ...] = (
+    Check("root", "builds run as root", host.check_root),
+    Check("keyrings", "each distro's archive keyring, readable by gpg, and gpgv/sqv", host.check_keyrings),
+    Check("bootstrappers", "mmdebstrap and debootstrap, and their versions", host.check_bootstrappers),
+    Check("debootstrap-scripts", "the script each distro passes, the served suites", host.check_scripts),
+    Check("lxcfs", "lxcfs running, or its stale mount", host.check_lxcfs),
+    Check("cgroups", "the cgroup layout and systemd 258+ guests", host.check_cgroups),
+    Check("subids", "root's subuid/subgid ranges and newuidmap", host.check_subids),
+    Check("binfmt", "binfmt_misc and qemu-user for foreign architectures", host.check_binfmt),
+    Check("libvirt", "libvirtd and its LXC driver", host.check_libvirt),
+    Check("lxd-incus", "LXD and Incus daemons", host.check_lxd_incus),
+    Check("space", "free space for the cache and DEST", disk.check_space),
+    Check("partial-builds", "directories of interrupted builds beside DEST", disk.check_partials),
+    Check("cache", "cache entries a build would not trust", disk.check_cache),
+)
+
+
+def run_checks(opts: Options, checks: Sequence[Check] = CHECKS) -> list[Result]:
+    """Every check's lines; a check that crashes is reported as a warning, the others still run."""
+    results: list[Result] = []
+    for check in checks:
+        try:
+            results += check.run(opts)
+        except Exception as exc:  # noqa: BLE001 - one broken probe must not hide the other findings
+            results.append(Result(check.name, "warn", f"could not be checked: {type(exc).__name__}: {exc}",
+                                  "please report this"))  # fmt: skip
+    return results
+
+
+def format_table(results: Sequence[Result]) -> str:
+    width = max((len(r.check) for r in results), default=0)
+    lines = []
+    for r in results:
+        line = f"{r.status.upper():<4} {r.check + ':':<{width + 1}} {r.finding}"
+        lines.append(line + (f"; fix: {r.fix}" if r.fix else ""))
+    counts = {s: sum(1 for r in results if r.status == s) for s in ("ok", "warn", "fail")}
+    lines.append(f"{counts['ok']} ok, {counts['warn']} warnings, {counts['fail']} failures")
+    return "\n".join(lines) + "\n"
+
+
+def exit_code(results: Sequence[Result]) -> int:
+    return 1 if any(r.status == "fail" for r in results) else 0
+
+
+def _gib(text: str) -> int:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number of GiB") from None
+    if not 0 <= value < 1 << 20:
+        raise argparse.ArgumentTypeError(f"'{text}' is out of range")
+    return int(value * GIB)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number of seconds") from None
+    if not 0 < value <= 600:
+        raise argparse.ArgumentTypeError(f"'{text}' must be between 0 and 600 seconds")
+    return value
+
+
+def parser() -> argparse.ArgumentParser:
+    """The parser of `vmbuilder lxc doctor` (built apart so that the man page can list it)."""
+    ap = argparse.ArgumentParser(
+        prog="vmbuilder lxc doctor",
+        description="Check this host for what builds and containers need; name the fix for each problem. "
+        "Exit 1 when something stops a default build, else 0. Nothing is changed.",
+    )
+    ap.add_argument("--json", action="store_true", help="print a list of {check, status, finding, fix}")
+    ap.add_argument("--cache-dir", metavar="DIR", default=str(DEFAULT_CACHE_DIR),
+                    help=f"the cache directory to check (default: {DEFAULT_CACHE_DIR})")  # fmt: skip
+    ap.add_argument("-d", "--dest", metavar="DIR",
+                    help="the DEST you build to: its file system and its parent's interrupted builds are "
+                    "checked (default: ./ubuntu-lxc)")  # fmt: skip
+    ap.add_argument("-a", "--arch", action="append", default=[], metavar="ARCH",
+                    help="a foreign architecture you intend to build (repeatable); then a missing qemu-user "
+                    "registration is a failure")  # fmt: skip
+    ap.add_argument("--min-free", type=_gib, default=2 * GIB, metavar="GIB",
+                    help="free space the cache and DEST need (default: 2)")  # fmt: skip
+    ap.add_argument("--timeout", type=_seconds, default=10.0, metavar="SECONDS",
+                    help="how long each probe (virsh, gpg, a daemon's socket) may take (default: 10)")  # fmt: skip
+    ap.add_argument("--verify-cache", action="store_true",
+                    help="also check every cache tarball against its recorded SHA-256 (reads them all)")  # fmt: skip
+    return ap
+
+
+def options(args: argparse.Namespace) -> Options:
+    dest = Path(args.dest).expanduser() if args.dest else Path("ubuntu-lxc")
+    return Options(
+        cache_dir=Path(args.cache_dir).expanduser().absolute(),
+        dest=dest.absolute(),
+        arches=host.parse_arches(args.arch),
+        min_free=args.min_free,
+        timeout=args.timeout,
+        verify_cache=args.verify_cache,
+    )
+
+
+def main(argv: list[str]) -> int:
+    args = parser().parse_args(argv)
+    results = run_checks(options(args))
+    if args.json:
+        print(json.dumps([r.as_dict() for r in results], indent=2))
+    else:
+        print(format_table(results), end="")
+    return exit_code(results)
