@@ -32,8 +32,10 @@ from .archive_safety import (
     GZIP_MAGIC,
     XZ_MAGIC,
     ZSTD_MAGIC,
+    Limits,
     UnsafeArchive,
     check_members,
+    free_space,
     read_members,
     safe_extract,
 )
@@ -229,11 +231,12 @@ def _passwd(text: str) -> dict[str, int]:
     return accounts
 
 
-def inspect(path: Path, *, allow_setuid: bool = True) -> Template:
+def inspect(path: Path, *, allow_setuid: bool = True, limits: Limits | None = None) -> Template:
     """Check every member of the template at `path` and learn what the build needs, in one pass.
 
-    Raises UnsafeArchive (one line: the member and why) if anything would land outside the rootfs,
-    and UserError if the archive is not a root filesystem.
+    Raises UnsafeArchive (one line: the member and why) if anything would land outside the rootfs
+    or the archive exceeds a limit (archive_safety.Limits; `limits.data` is the free space at DEST),
+    and UserError if it is truncated or not a root filesystem.
     """
     with path.open("rb") as fh:
         if fh.read(len(SQUASHFS_MAGIC)) == SQUASHFS_MAGIC:
@@ -244,7 +247,7 @@ def inspect(path: Path, *, allow_setuid: bool = True) -> Template:
             )
     headers: list[tarfile.TarInfo] = []
     files: dict[str, bytes] = {}
-    for member, data in read_members(path, _wanted):
+    for member, data in read_members(path, _wanted, limits=limits, label=f"template {path}"):
         headers.append(member)
         if data is not None:
             files[normalize(member.name)] = data
@@ -305,7 +308,7 @@ def prepare(distro: DebianFamily) -> Template:
     s = distro.settings
     _refuse_inapplicable(distro)
     path = Path(str(s["from-template"]))
-    template = inspect(path, allow_setuid=s.get_bool("template-setuid"))
+    template = inspect(path, allow_setuid=s.get_bool("template-setuid"), limits=free_space(distro.context.dest))
     template.sha256 = sha256_file(path)
     if not template.os_release:
         if not s.explicit("suite"):
@@ -378,7 +381,8 @@ def extract(distro: DebianFamily, template: Template) -> None:
     note("unpacking %s (%s layout, %s) from %s", template.description, template.layout, template.compression,
          template.path)  # fmt: skip
     allow_setuid = distro.settings.get_bool("template-setuid")
-    safe_extract(template.path, ctx.rootfs, strip=template.strip, allow_setuid=allow_setuid)
+    safe_extract(template.path, ctx.rootfs, strip=template.strip, allow_setuid=allow_setuid,
+                 label=f"template {template.path}")  # fmt: skip
 
 
 def _identity(guest: Guest, variables: dict[str, Any]) -> list[str]:
