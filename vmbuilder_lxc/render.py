@@ -1,19 +1,79 @@
-"""Jinja2 rendering with an override search path.
+"""Jinja2 rendering with an override search path, and format filters on every value.
 
 `--templates DIR` (repeatable, also settable in the config files) is searched before the packaged
 templates. Names keep the packaged layout (DIR/netplan/10-lxc.yaml.j2 replaces
 templates/netplan/10-lxc.yaml.j2), so a site can replace one template without copying the rest.
+
+Generated files are structured data, not pasted strings. Every `{{ value }}` in a packaged
+template ends in a filter for its format (formats.FILTERS: `lxc`, `xml`, `yaml`, `apt`, `sh`,
+`systemd`, ...), which escapes the value or refuses it with a one-line error; a test checks that no
+template forgets one. Behind the filters, two guards that need no template's cooperation:
+- `finalize` checks every interpolated value, filtered or not: none may hold a line break or
+  a control character, so no value can start a new line in any file (an override template that
+  forgets a filter still gets this much);
+- after rendering, an LXC config is read back as liblxc reads it: every line must be blank, a
+  comment or `lxc.KEY = VALUE`, and the keys of a packaged template must be ones it writes.
+XML templates (`*.xml.j2`) are autoescaped as well.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import jinja2
 
+from . import formats
 from .data import templates_dir
+from .formats import FormatError, Rendered
+
+
+def _autoescape(name: str | None) -> bool:
+    return name is not None and name.endswith((".xml.j2", ".xml"))
+
+
+def _finalize(value: Any) -> Any:
+    """Every `{{ }}` output: a filtered value is checked again, anything else gets the one-line check."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return value
+    text = value if isinstance(value, str) else str(value)
+    formats.line(text, "a template value", "a generated file")
+    return text  # a plain str stays plain, so that autoescape still escapes an unfiltered value
+
+
+# What the packaged LXC config templates write; an override template may write other keys.
+LXC_KEYS = re.compile(
+    r"lxc\.(include|rootfs\.path|uts\.name|arch|tty\.max|tty\.dir|environment|start\.auto"
+    r"|net\.0\.(type|link|flags|name|hwaddr)|cgroup\.(memory|cpu)\.[a-z_]+|cgroup2\.(memory|cpu)\.[a-z_]+)"
+)
+LXC_LINE = re.compile(r"(?P<key>lxc\.[A-Za-z0-9_.-]+)[ \t]*=(?P<value>.*)")
+
+
+def lxc_config_keys(text: str, template: str, packaged: bool) -> list[tuple[str, str]]:
+    """The (key, value) pairs of a rendered LXC config, read as liblxc's parse_line() reads a line;
+    FormatError when a line is neither blank, a comment nor a key this template may write."""
+    pairs = []
+    for number, raw in enumerate(text.split("\n"), 1):
+        stripped = raw.lstrip(" \t")
+        if not stripped or stripped.startswith("#"):
+            continue
+        match = LXC_LINE.fullmatch(stripped)
+        if not match or (packaged and not LXC_KEYS.fullmatch(match["key"])):
+            raise FormatError(f"{template} rendered an unexpected LXC config line {number}: {stripped[:60]!r}",
+                              "a value added a key; check the values given to this template")  # fmt: skip
+        value = match["value"].strip(" \t")
+        if len(value) > 1 and value[0] in "'\"" and value[-1] == value[0]:
+            value = value[1:-1]
+        pairs.append((match["key"], value))
+    return pairs
+
+
+POSTCHECKS: dict[str, Callable[[str, str, bool], object]] = {
+    "lxc/config.j2": lxc_config_keys,
+    "exports/lxc-config.j2": lxc_config_keys,
+}
 
 
 class Templates:
@@ -25,11 +85,17 @@ class Templates:
             keep_trailing_newline=True,
             trim_blocks=True,
             lstrip_blocks=True,
-            autoescape=False,
+            autoescape=_autoescape,
+            finalize=_finalize,
         )
+        self.env.filters.update(formats.FILTERS)
 
     def render(self, name: str, context: dict[str, Any] | None = None) -> str:
-        return self.env.get_template(name).render(**(context or {}))
+        text = self.env.get_template(name).render(**(context or {}))
+        check = POSTCHECKS.get(name)
+        if check is not None:
+            check(text, name, templates_dir().resolve() in self.origin(name).resolve().parents)
+        return text
 
     def origin(self, name: str) -> Path:
         """The file that `name` resolves to (for logs: shows when an override is used)."""
@@ -38,3 +104,6 @@ class Templates:
             if candidate.is_file():
                 return candidate
         raise jinja2.TemplateNotFound(name)
+
+
+__all__ = ["FormatError", "Rendered", "Templates", "lxc_config_keys"]

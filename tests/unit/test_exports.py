@@ -268,7 +268,7 @@ def test_lxc_excludes_list_device_nodes_only(tmp_path: Path) -> None:
     (tmp_path / "dev").mkdir()
     (tmp_path / "dev/regular").write_text("")
     assert lxcimage.device_nodes(tmp_path) == []
-    assert lxdimage.metadata_yaml(job_for(tmp_path, tmp_path)).startswith("architecture: x86_64\n")
+    assert lxdimage.metadata_yaml(job_for(tmp_path, tmp_path)).startswith('architecture: "x86_64"\n')
 
 
 def test_proxy_lines_go_and_an_emptied_file_with_them(tmp_path: Path) -> None:

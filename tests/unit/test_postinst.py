@@ -26,7 +26,7 @@ def configure(fake_fs: FakeFilesystem, make_ctx: ContextFactory, init: str) -> N
 def test_systemd_guest_gets_an_enabled_unit(fake_fs: FakeFilesystem, make_ctx: ContextFactory) -> None:
     configure(fake_fs, make_ctx, "systemd")
     unit = ROOTFS / "etc/systemd/system/vmbuilder-firstboot.service"
-    assert "ExecStart=/var/lib/vmbuilder-lxc/firstboot\n" in unit.read_text()
+    assert 'ExecStart="/var/lib/vmbuilder-lxc/firstboot"\n' in unit.read_text()  # quoted (formats.systemd_exec)
     link = ROOTFS / "etc/systemd/system/multi-user.target.wants/vmbuilder-firstboot.service"
     assert str(link.readlink()) == "/etc/systemd/system/vmbuilder-firstboot.service"
     assert not (ROOTFS / "etc/init/vmbuilder-firstboot.conf").exists()

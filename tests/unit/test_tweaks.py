@@ -326,10 +326,10 @@ def test_netplan_static(tweak: TweakFactory) -> None:
         "--dns", "10.0.3.1", "--dns", "1.1.1.1", "--domain", "example.com",
     )  # fmt: skip
     text = t.read("/etc/netplan/10-lxc.yaml")
-    assert "addresses: [10.0.3.10/24]" in text
-    assert "via: 10.0.3.1" in text
-    assert "addresses: [10.0.3.1, 1.1.1.1]" in text
-    assert "search: [example.com]" in text
+    assert 'addresses: ["10.0.3.10/24"]' in text  # every value a quoted YAML scalar (formats.yaml)
+    assert 'via: "10.0.3.1"' in text
+    assert 'addresses: ["10.0.3.1", "1.1.1.1"]' in text
+    assert 'search: ["example.com"]' in text
     assert "dhcp4" not in text
     import yaml  # PyYAML is a test dependency: the YAML must parse, not only contain the right words
 
@@ -344,7 +344,7 @@ def test_netplan_static(tweak: TweakFactory) -> None:
 
 def test_netplan_static_without_gateway_or_dns(tweak: TweakFactory) -> None:
     text = tweak("--suite", "jammy", "--ip", "10.0.3.10", "--mask", "/16").read("/etc/netplan/10-lxc.yaml")
-    assert "addresses: [10.0.3.10/16]" in text
+    assert 'addresses: ["10.0.3.10/16"]' in text
     assert "routes" not in text and "nameservers" not in text
 
 
