@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..guestfs import GuestFS
+
 
 def hosts_text(current: str, names: str) -> str:
     """/etc/hosts with its 127.0.1.1 line naming `names` (added after localhost if missing); every
@@ -28,9 +30,9 @@ def hosts_text(current: str, names: str) -> str:
 
 def hosts_with(root: Path, placeholder: str) -> str:
     """The image's /etc/hosts with its 127.0.1.1 line naming `placeholder`."""
-    path = root / "etc/hosts"
-    try:
-        current = path.read_text() if path.is_file() else ""
+    try:  # read inside the rootfs: a template's /etc/hosts may be a symlink to a host file
+        with GuestFS(root) as fs:
+            current = fs.read_text("/etc/hosts", errors="replace") if fs.is_file("/etc/hosts") else ""
     except OSError:
         current = ""
     return hosts_text(current or "127.0.0.1\tlocalhost\n", placeholder)

@@ -11,11 +11,13 @@ from __future__ import annotations
 import fcntl
 import os
 import re
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..guestfs import GuestFS
 from ..log import LOG
 from ..run import run
 
@@ -58,73 +60,72 @@ STRIP: tuple[Strip, ...] = (
 )  # fmt: skip
 
 
-def _matches(root: Path, pattern: str) -> list[Path]:
-    if pattern.endswith("/**"):
-        top = root / pattern[:-3]
-        if top.is_symlink() or not top.is_dir():
-            return []
-        return sorted(p for p in top.rglob("*") if p.is_symlink() or not p.is_dir())
-    return sorted(root.glob(pattern))
+def _replace(fs: GuestFS, path: str, data: bytes) -> None:
+    """Write a file that may be a hard link into the rootfs: a new inode renamed over it (never
+    written in place), keeping mode, owner and times."""
+    st = fs.lstat(path)
+    fs.write_bytes(path, data, stat.S_IMODE(st.st_mode), uid=st.st_uid, gid=st.st_gid, parents=False)
+    fs.utime(path, (st.st_atime_ns, st.st_mtime_ns))
 
 
-def _replace(path: Path, data: bytes) -> None:
-    """Write a file that may be a hard link into the rootfs: unlink first, keep mode and owner."""
-    st = path.lstat()
-    path.unlink()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, st.st_mode & 0o7777)
-    try:
-        os.write(fd, data)
-        os.fchown(fd, st.st_uid, st.st_gid)
-        os.fchmod(fd, st.st_mode & 0o7777)
-    finally:
-        os.close(fd)
-    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
-
-
-def drop_proxy_lines(path: Path) -> bool:
+def drop_proxy_lines(path: Path | str, fs: GuestFS | None = None) -> bool:
     """Remove proxy settings from a config file (unlinking it if nothing else is left); True if
-    there were any. Also used on the bootstrap's base, where mmdebstrap keeps its --aptopt lines."""
-    text = path.read_text(errors="replace")
+    there were any. Also used on the bootstrap's base, where mmdebstrap keeps its --aptopt lines.
+    `path` is a guest path of `fs`, or without `fs` a host path, confined to its directory."""
+    if fs is None:
+        with GuestFS(Path(path).parent) as parent:
+            return drop_proxy_lines(Path(path).name, parent)
+    name = str(path)
+    if fs.is_symlink(name) or not fs.is_file(name):
+        return False
+    text = fs.read_text(name, follow=False, errors="replace")
     if not PROXY_LINE.search(text):
         return False
     kept = [ln for ln in text.splitlines(keepends=True) if not PROXY_LINE.search(ln)]
     if any(ln.strip() for ln in kept):
-        _replace(path, "".join(kept).encode())
+        _replace(fs, name, "".join(kept).encode())
     else:
-        path.unlink()
+        fs.unlink(name)
     return True
 
 
 def apply_strip(root: Path, rule: Strip) -> list[str]:
-    """Apply one rule to the view at `root`; returns the paths it changed (relative)."""
+    """Apply one rule to the view at `root`; returns the paths it changed (relative). Patterns are
+    matched and files changed through guestfs: no symlink in the view leads a change out of it."""
+    with GuestFS(root) as fs:
+        return _apply_strip(fs, rule)
+
+
+def _apply_strip(fs: GuestFS, rule: Strip) -> list[str]:
     changed: list[str] = []
     for pattern in rule.patterns:
-        for path in _matches(root, pattern):
-            if not path.is_symlink() and path.is_dir():
+        for path in fs.glob(pattern):
+            mode = fs.lstat(path).st_mode
+            if stat.S_ISDIR(mode):
                 continue
-            rel = str(path.relative_to(root))
+            not_regular = not stat.S_ISREG(mode)  # a symlink, FIFO or device is never read or emptied
             if rule.action == "remove":
-                path.unlink()
+                fs.unlink(path)
             elif rule.action == "empty":
-                if path.is_symlink() or path.stat().st_size == 0:
+                if not_regular or fs.lstat(path).st_size == 0:
                     continue
-                _replace(path, b"")
+                _replace(fs, path, b"")
             elif rule.action == "host-resolv":
-                if path.is_symlink() or not path.is_file():
+                if not_regular:
                     continue
                 try:
-                    same = path.read_bytes() == HOST_RESOLV.read_bytes()
+                    same = fs.read_bytes(path, follow=False) == HOST_RESOLV.read_bytes()
                 except OSError:
                     same = False
                 if not same:
                     continue
-                _replace(path, b"")
+                _replace(fs, path, b"")
             elif rule.action == "unproxy":
-                if path.is_symlink() or not path.is_file() or not drop_proxy_lines(path):
+                if not drop_proxy_lines(path, fs):
                     continue
             else:
                 raise ValueError(f"unknown strip action {rule.action}")
-            changed.append(rel)
+            changed.append(path.lstrip("/"))
     return changed
 
 
@@ -192,12 +193,10 @@ def staged(rootfs: Path, keep: frozenset[str] = frozenset()) -> Iterator[tuple[P
 def with_files(root: Path, files: dict[str, bytes], label: str) -> Iterator[Path]:
     """A view of `root` with some files replaced (e.g. LXC's LXC_NAME placeholders)."""
     with hardlink_view(root, label) as view:
-        for rel, data in files.items():
-            path = view / rel
-            if path.is_symlink() or not path.exists():
-                path.unlink(missing_ok=True)
-                path.write_bytes(data)
-                os.chmod(path, 0o644)
-            else:
-                _replace(path, data)
+        with GuestFS(view) as fs:
+            for rel, data in files.items():
+                if fs.is_symlink(rel) or not fs.is_file(rel):
+                    fs.write_bytes(rel, data, 0o644)  # replaces a symlink; never writes through it
+                else:
+                    _replace(fs, rel, data)
         yield view
