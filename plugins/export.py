@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import shutil
+import stat
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any, ClassVar
 from vmbuilder_lxc import exports
 from vmbuilder_lxc.exports.base import source_date_epoch
 from vmbuilder_lxc.log import LOG, UserError, die, setup_logging
+from vmbuilder_lxc.places import check_writable_dir
 from vmbuilder_lxc.plugin import Plugin
 from vmbuilder_lxc.render import Templates
 from vmbuilder_lxc.run import run
@@ -78,6 +80,8 @@ class Export(Plugin):
             return
         if s.get_bool("export-only") and "libvirt" in s.table and s.get_str("libvirt"):
             die("--export-only keeps no rootfs for --libvirt to register", "drop --export-only or --libvirt")
+        out_dir = Path(str(s["export-dir"])).expanduser().absolute()
+        check_writable_dir(out_dir, "--export-dir", "give --export-dir a writable directory")
         exports.runner.check_outputs(formats, self.job(Path("/nonexistent")), s.get_bool("overwrite"))
 
     def job(self, root: Path) -> exports.ExportJob:
@@ -168,16 +172,41 @@ class Export(Plugin):
         return 0
 
 
+MARKER_MAX = 4 << 20  # the summary of a build is a few KiB
+
+
 def _marker(dest: Path) -> dict[str, Any]:
+    """DEST's vmbuilder-lxc.json, read only if it is a regular file of sane size (never a FIFO)."""
+    hint = "give the -d directory of a build"
+    if not dest.is_dir():
+        raise UserError(f"{dest} is not a directory", hint)
+    path = dest / MARKER
     try:
-        data = json.loads((dest / MARKER).read_text())
+        st = path.lstat()
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MARKER_MAX:
+            raise UserError(f"{dest} is not a vmbuilder build ({MARKER} is not a regular file of sane size)", hint)
+        with path.open("rb") as fh:
+            data = json.loads(fh.read(MARKER_MAX + 1).decode("utf-8"))
     except OSError:
-        raise UserError(f"{dest} is not a vmbuilder build (no {MARKER})", "give the -d directory of a build") from None
-    except ValueError:
-        raise UserError(f"{dest / MARKER} is not valid JSON", "rebuild it, or restore the file") from None
-    if not isinstance(data, dict) or not (dest / "rootfs").is_dir():
-        raise UserError(f"{dest} holds no rootfs/", "give the -d directory of a build")
+        raise UserError(f"{dest} is not a vmbuilder build (no {MARKER})", hint) from None
+    except ValueError:  # JSON and UTF-8 decoding errors alike
+        raise UserError(f"{path} is not valid JSON", "rebuild it, or restore the file") from None
+    if not isinstance(data, dict) or not isinstance(data.get("settings", {}), dict):
+        raise UserError(f"{path} is not a vmbuilder build summary", hint)
+    rootfs = dest / "rootfs"
+    if rootfs.is_symlink() or not rootfs.is_dir():
+        raise UserError(f"{dest} holds no rootfs/", hint)
     return data
+
+
+def _table(marker: dict[str, Any], key: str) -> dict[str, Any]:
+    value = marker.get(key) or {}
+    return value if isinstance(value, dict) else {}
+
+
+def _built_at(marker: dict[str, Any]) -> int:
+    value = marker.get("built_at")
+    return value if isinstance(value, int) and value >= 0 else int(time.time())
 
 
 def _refuse_running(dest: Path) -> None:
@@ -192,17 +221,21 @@ def _refuse_running(dest: Path) -> None:
 def export_existing(args: argparse.Namespace) -> dict[str, Any]:
     dest = Path(args.dest).expanduser().absolute()
     marker = _marker(dest)
+    out_dir = Path(args.export_dir or dest.parent).expanduser().absolute()
+    check_writable_dir(out_dir, "--export-dir", "give --export-dir a writable directory")
+    if args.compression_level is not None and not 0 <= args.compression_level <= 19:
+        die(f"--compression-level {args.compression_level} is out of range", "give 0-19 (xz and gzip take 0-9)")
     if os.geteuid() != 0:
         die("exporting needs root (the rootfs holds root-only files)", "run it as root, e.g. with sudo")
     formats = exports.parse_formats([f for item in args.export for f in item.split(",") if f.strip()])
     _refuse_running(dest)
-    release = marker.get("release") or {}
-    settings = marker.get("settings") or {}
-    facts = {k: str(v) for k, v in (marker.get("guest_facts") or {"INIT": release.get("init", "")}).items()}
+    release = _table(marker, "release")
+    settings = _table(marker, "settings")
+    facts = {k: str(v) for k, v in (_table(marker, "guest_facts") or {"INIT": release.get("init", "")}).items()}
     templates = Templates([Path(p) for p in settings.get("templates") or []])
     job = exports.ExportJob(
         root=dest / "rootfs",
-        out_dir=Path(args.export_dir or dest.parent).expanduser().absolute(),
+        out_dir=out_dir,
         name=dest.name,
         distro=str(release.get("distro") or marker.get("distro", "")),
         suite=str(release.get("series", "")),
@@ -210,7 +243,7 @@ def export_existing(args: argparse.Namespace) -> dict[str, Any]:
         arch=str(settings.get("arch", "")),
         variant=str(settings.get("variant", "minbase")),
         hostname=str(settings.get("hostname", dest.name)),
-        epoch=source_date_epoch(int(marker.get("built_at") or time.time())),
+        epoch=source_date_epoch(_built_at(marker)),
         compression=args.compression or "",
         compression_level=args.compression_level,
         dest_rootfs=dest / "rootfs",

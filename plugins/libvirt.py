@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import stat
 import uuid as uuidlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,6 +28,7 @@ from vmbuilder_lxc.virt import Connection, DomainInfo, connect
 from .lxc import cgroup_layout, network_mode
 
 GROUP = "libvirt options"
+XML_MAX = 1 << 20  # a domain XML is a few KiB; anything beyond a megabyte is not one
 DEFAULT_MEM_MB = 1024  # libvirt needs a size; --mem overrides it
 DEFAULT_NETWORK = "default"  # libvirt's usual NAT network
 XML_NAME = "libvirt.xml"  # DEST/libvirt.xml: the domain as defined
@@ -113,7 +115,9 @@ class Libvirt(Plugin):
                             net, net)  # fmt: skip
         xml_file = self.settings.get_str("libvirt-xml")
         if xml_file:
-            self._check(Path(xml_file).read_text(encoding="utf-8"), rootfs=None, source=xml_file, static=True)
+            self._check(
+                read_domain_xml(Path(xml_file), f"--libvirt-xml {xml_file}"), rootfs=None, source=xml_file, static=True
+            )
         self._warn_cgroup_v1()
 
     def _warn_cgroup_v1(self) -> None:
@@ -135,7 +139,7 @@ class Libvirt(Plugin):
             xml_file = self.settings.get_str("libvirt-xml")
             if xml_file:
                 try:
-                    self._name = domaincheck.domain_name(Path(xml_file).read_text(encoding="utf-8"))
+                    self._name = domaincheck.domain_name(read_domain_xml(Path(xml_file), f"--libvirt-xml {xml_file}"))
                 except domaincheck.DomainXMLError as exc:
                     die(f"--libvirt-xml {xml_file}: {exc}", "fix the XML")
         return self._name
@@ -168,7 +172,7 @@ class Libvirt(Plugin):
     def render(self) -> str:
         xml_file = self.settings.get_str("libvirt-xml")
         if xml_file:
-            return Path(xml_file).read_text(encoding="utf-8")
+            return read_domain_xml(Path(xml_file), f"--libvirt-xml {xml_file}")
         s = self.settings
         kind, net = network_mode(s)
         return self.context.render(
@@ -261,10 +265,9 @@ class Libvirt(Plugin):
     def validate_command(argv: list[str]) -> int:
         """Check a domain XML file the way a build checks its own; exit 1 on errors."""
         args = Libvirt.validate_parser().parse_args(argv)
-        try:
-            xml = Path(args.file).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise UserError(f"cannot read {args.file}: {exc.strerror}", "give the path of a domain XML file") from None
+        xml = read_domain_xml(Path(args.file), args.file)
+        if args.rootfs and not Path(args.rootfs).is_dir():
+            raise UserError(f"--rootfs {args.rootfs} is not a directory", "give the guest's root directory")
         others = None
         try:
             if args.libvirt:
@@ -284,3 +287,28 @@ class Libvirt(Plugin):
             print(f"{args.file}: {'invalid' if errors else 'valid'} ({len(errors)} errors, "
                   f"{len(findings) - len(errors)} warnings)")  # fmt: skip
         return 1 if errors else 0
+
+
+def read_domain_xml(path: Path, shown: str) -> str:
+    """A domain XML file's text: a regular file of sane size, UTF-8, no NUL; else one-line UserError.
+
+    The file is checked before it is opened, so a FIFO or device is never read from.
+    """
+    hint = "give the path of a libvirt domain XML file"
+    try:
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode):
+            raise UserError(f"{shown} is not a regular file", hint)
+        with path.open("rb") as fh:
+            data = fh.read(XML_MAX + 1)
+    except OSError as exc:
+        raise UserError(f"cannot read {shown}: {exc.strerror or exc}", hint) from None
+    if len(data) > XML_MAX:
+        raise UserError(f"{shown} is larger than {XML_MAX // 1024} KiB, far more than a domain XML", hint)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UserError(f"{shown} is not UTF-8 text (a binary file?)", hint) from None
+    if "\0" in text:
+        raise UserError(f"{shown} is not text (it holds NUL bytes)", hint)
+    return text
