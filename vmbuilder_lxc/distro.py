@@ -28,13 +28,15 @@ from .cache import BaseCache, cache_key, check_cache_dir
 from .chroot import Chroot
 from .dpkg import installed_packages
 from .exports.stage import drop_proxy_lines
+from .formats import chpasswd_line, sudoers_user
+from .guestfs import GuestFS
 from .keyring import require_keyring, sha256_file
 from .log import LOG, die, note, step
 from .mirrors import default_mirror
 from .options import each
 from .plugin import Distro
 from .run import run
-from .settings import Setting, Settings
+from .settings import Needs, Setting, Settings
 from .suites import Release, ReleaseTable
 from .tweaks import Guest, GuestFacts, Tweak, apply, select, version_key
 
@@ -62,6 +64,9 @@ def default_variant(s: Settings) -> str:
     wants_sbuild = "export" in s.table and "sbuild" in [f.lower() for f in s.get_list("export")]
     return "buildd" if wants_sbuild else "minbase"
 
+
+# --mask, --gw and --dns describe a static address; with DHCP the server provides them.
+STATIC_IP = (Needs(lambda s: s["ip"] != "dhcp", "without a static --ip (the guest uses DHCP)"),)
 
 # --initctl-listener: auto (where the release has no listener), always, never.
 INITCTL_LISTENER_MODES = ("auto", "always", "never")
@@ -120,13 +125,14 @@ class DebianFamily(Distro):
         return [
             # packages
             Setting("addpkg", "install PKG in the guest (repeatable, or comma separated)", "list", [],
-                    metavar="PKG", group=PACKAGES),
+                    metavar="PKG", validate=each(v.package), group=PACKAGES),
             Setting("removepkg", "purge PKG from the guest (repeatable)", "list", [], metavar="PKG",
-                    group=PACKAGES),
+                    validate=each(v.package), group=PACKAGES),
             Setting("seedfile", "preseed debconf with FILE before packages are installed",
                     metavar="FILE", validate=v.existing_file, group=PACKAGES),
             # general
-            Setting("arch", "target architecture", short="-a", default=lambda s: host_arch(), group=OS),
+            Setting("arch", "target architecture", short="-a", default=lambda s: host_arch(),
+                    validate=v.one_of(NATIVE_MACHINES, "architecture"), group=OS),
             Setting("hostname", "host name of the guest", default=self._default_hostname,
                     validate=v.hostname, group=OS),
             Setting("domain", "DNS domain of the guest (hosts file and search list)", validate=v.domain,
@@ -136,35 +142,39 @@ class DebianFamily(Distro):
                     "or not at all (never)", default="auto", choices=INITCTL_LISTENER_MODES, group=OS),
             # installation
             Setting("suite", "release to install: codename, version, or devel/lts/stable",
-                    default="lts", group=INSTALL),
+                    default="lts", validate=v.suite, group=INSTALL),
             Setting("variant", "debootstrap variant of the base; buildd builds a chroot for sbuild and "
                     "schroot instead of a container (docs/sbuild.md)", default=default_variant,
                     choices=tuple(PROFILES), group=INSTALL),
             Setting("mirror", "archive mirror written into the guest's apt sources",
-                    default=self._default_mirror, metavar="URL", group=INSTALL),
+                    default=self._default_mirror, metavar="URL", validate=v.mirror, group=INSTALL),
             Setting("install-mirror", "mirror used only while building (e.g. a local cache)",
-                    metavar="URL", group=INSTALL),
-            Setting("security-mirror", "mirror for the security pocket", metavar="URL", group=INSTALL),
-            Setting("install-security-mirror", "security mirror used only while building", metavar="URL",
+                    metavar="URL", validate=v.mirror, group=INSTALL),
+            Setting("security-mirror", "mirror for the security pocket", metavar="URL", validate=v.mirror,
                     group=INSTALL),
+            Setting("install-security-mirror", "security mirror used only while building", metavar="URL",
+                    validate=v.mirror, group=INSTALL),
             Setting("components", "archive components", "list", list(self.default_components),
-                    metavar="COMP", group=INSTALL),
+                    metavar="COMP", validate=each(v.component), group=INSTALL),
             Setting("proxy", "HTTP proxy for package downloads during the build (not kept in the guest)",
-                    metavar="URL", group=INSTALL),
+                    metavar="URL", validate=v.proxy, group=INSTALL),
             Setting("keyring", "OpenPGP keyring that verifies the archive (e.g. the removed-keys "
                     "keyring for archived releases)", default=self._default_keyring,
-                    metavar="FILE", group=INSTALL),
+                    metavar="FILE", validate=v.existing_file,
+                    needs=(Needs(lambda s: not s.get_bool("insecure"), "with --insecure (nothing is verified)"),),
+                    group=INSTALL),
             Setting("list-suites", "print every release this plugin knows (init system, network, "
                     "support) and exit", "bool", False, in_config=False, group=INSTALL),
             *template_import.template_settings(INSTALL),
             # users
             Setting("user", "name of the initial user (in the sudo group)", default=self.default_user,
                     validate=v.username, group=USER),
-            Setting("name", "full name of the initial user", group=USER),
+            Setting("name", "full name of the initial user", validate=v.gecos, group=USER),
             Setting("pass", "password of the initial user (default: locked; log in with --ssh-user-key)",
-                    secret=True, group=USER),
-            Setting("uid", "UID of the initial user", "int", group=USER),
-            Setting("rootpass", "root password (default: root is locked)", secret=True, group=USER),
+                    secret=True, validate=v.password, group=USER),
+            Setting("uid", "UID of the initial user (1000-59999)", "int", validate=v.uid, group=USER),
+            Setting("rootpass", "root password (default: root is locked)", secret=True, validate=v.password,
+                    group=USER),
             Setting("ssh-key", "authorize this public key file for root", metavar="FILE",
                     validate=v.public_key_file, group=USER),
             Setting("ssh-user-key", "authorize this public key file for the initial user", metavar="FILE",
@@ -172,10 +182,10 @@ class DebianFamily(Distro):
             # network
             Setting("ip", "IPv4 address of eth0, or dhcp", default="dhcp", validate=v.ipv4, group=NETWORK),
             Setting("mask", "netmask or prefix length for --ip", default="24", validate=v.netmask,
-                    group=NETWORK),
-            Setting("gw", "default gateway for --ip", validate=v.ip_address, group=NETWORK),
+                    needs=STATIC_IP, group=NETWORK),
+            Setting("gw", "default gateway for --ip", validate=v.ip_address, needs=STATIC_IP, group=NETWORK),
             Setting("dns", "name server for --ip (repeatable)", "list", [], validate=each(v.ip_address),
-                    group=NETWORK),
+                    needs=STATIC_IP, group=NETWORK),
             # locale
             Setting("lang", "locale of the guest", default="C.UTF-8", validate=v.locale, group=LOCALE),
             Setting("timezone", "time zone of the guest", default="UTC", validate=v.timezone, group=LOCALE),
@@ -406,8 +416,6 @@ class DebianFamily(Distro):
         self.check_arch(str(s["arch"]))
         if s["ip"] != "dhcp" and not s["gw"]:
             LOG.warning("--ip without --gw: the guest gets no default route")
-        if s["ip"] == "dhcp" and (s.explicit("gw") or s["dns"]):
-            die("--gw and --dns need a static --ip", "add --ip ADDRESS or drop --gw/--dns")
         self.check_initctl_listener()
         if self.profile() == "container" and not s["pass"] and not s["ssh-user-key"]:
             LOG.info("note: user '%s' has no password and no SSH key; use lxc-attach to get in", s["user"])
@@ -569,7 +577,8 @@ class DebianFamily(Distro):
 
     def package_phase(self, chroot: Chroot, req: BootstrapRequest) -> None:
         s = self.settings
-        (self.context.rootfs / "etc/apt/sources.list").write_text("\n".join(req.source_lines()) + "\n")
+        with self.context.guestfs() as fs:
+            fs.write_text("/etc/apt/sources.list", "\n".join(req.source_lines()) + "\n")
         # --insecure (no keyring) is the only way the apt options that skip signature checks get here.
         apt = [*APT_GET, *(insecure_apt_options() if req.keyring is None else [])]
         chroot.run(*apt, "update", progress="apt-get update")
@@ -589,25 +598,21 @@ class DebianFamily(Distro):
 
     def scrub_base(self) -> None:
         """What the bootstrap copied from the host must not reach the cache or the guest."""
-        root = self.context.rootfs
-        for rel in ("etc/hostname", "etc/resolv.conf"):
-            path = root / rel
-            if path.is_file() and not path.is_symlink():
-                host = Path("/") / rel
-                if host.is_file() and path.read_bytes() == host.read_bytes():
-                    path.unlink()
-        for lists in (root / "var/lib/apt/lists").glob("*"):
-            if lists.is_file() and lists.name != "lock":
-                lists.unlink()
-        for deb in (root / "var/cache/apt/archives").glob("*.deb"):
-            deb.unlink()
-        # mmdebstrap keeps its --aptopt lines, --proxy's among them; the cache key has no proxy.
-        aptopts = root / "etc/apt/apt.conf.d/99mmdebstrap"
-        if aptopts.is_file() and not aptopts.is_symlink():
-            drop_proxy_lines(aptopts)
-        # --insecure applies to the build only: the guest's apt checks signatures again.
-        if aptopts.is_file() and not aptopts.is_symlink():
-            drop_insecure_lines(aptopts)
+        with self.context.guestfs() as fs:  # confined: nothing here follows a symlink out of the rootfs
+            for path in ("/etc/hostname", "/etc/resolv.conf"):
+                if fs.is_file(path) and not fs.is_symlink(path):
+                    host = Path(path)
+                    if host.is_file() and fs.read_bytes(path) == host.read_bytes():
+                        fs.unlink(path)
+            for path in fs.glob("/var/lib/apt/lists/*") + fs.glob("/var/cache/apt/archives/*.deb"):
+                if stat.S_ISREG(fs.lstat(path).st_mode) and not path.endswith("/lock"):
+                    fs.unlink(path)
+            # mmdebstrap keeps its --aptopt lines, --proxy's among them; the cache key has no proxy.
+            aptopts = "/etc/apt/apt.conf.d/99mmdebstrap"
+            drop_proxy_lines(aptopts, fs)
+            # --insecure applies to the build only: the guest's apt checks signatures again.
+            if fs.is_file(aptopts) and not fs.is_symlink(aptopts):
+                drop_insecure_lines(fs, aptopts)
 
     def package_list(self) -> dict[str, str]:
         return installed_packages(self.context.rootfs)
@@ -684,16 +689,17 @@ class DebianFamily(Distro):
             self.run_in_target(*argv, user)
         passwords = []
         if s["pass"]:
-            passwords.append(f"{user}:{s['pass']}")
+            passwords.append(chpasswd_line(user, str(s["pass"])))  # one line whatever the password holds
         else:
             self.run_in_target("usermod", "--lock", user)
             self.install_file(
                 f"/etc/sudoers.d/90-vmbuilder-{user}",
-                f"# {user} has no password (--pass was not given): sudo without one.\n{user} ALL=(ALL) NOPASSWD:ALL\n",
+                f"# {user} has no password (--pass was not given): sudo without one.\n"
+                f"{sudoers_user(user)} ALL=(ALL) NOPASSWD:ALL\n",
                 0o440,
             )
         if s["rootpass"]:
-            passwords.append(f"root:{s['rootpass']}")
+            passwords.append(chpasswd_line("root", str(s["rootpass"])))
         if passwords:
             self.run_in_target("chpasswd", input="\n".join(passwords) + "\n")
         if not s["rootpass"]:
@@ -712,9 +718,9 @@ class DebianFamily(Distro):
 
     def post_install(self) -> None:
         """Remove what must not survive into the image (shadow backups made by useradd)."""
-        root = self.context.rootfs
-        for backup in ("passwd-", "group-", "shadow-", "gshadow-", "subuid-", "subgid-"):
-            (root / "etc" / backup).unlink(missing_ok=True)
+        with self.context.guestfs() as fs:
+            for backup in ("passwd-", "group-", "shadow-", "gshadow-", "subuid-", "subgid-"):
+                fs.unlink(f"/etc/{backup}", missing_ok=True)
 
 
 def insecure_apt_options() -> list[str]:
@@ -726,16 +732,16 @@ def insecure_apt_options() -> list[str]:
     return out
 
 
-def drop_insecure_lines(path: Path) -> None:
+def drop_insecure_lines(fs: GuestFS, path: str) -> None:
     """Remove the --insecure apt options mmdebstrap kept in the base (unlink the file if it empties)."""
-    lines = path.read_text(errors="replace").splitlines(keepends=True)
+    lines = fs.read_text(path, errors="replace").splitlines(keepends=True)
     kept = [ln for ln in lines if ln.strip().rstrip(";") not in INSECURE_APTOPTS]
     if len(kept) == len(lines):
         return
     if any(ln.strip() for ln in kept):
-        path.write_text("".join(kept))
+        fs.write_text(path, "".join(kept))
     else:
-        path.unlink()
+        fs.unlink(path)
 
 
 SEEDFILE_MAX = 1 << 20  # debconf selections are text; a megabyte is far more than any preseed

@@ -40,6 +40,7 @@ from .archive_safety import (
     safe_extract,
 )
 from .exports.identity import hosts_text
+from .formats import word
 from .keyring import sha256_file
 from .log import LOG, die, note
 from .settings import Setting
@@ -387,8 +388,8 @@ def extract(distro: DebianFamily, template: Template) -> None:
 
 def _identity(guest: Guest, variables: dict[str, Any]) -> list[str]:
     """/etc/hostname, and the 127.0.1.1 line of /etc/hosts (the template's other lines stay)."""
-    hostname = str(variables["hostname"])
-    names = f"{variables['fqdn']} {hostname}" if variables.get("domain") else hostname
+    hostname = word(variables["hostname"], "--hostname", "/etc/hostname")  # one field: no spaces, no line breaks
+    names = f"{word(variables['fqdn'], 'the FQDN', '/etc/hosts')} {hostname}" if variables.get("domain") else hostname
     guest.write("/etc/hostname", hostname + "\n", 0o644)
     hosts = guest.path("/etc/hosts")
     if hosts.is_file() and not hosts.is_symlink():

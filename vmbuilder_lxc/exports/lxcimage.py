@@ -14,6 +14,7 @@ import stat
 import tempfile
 from pathlib import Path
 
+from ..formats import line
 from ..lxcconf import guest_config_vars
 from .base import ExportFormat, ExportJob
 from .identity import identity_files
@@ -50,7 +51,7 @@ def meta_files(job: ExportJob) -> dict[str, str]:
     }
     excludes = device_nodes(job.root)
     if excludes:
-        files["excludes-user"] = "".join(f"{line}\n" for line in excludes)
+        files["excludes-user"] = "".join(f"{line(name, 'a device node name', 'excludes-user')}\n" for name in excludes)
     return files
 
 
