@@ -28,6 +28,8 @@ install_packages() {
         pkgs+=(python3-sh python3-jinja2 iproute2)
         # libvirt-lxc for the libvirt tests; python3-libvirt for the binding path (Debian's python3).
         pkgs+=(libvirt-daemon libvirt-daemon-driver-lxc libvirt-clients python3-libvirt)
+        # virt-xml-validate (libvirt-clients) needs xmllint: the hostile-value test validates the domain XML.
+        pkgs+=(libxml2-utils)
         # The export tests: LXD imports and launches our images; squashfs and file capabilities are read back.
         pkgs+=(lxd lxd-client squashfs-tools libcap2-bin)
         # The sbuild export: sbuild 0.85 builds a package in it (unshare mode, with uidmap).
