@@ -41,6 +41,7 @@ from .archive_safety import (
 )
 from .exports.identity import hosts_text
 from .formats import word
+from .guestfs import GuestFS
 from .keyring import sha256_file
 from .log import LOG, die, note
 from .settings import Setting
@@ -391,9 +392,8 @@ def _identity(guest: Guest, variables: dict[str, Any]) -> list[str]:
     hostname = word(variables["hostname"], "--hostname", "/etc/hostname")  # one field: no spaces, no line breaks
     names = f"{word(variables['fqdn'], 'the FQDN', '/etc/hosts')} {hostname}" if variables.get("domain") else hostname
     guest.write("/etc/hostname", hostname + "\n", 0o644)
-    hosts = guest.path("/etc/hosts")
-    if hosts.is_file() and not hosts.is_symlink():
-        text = hosts_text(hosts.read_text(errors="replace"), names)
+    if guest.fs.is_file("/etc/hosts") and not guest.fs.is_symlink("/etc/hosts"):  # read inside the rootfs
+        text = hosts_text(guest.fs.read_text("/etc/hosts", errors="replace"), names)
     else:
         text = guest.render("common/hosts.j2", variables)
     guest.write("/etc/hosts", text, 0o644)
@@ -428,7 +428,10 @@ def add_user(distro: DebianFamily, argv: Iterable[str], user: str) -> None:
     without that group.
     """
     root = distro.context.rootfs
-    accounts = _passwd((root / PASSWD).read_text(errors="replace")) if (root / PASSWD).is_file() else {}
+    with GuestFS(root) as fs:  # the template's files are read inside the rootfs, never through a symlink out
+        passwd = fs.read_text(PASSWD, errors="replace") if fs.is_file(PASSWD) else ""
+        group_text = fs.read_text(GROUP, errors="replace") if fs.is_file(GROUP) else ""
+    accounts = _passwd(passwd) if passwd else {}
     s = distro.settings
     if user in accounts:
         note("user %s exists in the template; keeping it", user)
@@ -436,8 +439,6 @@ def add_user(distro: DebianFamily, argv: Iterable[str], user: str) -> None:
             distro.run_in_target("usermod", "--comment", str(s["name"]), user)
         return
     args = list(argv)
-    group_file = root / GROUP
-    group_text = group_file.read_text(errors="replace") if group_file.is_file() else ""
     groups = {line.split(":", 1)[0] for line in group_text.splitlines()}
     if "sudo" not in groups and "--groups" in args:
         LOG.warning("the template has no sudo group; user %s is created without it", user)
