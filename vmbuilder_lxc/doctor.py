@@ -46,10 +46,10 @@ CHECKS: tuple[Check, ...] = (
 )
 
 
-def run_checks(opts: Options, checks: Sequence[Check] = CHECKS) -> list[Result]:
+def run_checks(opts: Options, checks: Sequence[Check] | None = None) -> list[Result]:
     """Every check's lines; a check that crashes is reported as a warning, the others still run."""
     results: list[Result] = []
-    for check in checks:
+    for check in CHECKS if checks is None else checks:
         try:
             results += check.run(opts)
         except Exception as exc:  # noqa: BLE001 - one broken probe must not hide the other findings

@@ -231,7 +231,7 @@ def cgroup_layout(root: Path = CGROUP_ROOT) -> str:
 
 
 def check_cgroups(opts: p.Options) -> list[Result]:
-    layout = cgroup_layout()
+    layout = cgroup_layout(CGROUP_ROOT)
     if layout == "unified":
         return [Result("cgroups", "ok", "unified (cgroup2): guests of every systemd version get their controllers")]
     if layout == "none":

@@ -126,10 +126,10 @@ def _unescape(field_: str) -> str:
     return field_.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
 
 
-def mounts(path: Path = MOUNTINFO) -> list[Mount]:
+def mounts(path: Path | None = None) -> list[Mount]:
     """The mounts this process sees (the last mount on a target is the one that counts)."""
     try:
-        text = path.read_text()
+        text = (path or MOUNTINFO).read_text()
     except OSError:
         return []
     found = []
@@ -141,16 +141,18 @@ def mounts(path: Path = MOUNTINFO) -> list[Mount]:
     return found
 
 
-def mount_at(target: Path, path: Path = MOUNTINFO) -> Mount | None:
+def mount_at(target: Path, path: Path | None = None) -> Mount | None:
     at = [m for m in mounts(path) if m.target == str(target)]
     return at[-1] if at else None
 
 
-def host_os(path: Path = OS_RELEASE) -> str:
+def host_os(path: Path | None = None) -> str:
     """ubuntu, debian or another os-release ID; derivatives count as what they are like."""
     try:
         fields = dict(
-            line.split("=", 1) for line in path.read_text().splitlines() if "=" in line and not line.startswith("#")
+            line.split("=", 1)
+            for line in (path or OS_RELEASE).read_text().splitlines()
+            if "=" in line and not line.startswith("#")
         )
     except OSError:
         return ""
