@@ -1,7 +1,8 @@
 """`vmbuilder HYPERVISOR DISTRO [options]`: the VMBuilder-compatible command line.
 
 Errors the user can fix are printed as one line (no traceback) with a non-zero exit code:
-2 for bad input, 1 for a failed build, 130 for an interrupted one.
+2 for bad input, 1 for a failed build, 128 + the signal's number for an interrupted one (SIGINT 130,
+SIGTERM 143, SIGHUP 129), as a shell reports a command killed by that signal.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from .log import LOG, UserError, setup_logging
 from .options import core_settings
 from .plugin import Plugin, PluginError, by_kind, call_report, commands_for, discover
 from .render import Templates
-from .run import INTERRUPT_SIGNALS, CommandError
+from .run import INTERRUPT_SIGNALS, BuildError, BuildInterrupted, CommandError, interrupt_exit_code
 from .settings import SYSTEM_CONFIG, USER_CONFIG, Setting, Settings, build_parser
 
 PROG = "vmbuilder"
@@ -178,8 +179,14 @@ def main(argv: list[str] | None = None) -> int:
         _print_error(error, exc.tail)
         if "--debug" not in args:
             print("    (run with --debug to see the full output)", file=sys.stderr)
-    except KeyboardInterrupt:
-        error, code = "interrupted; the build directory was removed", 130
+    except BuildError as exc:
+        error = str(exc)
+        _print_error(error)
+    except KeyboardInterrupt as exc:
+        code = interrupt_exit_code(exc)
+        signame = exc.args[0] if exc.args and isinstance(exc.args[0], str) else "SIGINT"
+        left = exc.state if isinstance(exc, BuildInterrupted) else "nothing was built"
+        error = f"interrupted by {signame}; {left}"
         _print_error(error)
     except SystemExit as exc:  # argparse --help
         return int(exc.code or 0)

@@ -5,6 +5,11 @@ Every command goes through run(): it is logged with -v, its output is shown with
 whole process group is terminated before the interrupt propagates, so that cleanup never races a
 still-running debootstrap. Commands are run with the `sh` library (1.14 from Debian 12 and 2.x
 from PyPI both work: only options common to both are used).
+
+A build also starts a reaper (start_reaper): a small watchdog process outside the build's session
+that learns the process group of every command and SIGKILLs those still registered when vmbuilder
+itself dies, even by SIGKILL, so no mmdebstrap or tar keeps writing into a build directory (or
+keeps the private mount namespace alive) after its parent is gone.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ import os
 import shlex
 import shutil
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections import deque
@@ -104,6 +111,143 @@ def _terminate(proc: Any, grace: float = 10.0) -> None:
 INTERRUPT_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
+def interrupt_exit_code(exc: BaseException) -> int:
+    """128 + the signal's number, as shells report a process killed by it: 130, 143, 129.
+
+    The interrupt handlers raise KeyboardInterrupt with the signal's name; a bare one is Ctrl-C.
+    """
+    name = exc.args[0] if exc.args and isinstance(exc.args[0], str) else "SIGINT"
+    try:
+        return 128 + int(signal.Signals[name])
+    except KeyError:
+        return 128 + int(signal.SIGINT)
+
+
+class BuildInterrupted(KeyboardInterrupt):
+    """An interrupt signal that stopped a build, with what it left behind (for the error line)."""
+
+    def __init__(self, signame: str, state: str) -> None:
+        super().__init__(signame)
+        self.signame = signame
+        self.state = state
+
+
+class BuildError(Exception):
+    """A build failed for a reason that one line explains (e.g. a full disk): exit code 1."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message}; {self.hint}" if self.hint else self.message
+
+
+# -- the reaper ---------------------------------------------------------------------------------
+
+# Reads "+PGID" / "-PGID" lines; at end of input (vmbuilder exited or was killed) it SIGKILLs every
+# group still registered, and every process whose environment carries this build's token (a command
+# killed in the instant between its start and its registration, or one that left its group). It
+# ignores the interrupt signals: it lives in its own session and only ever ends through its input.
+REAPER_ENV = "VMBUILDER_BUILD_TOKEN"
+_REAPER_SCRIPT = """
+import os, signal, sys
+for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    signal.signal(s, signal.SIG_IGN)
+tag = sys.argv[1].encode()
+groups = set()
+for line in sys.stdin:
+    line = line.strip()
+    if line[:1] == "+" and line[1:].isdigit():
+        groups.add(int(line[1:]))
+    elif line[:1] == "-" and line[1:].isdigit():
+        groups.discard(int(line[1:]))
+for group in groups:
+    try:
+        os.killpg(group, signal.SIGKILL)
+    except OSError:
+        pass
+for _ in range(20):
+    found = 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            with open("/proc/" + pid + "/environ", "rb") as fh:
+                if tag not in fh.read().split(b"\\0"):
+                    continue
+            os.kill(int(pid), signal.SIGKILL)
+            found += 1
+        except OSError:
+            pass
+    if not found:
+        break
+"""
+_reaper: dict[str, Any] = {"proc": None, "tag": ""}
+
+
+def start_reaper() -> None:
+    """Start the watchdog that kills our commands' process groups if vmbuilder dies (idempotent)."""
+    if _reaper["proc"] is not None:
+        return
+    token = f"{os.getpid()}-{time.time_ns()}"
+    _reaper["tag"] = f"{REAPER_ENV}={token}"
+    _reaper["proc"] = subprocess.Popen(
+        [sys.executable, "-I", "-c", _REAPER_SCRIPT, _reaper["tag"]],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        cwd="/",
+        text=True,
+    )
+
+
+def stop_reaper() -> None:
+    """Tell the reaper we are done (it then kills nothing that was unregistered) and reap it."""
+    proc = _reaper["proc"]
+    _reaper["proc"] = None
+    if proc is None:
+        return
+    try:
+        proc.stdin.close()
+        proc.wait(timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+
+
+def _tell_reaper(line: str) -> None:
+    proc = _reaper["proc"]
+    if proc is None:
+        return
+    try:
+        proc.stdin.write(line + "\n")
+        proc.stdin.flush()
+    except (OSError, ValueError):  # it is gone: nothing to tell
+        pass
+
+
+# -- the test-only pause --------------------------------------------------------------------------
+
+PAUSE_ENV = "VMBUILDER_TEST_PAUSE_AT"
+# Where a build can be paused for the fault-matrix tests (tests/integration/test_faults_signals.py).
+PAUSE_STAGES = ("cache-store", "configure", "export", "move", "deploy")
+
+
+def pause_point(stage: str) -> None:
+    """Test-only: with VMBUILDER_TEST_PAUSE_AT=STAGE the build says so on stderr and waits here.
+
+    The tests then send a signal at a known point of the build. The wait is a `sleep` command run
+    like any other, so the signal finds a running command to stop, as it would in a real step.
+    Without the variable (always, outside the test suite) this does nothing.
+    """
+    if os.environ.get(PAUSE_ENV) != stage:
+        return
+    print(f"vmbuilder-test: paused at {stage}", file=sys.stderr, flush=True)
+    run(["sleep", "3600"])
+
+
 @contextmanager
 def interrupts_handled_by(handler: Any) -> Iterator[None]:
     """Temporarily handle the interrupt signals with `handler` (main thread only)."""
@@ -153,6 +297,8 @@ def run(
     args = [os.fspath(a) for a in argv]
     LOG.debug("+ %s", shlex.join(args))
     full_env = dict(env) if env is not None else clean_env()
+    if _reaper["proc"] is not None:  # inherited by the command's children: the reaper finds them all
+        full_env[REAPER_ENV] = _reaper["tag"].split("=", 1)[1]
     exe = shutil.which(args[0], path=full_env.get("PATH", BASE_PATH))
     try:
         command = sh.Command(exe or args[0])
@@ -191,6 +337,8 @@ def run(
         kwargs["_cwd"] = os.fspath(cwd)
     with _signals_deferred() as pending:
         proc = command(*args[1:], **kwargs)
+        group = int(proc.pid)  # its own session: the process group id is its pid
+        _tell_reaper(f"+{group}")
     code: int
     try:
         if pending:  # Ctrl-C while the command was being started: stop it, then report it
@@ -204,6 +352,7 @@ def run(
         _terminate(proc)
         raise
     finally:
+        _tell_reaper(f"-{group}")
         if bar:
             bar.close()
     if check and code not in ok_codes:
