@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 from ..log import LOG, die, note, step
-from ..run import run
+from ..run import pause_point, run
 from .base import ExportFormat, ExportJob
 from .stage import staged
 
@@ -103,6 +103,7 @@ def export(
                     for rel in fmt.outputs(fjob):
                         if not (tmp / rel).exists():
                             raise RuntimeError(f"the {fmt.name} export did not write {rel}")
+            pause_point("export")  # test-only (run.pause_point): every format written, none moved yet
         _commit(tmp, out_dir)
         committed = True
     finally:
