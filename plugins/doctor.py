@@ -14,7 +14,7 @@ from vmbuilder_lxc.plugin import Plugin
 
 class Doctor(Plugin):
     name: ClassVar[str] = "doctor"
-    description: ClassVar[str] = "vmbuilder lxc doctor: checks this host and names the fix for each problem"
+    description: ClassVar[str] = "host checks (vmbuilder lxc doctor): what stops a build here, and the fix"
     hypervisors: ClassVar[tuple[str, ...] | None] = ("lxc",)
     commands: ClassVar[dict[str, str]] = {"doctor": "doctor_command"}
 

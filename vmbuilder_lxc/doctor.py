@@ -102,17 +102,17 @@ def parser() -> argparse.ArgumentParser:
     )
     ap.add_argument("--json", action="store_true", help="print a list of {check, status, finding, fix}")
     ap.add_argument("--cache-dir", metavar="DIR", default=str(DEFAULT_CACHE_DIR),
-                    help=f"the cache directory to check (default: {DEFAULT_CACHE_DIR})")  # fmt: skip
+                    help="the cache directory to check")  # fmt: skip
     ap.add_argument("-d", "--dest", metavar="DIR",
                     help="the DEST you build to: its file system and its parent's interrupted builds are "
                     "checked (default: ./ubuntu-lxc)")  # fmt: skip
     ap.add_argument("-a", "--arch", action="append", default=[], metavar="ARCH",
                     help="a foreign architecture you intend to build (repeatable); then a missing qemu-user "
                     "registration is a failure")  # fmt: skip
-    ap.add_argument("--min-free", type=_gib, default=2 * GIB, metavar="GIB",
-                    help="free space the cache and DEST need (default: 2)")  # fmt: skip
-    ap.add_argument("--timeout", type=_seconds, default=10.0, metavar="SECONDS",
-                    help="how long each probe (virsh, gpg, a daemon's socket) may take (default: 10)")  # fmt: skip
+    ap.add_argument("--min-free", type=_gib, default="2", metavar="GIB",
+                    help="free space the cache and DEST need, in GiB")  # fmt: skip
+    ap.add_argument("--timeout", type=_seconds, default="10", metavar="SECONDS",
+                    help="how long each probe (virsh, gpg, a daemon's socket) may take")  # fmt: skip
     ap.add_argument("--verify-cache", action="store_true",
                     help="also check every cache tarball against its recorded SHA-256 (reads them all)")  # fmt: skip
     return ap

@@ -29,28 +29,30 @@ def existing_ancestor(path: Path) -> Path:
     return probe
 
 
-def check_space_at(check: str, what: str, path: Path, opts: p.Options) -> Result:
+def check_space_at(check: str, what: str, path: Path, opts: p.Options, option: str) -> Result:
+    """Free space where a build writes; `option` is what the user changes to write elsewhere."""
+    other = f"choose another {option}"
     if path.exists() and not path.is_dir():
-        return Result(check, "fail", f"{what} {path} is not a directory", f"remove it or choose another {what}")
+        return Result(check, "fail", f"{what} {path} is not a directory", f"remove it or {other}")
     base = existing_ancestor(path)
     try:
         st = os.statvfs(base)
     except OSError as exc:
-        return Result(check, "fail", f"cannot stat the file system of {path}: {exc.strerror}", f"choose another {what}")
+        return Result(check, "fail", f"cannot stat the file system of {path}: {exc.strerror}", other)
     free = st.f_bavail * st.f_frsize
-    where = f"{path}" + ("" if base == path else f" (would be created in {base})")
+    where = f"{what} {path}" + ("" if base == path else f" (would be created in {base})")
     if st.f_flag & os.ST_RDONLY:
-        return Result(check, "fail", f"{where} is on a read-only file system", f"choose another {what}")
+        return Result(check, "fail", f"{where} is on a read-only file system", other)
     if free < opts.min_free:
         return Result(check, "fail", f"{where}: {p.human_size(free)} free, less than {p.human_size(opts.min_free)}",
-                      f"free space there (see du -sh {base}/*) or choose another {what}")  # fmt: skip
+                      f"free space there (see du -sh {base}/*) or {other}")  # fmt: skip
     return Result(check, "ok", f"{where}: {p.human_size(free)} free")
 
 
 def check_space(opts: p.Options) -> list[Result]:
     return [
-        check_space_at("space-cache", "--cache-dir", opts.cache_dir, opts),
-        check_space_at("space-dest", "DEST directory", opts.dest.parent, opts),
+        check_space_at("space-cache", "--cache-dir", opts.cache_dir, opts, "--cache-dir"),
+        check_space_at("space-dest", "DEST's directory", opts.dest.parent, opts, "DEST (-d)"),
     ]
 
 

@@ -441,7 +441,7 @@ def test_space(tmp_path: Path) -> None:
     low = disk.check_space(opts(tmp_path, min_free=1 << 62))
     assert [r.status for r in low] == ["fail", "fail"] and "less than" in low[1].finding
     (tmp_path / "file").touch()
-    r = disk.check_space_at("space-cache", "--cache-dir", tmp_path / "file", opts(tmp_path, min_free=0))
+    r = disk.check_space_at("space-cache", "--cache-dir", tmp_path / "file", opts(tmp_path, min_free=0), "--cache-dir")
     assert r.status == "fail" and "not a directory" in r.finding
 
 
