@@ -19,13 +19,15 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from vmbuilder_lxc import exports
+from vmbuilder_lxc import validators as v
 from vmbuilder_lxc.exports.base import source_date_epoch
 from vmbuilder_lxc.log import LOG, UserError, die, setup_logging
+from vmbuilder_lxc.options import each
 from vmbuilder_lxc.places import check_writable_dir
 from vmbuilder_lxc.plugin import Plugin
 from vmbuilder_lxc.render import Templates
 from vmbuilder_lxc.run import run
-from vmbuilder_lxc.settings import Setting, Settings
+from vmbuilder_lxc.settings import Needs, Setting, Settings
 
 GROUP = "Export options"
 MARKER = "vmbuilder-lxc.json"
@@ -36,6 +38,18 @@ def _default_export_dir(s: Settings) -> str:
     """the directory DEST is created in"""
     dest = Path(str(s["dest"] or ".")).expanduser().absolute()
     return str(dest.parent)
+
+
+EXPORT_DIR_HINT = "give --export-dir a directory on a writable disk"
+EXPORTS = Needs(lambda s: bool(s.get_list("export")), "without --export")
+
+
+def _check_level(s: Settings, level: int) -> None:
+    """--compression-level must suit every compressor that will run: --compression's, or each
+    --export format's own."""
+    chosen = s.get_str("compression")
+    formats = exports.parse_formats(s.get_list("export"))
+    v.compression_level(level, [chosen] if chosen else [f.default_compression for f in formats])
 
 
 def keep_set(keep_apt_lists: bool) -> frozenset[str]:
@@ -51,15 +65,20 @@ class Export(Plugin):
     def register_options(self) -> Sequence[Setting]:
         return [
             Setting("export", "also write these template archives: " + ", ".join(exports.FORMATS) + " "
-                    "(comma separated; docs/exports.md)", "list", [], metavar="FORMAT", group=GROUP),
+                    "(comma separated; docs/exports.md)", "list", [], metavar="FORMAT",
+                    validate=each(v.one_of(exports.FORMATS, "export format", fold=True)), group=GROUP),
             Setting("export-dir", "where --export writes (default: the directory DEST is in)", metavar="DIR",
-                    default=_default_export_dir, group=GROUP),
+                    default=_default_export_dir, validate=v.writable_dir("--export-dir", EXPORT_DIR_HINT),
+                    needs=(EXPORTS,), group=GROUP),
             Setting("compression", "compression of the exports (default: each format's own: tar none, lxc/lxd/"
-                    "incus/squashfs xz, sbuild zstd)", choices=exports.COMPRESSIONS, metavar="ALGO", group=GROUP),
-            Setting("compression-level", "compression level passed to zstd, xz or gzip", "int", metavar="N",
+                    "incus/squashfs xz, sbuild zstd)", choices=exports.COMPRESSIONS, metavar="ALGO",
+                    needs=(EXPORTS,), group=GROUP),
+            Setting("compression-level", "compression level passed to zstd (1-22), xz (0-9) or gzip (1-9)", "int",
+                    metavar="N", validate=v.int_range(0, 22), relate=_check_level,
+                    needs=(EXPORTS, Needs(lambda s: s["compression"] != "none", "with --compression none")),
                     group=GROUP),
             Setting("keep-apt-lists", "keep the apt package lists in the exports (they are stripped by default)",
-                    "bool", False, group=GROUP),
+                    "bool", False, needs=(EXPORTS,), group=GROUP),
             Setting("export-only", "keep only the exports: no DEST directory is left behind", "bool", False,
                     group=GROUP),
         ]  # fmt: skip

@@ -47,7 +47,7 @@ class Libvirt(Plugin):
     def register_options(self) -> Sequence[Setting]:
         return [
             Setting("libvirt", "define the container as a domain at this libvirt URI (e.g. lxc:///)",
-                    metavar="URI", group=GROUP),
+                    metavar="URI", validate=v.libvirt_uri, group=GROUP),
             Setting("libvirt-xml", "define this domain XML instead of the generated one; it is validated "
                     "first and its root <filesystem> must be DEST/rootfs", metavar="FILE",
                     validate=v.existing_file, group=GROUP),

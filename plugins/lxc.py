@@ -20,13 +20,18 @@ from vmbuilder_lxc.log import LOG, die
 from vmbuilder_lxc.lxcconf import guest_config_vars
 from vmbuilder_lxc.plugin import Hypervisor
 from vmbuilder_lxc.run import run
-from vmbuilder_lxc.settings import Setting, Settings
+from vmbuilder_lxc.settings import Needs, Setting, Settings
 
 GROUP = "LXC options"
 DEFAULT_LXC_PATH = Path("/var/lib/lxc")
 DEFAULT_BRIDGE = "lxcbr0"
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 LXCFS_MOUNT = Path("/var/lib/lxcfs")
+LXC_PATH_HINT = "give --lxc-path a directory on a writable disk"
+# When the container settings have an effect: with a network card, and for a guest that boots.
+HAS_NIC = Needs(lambda s: s["network"] != "none", "with --network none (the container has no network card)")
+BOOTS = Needs(lambda s: "variant" not in s.table or s["variant"] != "buildd",
+              "with --variant buildd (a chroot that never boots has no LXC config)")  # fmt: skip
 
 
 def cgroup_layout(root: Path = CGROUP_ROOT) -> dict[str, object]:
@@ -86,20 +91,22 @@ class LXC(Hypervisor):
         return [
             Setting("network", "'none' for no network (loopback only), or with --libvirt a libvirt network "
                     "(default: 'default' unless --bridge is given); for lxc-start a veth on "
-                    f"--bridge ({DEFAULT_BRIDGE})", default="bridge", metavar="NAME", group=GROUP),
+                    f"--bridge ({DEFAULT_BRIDGE})", default="bridge", metavar="NAME", validate=v.network_name,
+                    group=GROUP),
             Setting("bridge", "host bridge for the container's veth", default=DEFAULT_BRIDGE, metavar="BR",
-                    group=GROUP),
+                    validate=v.bridge, group=GROUP),
             Setting("mac", "MAC address of eth0 (default: random 00:16:3e:xx:xx:xx)", validate=v.mac,
-                    group=GROUP),
+                    needs=(HAS_NIC, BOOTS), group=GROUP),
             Setting("mem", "memory limit in MB (also accepts 2G)", validate=v.memory_mb, metavar="MB",
-                    group=GROUP),
+                    needs=(BOOTS,), group=GROUP),
             Setting("cpus", "CPU limit: a CFS quota of this many CPUs (nproc shows it only if lxcfs "
-                    "runs with --enable-cfs)", "int", validate=v.positive,
+                    "runs with --enable-cfs)", "int", validate=v.int_range(1, 8192), needs=(BOOTS,),
                     group=GROUP),
             Setting("lxc-path", f"write the container into this LXC path (e.g. {DEFAULT_LXC_PATH}); "
-                    "the name is --hostname", metavar="DIR", group=GROUP),
+                    "the name is --hostname", metavar="DIR", validate=v.writable_dir("--lxc-path", LXC_PATH_HINT),
+                    group=GROUP),
             Setting("autostart", "start the container when the host boots (lxc.start.auto; with --libvirt, "
-                    "the domain's autostart instead)", "bool", False, group=GROUP),
+                    "the domain's autostart instead)", "bool", False, needs=(BOOTS,), group=GROUP),
         ]  # fmt: skip
 
     def set_defaults(self) -> None:

@@ -19,11 +19,13 @@ from vmbuilder_lxc import validators as v
 from vmbuilder_lxc.guestfs import GuestFS
 from vmbuilder_lxc.log import LOG, die
 from vmbuilder_lxc.plugin import Plugin
-from vmbuilder_lxc.settings import Setting
+from vmbuilder_lxc.settings import Needs, Setting
 from vmbuilder_lxc.shellhooks import run_script
 
 GROUP = "Customisation"
 FIRSTBOOT_DIR = "/var/lib/vmbuilder-lxc"
+BOOTS = Needs(lambda s: "variant" not in s.table or s["variant"] != "buildd",
+              "with --variant buildd (a chroot that never boots)")  # fmt: skip
 
 
 def parse_copy_file(path: Path) -> list[tuple[Path, str]]:
@@ -70,11 +72,11 @@ class PostInst(Plugin):
     def register_options(self) -> Sequence[Setting]:
         return [
             Setting("copy", "copy host files into the guest, as listed in FILE ('SOURCE DEST' per line)",
-                    metavar="FILE", validate=v.existing_file, group=GROUP),
+                    metavar="FILE", validate=v.copy_list, group=GROUP),
             Setting("execscript", "run SCRIPT on the host with the rootfs as $1 after configuration",
                     aliases=("--exec",), metavar="SCRIPT", validate=v.existing_file, group=GROUP),
             Setting("firstboot", "run SCRIPT inside the guest once, at its first boot", metavar="SCRIPT",
-                    validate=v.existing_file, group=GROUP),
+                    validate=v.existing_file, needs=(BOOTS,), group=GROUP),
         ]  # fmt: skip
 
     def preflight_check(self) -> None:

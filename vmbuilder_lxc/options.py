@@ -8,9 +8,10 @@ from typing import Any
 from . import validators as v
 from .bootstrap import BACKENDS
 from .cache import DEFAULT_CACHE_DIR
-from .settings import Setting, Settings
+from .settings import Needs, Setting, Settings
 
 GENERAL = "General options"
+CACHE_HINT = "give --cache-dir a directory on a writable disk, or pass --no-cache"
 BUILD = "Build and cache options"
 
 
@@ -28,15 +29,24 @@ def _default_dest(s: Settings) -> str:
     return f"{s.distro}-{s.hypervisor}"
 
 
+def _bootstraps(s: Settings) -> bool:
+    return not ("from-template" in s.table and s["from-template"])
+
+
+# A cached base is only read or written when a base is bootstrapped with the cache on.
+USES_CACHE = (Needs(lambda s: s.get_bool("cache"), "with --no-cache"),
+              Needs(_bootstraps, "with --from-template (nothing is bootstrapped, so no cache is used)"))  # fmt: skip
+
+
 def core_settings() -> list[Setting]:
     common: dict[str, Any] = {"plugin": "", "group": GENERAL}
     build: dict[str, Any] = {"plugin": "", "group": BUILD}
     return [
         Setting("dest", "directory to create; the rootfs goes to DEST/rootfs", short="-d",
-                aliases=("--destdir",), metavar="DIR", default=_default_dest, **common),
+                aliases=("--destdir",), metavar="DIR", default=_default_dest, validate=v.dest, **common),
         Setting("overwrite", "replace DEST if it holds an earlier build", "bool", False, short="-o", **common),
         Setting("config", "read this config file after /etc/vmbuilder.cfg and ~/.vmbuilder.cfg (repeatable)",
-                "list", [], short="-c", metavar="FILE", in_config=False, **common),
+                "list", [], short="-c", metavar="FILE", in_config=False, validate=each(v.path_text), **common),
         Setting("verbose", "show every command that is run", "bool", False, short="-v", **common),
         Setting("debug", "show commands, their output and tracebacks", "bool", False, **common),
         Setting("json", "print a machine-readable summary on stdout", "bool", False, **common),
@@ -49,8 +59,8 @@ def core_settings() -> list[Setting]:
                 choices=BACKENDS, **build),
         Setting("cache", "reuse a cached base system with the same inputs", "bool", True, **build),
         Setting("cache-dir", "where cached base systems are kept", default=str(DEFAULT_CACHE_DIR),
-                metavar="DIR", **build),
+                metavar="DIR", validate=v.writable_dir("--cache-dir", CACHE_HINT), needs=USES_CACHE, **build),
         Setting("cache-max-age", "rebuild a cached base older than DAYS (0: never)", "int", 7,
-                metavar="DAYS", validate=v.non_negative, **build),
+                metavar="DAYS", validate=v.int_range(0, 36500), needs=USES_CACHE, **build),
         Setting("insecure", "do not verify archive signatures (dangerous)", "bool", False, **build),
     ]  # fmt: skip

@@ -271,6 +271,9 @@ def build(ctx: Context) -> dict[str, Any]:
     """Run a whole build; returns the summary (also written to DEST/vmbuilder-lxc.json)."""
     started = time.monotonic()
     with deferred(), step("Checking settings and the host", quiet=True):
+        # Values against each other (errors), and options without effect (warnings, shown only
+        # when every check passes).
+        ctx.settings.check_resolved()
         call_hook(ctx.plugins, "set_defaults")
         # Plugins first: their refusals (a running container, an existing libvirt domain) name
         # the real obstacle better than "the destination exists" would.

@@ -13,13 +13,15 @@ from __future__ import annotations
 import argparse
 import configparser
 import difflib
+import os
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, NoReturn
 
-from . import compat
+from . import compat, pathchecks
+from . import validators as v
 from .log import LOG, UserError
 
 SettingType = Literal["str", "int", "bool", "list"]
@@ -32,8 +34,22 @@ USER_CONFIG = Path("~/.vmbuilder.cfg")
 
 
 @dataclass(frozen=True)
+class Needs:
+    """When a setting has an effect: `when(settings)` is False means the user's value is ignored,
+    and `why` says so ("without a static --ip"); checked once all values are resolved."""
+
+    when: Callable[[Settings], bool]
+    why: str
+
+
+@dataclass(frozen=True)
 class Setting:
-    """One option. `default` is a value or a callable computing it from the other settings."""
+    """One option. `default` is a value or a callable computing it from the other settings.
+
+    `validate` checks one value when it is set (config file or command line); `needs` lists when
+    the value has an effect at all (a warning otherwise); `relate` checks the value against the
+    other settings once all are resolved (raises ValueError, as `validate` does).
+    """
 
     name: str
     help: str
@@ -48,6 +64,8 @@ class Setting:
     in_config: bool = True
     group: str = ""
     plugin: str = ""
+    needs: tuple[Needs, ...] = ()
+    relate: Callable[[Settings, Any], None] | None = None
 
     def __post_init__(self) -> None:
         if not NAME_RE.match(self.name):
@@ -95,6 +113,8 @@ class Settings:
         self._sources: dict[str, str] = {}
         self._resolving: set[str] = set()
         self._aliases: dict[str, str] = {}
+        self._given: set[str] = set()  # set by the user (set_raw), not by a default or a plugin
+        self._site_sources: set[str] = set()  # /etc/vmbuilder.cfg, ~/.vmbuilder.cfg: defaults for every build
         for s in table:
             self.add(s)
 
@@ -118,25 +138,40 @@ class Settings:
     def set_raw(self, name: str, raw: Any, source: str) -> None:
         """Convert and validate a value from a config file (a string) or the CLI, then store it."""
         s = self.table[name]
-        where = f"{s.flag}" if source == "command line" else f"'{s.name}' in {source}"
+        where = f"{s.flag} on the command line" if source == "command line" else f"'{s.name}' in {source}"
         try:
             value = self._convert(s, raw)
+            for text in value if isinstance(value, list) else [raw if isinstance(raw, str) else value]:
+                if isinstance(text, str):
+                    v.no_control(text)
             if s.choices is not None:
-                bad = [v for v in (value if isinstance(value, list) else [value]) if v not in s.choices]
+                bad = [x for x in (value if isinstance(value, list) else [value]) if x not in s.choices]
                 if bad:
                     raise ValueError(f"must be one of: {', '.join(s.choices)}")
             if s.validate is not None and value is not None:
                 value = s.validate(value)
         except ValueError as exc:
-            shown = "***" if s.secret else (", ".join(raw) if isinstance(raw, list) else raw)
-            raise UserError(f"invalid value {shown!r} for {where}: {exc}", _fix_hint(s)) from None
+            raise self._invalid(s, where, raw, exc) from None
         self._values[name] = value
         self._sources[name] = source
+        self._given.add(name)
+
+    @staticmethod
+    def _invalid(s: Setting, where: str, raw: Any, exc: ValueError) -> UserError:
+        """The one-line error for a refused value; a secret or a value with control characters is
+        never echoed."""
+        text = ", ".join(map(str, raw)) if isinstance(raw, list) else str(raw)
+        hint = exc.hint if isinstance(exc, v.Invalid) and exc.hint else _fix_hint(s)
+        if s.secret or v.control_char(text):
+            return UserError(f"invalid value for {where}: {exc}", hint)
+        return UserError(f"invalid value '{v.shown(text)}' for {where}: {exc}", hint)
 
     def set(self, name: str, value: Any, source: str = "plugin") -> None:
         """Set an already converted value (used by plugins' set_defaults)."""
         self._values[name] = value
         self._sources[name] = source
+        self._given.discard(name)
+        self._given.add(name)
 
     @staticmethod
     def _convert(s: Setting, raw: Any) -> Any:
@@ -205,33 +240,52 @@ class Settings:
     # -- config files ---------------------------------------------------------------------------
 
     def read_config_files(self, paths: Sequence[tuple[Path, bool]]) -> list[Path]:
-        """Apply VMBuilder-format config files; `paths` holds (path, must_exist) pairs."""
+        """Apply VMBuilder-format config files; `paths` holds (path, must_exist) pairs.
+
+        A file that is not a regular file on a real filesystem (a FIFO, a device, a /proc file) or
+        is larger than 1 MiB is refused before it is read; one that is not UTF-8 text after.
+        Optional files (/etc/vmbuilder.cfg, ~/.vmbuilder.cfg) are site defaults: values they
+        set that have no effect in a build are not warned about.
+        """
         used: list[Path] = []
         sections = ["DEFAULT", self.hypervisor, self.distro]
         for path, required in paths:
             path = path.expanduser()
-            if not path.exists():
+            if not os.path.lexists(path):
                 if required:
-                    raise UserError(f"config file {path} does not exist", "check the -c/--config path")
+                    raise UserError(
+                        f"config file {v.shown(str(path), 200)} does not exist", "check the -c/--config path"
+                    )
                 continue
             parser = configparser.ConfigParser(interpolation=None, default_section="\0none")
             try:
-                with path.open(encoding="utf-8") as fh:
-                    parser.read_file(fh)
-            except (configparser.Error, OSError, UnicodeDecodeError) as exc:
+                parser.read_string(pathchecks.read_small_text(path), source=str(path))
+            except ValueError as exc:  # not a regular file, too big, binary, not UTF-8
+                detail = v.shown(str(exc), 300)
+                problem = (
+                    f"config file {detail}" if detail.startswith(str(path)) else f"cannot read config file {detail}"
+                )
+                raise UserError(problem, "give a UTF-8 text file of at most 1 MiB") from None
+            except configparser.Error as exc:
                 detail = str(exc).splitlines()[0]
-                raise UserError(f"cannot read config file {path}: {detail}", "fix the file's syntax") from None
+                raise UserError(
+                    f"cannot read config file {path}: {v.shown(detail, 300)}", "fix the file's syntax"
+                ) from None
             used.append(path)
             for section in sections:
                 if not section or not parser.has_section(section):
                     continue
                 for key, raw in parser.items(section):
+                    if not required:
+                        self._site_sources.add(f"{path} [{section}]")
                     self._apply_config_key(path, section, key, raw)
         return used
 
     def _apply_config_key(self, path: Path, section: str, key: str, raw: str) -> None:
-        s = self.lookup(key)
         where = f"{path} [{section}]"
+        if v.control_char(key) or len(key) > 64:
+            raise UserError(f"malformed key '{v.shown(key)}' in {where}", "fix the file's syntax")
+        s = self.lookup(key)
         if s is None:
             close = difflib.get_close_matches(key.replace("_", "-"), list(self.table), n=1)
             hint = f"did you mean '{close[0]}'?" if close else "see --help for the valid keys"
@@ -247,6 +301,29 @@ class Settings:
         if not s.in_config:
             raise UserError(f"'{key}' in {where} can only be given on the command line", f"use {s.flag}")
         self.set_raw(s.name, raw, where)
+
+    # -- after resolution -----------------------------------------------------------------------
+
+    def check_resolved(self) -> None:
+        """Once every value is known: refuse values that contradict others (`relate`), and warn,
+        once per setting, about a value the user gave that has no effect (`needs`)."""
+        for name, s in self.table.items():
+            if name not in self._given or self[name] is None:
+                continue
+            source = self._sources[name]
+            where = f"{s.flag} on the command line" if source == "command line" else f"'{s.name}' in {source}"
+            if s.relate is not None:
+                try:
+                    s.relate(self, self[name])
+                except ValueError as exc:
+                    raise self._invalid(s, where, self[name], exc) from None
+            if source in self._site_sources:
+                continue
+            for need in s.needs:
+                if not need.when(self):
+                    shown = s.flag if source == "command line" else f"{s.flag} ('{s.name}' in {source})"
+                    LOG.warning("%s has no effect %s", shown, need.why)
+                    break
 
     # -- command line ---------------------------------------------------------------------------
 

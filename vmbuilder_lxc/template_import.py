@@ -44,7 +44,7 @@ from .formats import word
 from .guestfs import GuestFS
 from .keyring import sha256_file
 from .log import LOG, die, note
-from .settings import Setting
+from .settings import Needs, Setting
 from .tweaks import Guest, apply
 
 if TYPE_CHECKING:
@@ -98,7 +98,8 @@ def template_settings(group: str) -> list[Setting]:
                 "archives are refused before anything is extracted (see docs/import.md)", metavar="FILE",
                 validate=v.existing_file, group=group),
         Setting("template-setuid", "accept setuid and setgid files in --from-template "
-                "(--no-template-setuid refuses a template that has any)", "bool", True, group=group),
+                "(--no-template-setuid refuses a template that has any)", "bool", True, group=group,
+                needs=(Needs(lambda s: bool(s["from-template"]), "without --from-template"),)),
     ]  # fmt: skip
 
 

@@ -1,10 +1,24 @@
-"""Input checks used by the settings table; each raises ValueError with a message for the user."""
+"""Input checks used by the settings table; each raises ValueError with a message for the user.
+
+A check may raise `Invalid(message, hint)` to say how to fix the value; the settings table puts
+the hint after the message (`vmbuilder: error: <problem>; <fix>`). Every check also refuses
+control characters, so it is safe when called on its own, not only through the table.
+"""
 
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
+import shlex
+import unicodedata
+import urllib.parse
+from collections.abc import Callable, Iterable
 from pathlib import Path
+
+from . import pathchecks
+from .accounts import RESERVED_NAMES
+from .pathchecks import Invalid
 
 HOSTNAME_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", re.I)
 USERNAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
@@ -12,6 +26,49 @@ CONTAINER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 MAC = re.compile(r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$", re.I)
 PUBKEY = re.compile(r"^(ssh-(rsa|dss|ed25519)|ecdsa-sha2-\S+|sk-\S+)\s+[A-Za-z0-9+/=]+")
 LOCALE = re.compile(r"^[A-Za-z]{1,3}(_[A-Z]{2})?(\.[A-Za-z0-9-]+)?(@\w+)?$|^C\.UTF-8$|^C$|^POSIX$")
+# Debian policy 5.6.1: lowercase letters, digits, '+', '-', '.', two or more, starting alphanumeric.
+# apt-get also takes NAME:ARCH and NAME=VERSION. NAME/RELEASE is refused: apt-get reads an argument
+# with a '/' as a path to a local, unsigned .deb. A trailing '-' would make apt remove the package.
+PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.-]*[a-z0-9+.](:[a-z0-9][a-z0-9-]*)?(=[0-9][A-Za-z0-9.+~:-]*)?$")
+COMPONENT = re.compile(r"^[a-z0-9][a-z0-9/_-]*$")
+SUITE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+_-]*( [A-Za-z0-9][A-Za-z0-9.+_-]*)?$")
+# A Linux interface name: at most 15 bytes (IFNAMSIZ - 1), here from a charset every tool accepts.
+BRIDGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$")
+NETWORK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
+# What a mirror or proxy URL may hold: RFC 3986 unreserved, '%' escapes, ':/@' and '+='.
+URL_CHARS = re.compile(r"^[A-Za-z0-9._~%:/@+=-]+$")
+USERINFO = re.compile(r"^[A-Za-z0-9._~%+-]+(:[A-Za-z0-9._~%+-]*)?$")
+URI_CHARS = re.compile(r"^[A-Za-z0-9._~%:/@+=?&,-]+$")
+MAX_MEM_MB = 16 << 20  # 16 TB
+UID_RANGE = (1000, 59999)  # Debian policy 9.2.2: dynamically allocated user accounts
+CONTROL_NAMES = {"\n": "newline", "\r": "carriage return", "\t": "tab", "\0": "NUL", "\x1b": "escape"}
+
+
+def control_char(text: str) -> str | None:
+    """The first control or line-breaking character in `text`, described; None when there is none.
+
+    C0 and C1 controls, DEL and the Unicode line and paragraph separators: each can end a line in
+    one of the formats a value is written into, or drive the terminal that shows an error.
+    """
+    for ch in text:
+        if unicodedata.category(ch) in ("Cc", "Zl", "Zp"):
+            name = CONTROL_NAMES.get(ch)
+            code = f"U+{ord(ch):04X}"
+            return f"{name} ({code})" if name else code
+    return None
+
+
+def no_control(value: str) -> str:
+    bad = control_char(value)
+    if bad:
+        raise Invalid(f"contains a control character: {bad}", "remove it; no value may span lines")
+    return value
+
+
+def shown(text: str, limit: int = 60) -> str:
+    """A value as an error message may echo it: one line, escapes visible, not too long."""
+    out = "".join(ch if not control_char(ch) else ch.encode("unicode_escape").decode() for ch in text)
+    return out if len(out) <= limit else out[: limit - 3] + "..."
 
 
 def hostname(value: str) -> str:
@@ -34,7 +91,43 @@ def username(value: str) -> str:
         raise ValueError("a user name starts with a lowercase letter or '_' and has up to 32 of a-z, 0-9, '_', '-'")
     if value == "root":
         raise ValueError("root always exists; use --rootpass and --ssh-key for root")
+    if value in RESERVED_NAMES:
+        other = (value.strip("_") + "1")[:32] if value.strip("_") else "admin1"
+        raise Invalid(
+            f"'{value}' is a user or group the base system already has",
+            f"choose another --user, e.g. '{other}'",
+        )
     return value
+
+
+def uid(value: int) -> int:
+    low, high = UID_RANGE
+    if not low <= value <= high:
+        what = "root's" if value == 0 else "nobody's" if value == 65534 else "outside the range for user accounts"
+        raise Invalid(
+            f"{value} is {what}" + ("" if what.startswith("outside") else " id"),
+            f"give a --uid from {low} to {high} (Debian's range for user accounts), or leave it out",
+        )
+    return value
+
+
+def gecos(value: str) -> str:
+    """The full name: one GECOS field of /etc/passwd, where ':' ends the field and ',' and '='
+    separate or mark its subfields."""
+    no_control(value)
+    bad = sorted({c for c in value if c in ":,="})
+    if bad:
+        raise Invalid(f"a full name cannot contain {' '.join(repr(c) for c in bad)}",
+                      "give the name only, e.g. --name 'Ada Lovelace'")  # fmt: skip
+    if len(value) > 255:
+        raise ValueError("a full name has at most 255 characters")
+    return value
+
+
+def password(value: str) -> str:
+    """A password goes to chpasswd as one 'user:password' line; chpasswd splits at the first ':',
+    so any printable text is safe, and a control character (a newline) is not."""
+    return no_control(value)
 
 
 def ipv4(value: str) -> str:
@@ -64,9 +157,8 @@ def ip_address(value: str) -> str:
 
 
 def existing_file(value: str) -> str:
-    path = Path(value).expanduser()
-    if not path.is_file():
-        raise ValueError(f"file {path} does not exist")
+    """An existing regular file (not a FIFO, device or /proc file) that we may read."""
+    path = pathchecks.regular_file(value)
     try:
         path.open("rb").close()
     except OSError as exc:
@@ -114,6 +206,8 @@ def memory_mb(value: int | str) -> int:
         raise ValueError("expected megabytes, e.g. 512, 512M or 2G") from None
     if mb < 32:
         raise ValueError("less than 32 MB cannot boot a container")
+    if mb > MAX_MEM_MB:
+        raise ValueError("more than 16 TB is not a memory limit any host has")
     return mb
 
 
@@ -147,4 +241,214 @@ def timezone(value: str) -> str:
 def container_name(value: str) -> str:
     if not CONTAINER_NAME.match(value):
         raise ValueError("a container name has up to 63 letters, digits, '.', '_' or '-'")
+    return value
+
+
+# -- packages and the archive -----------------------------------------------------------------------
+
+
+def package(value: str) -> str:
+    no_control(value)
+    if value.startswith("-"):
+        raise Invalid(f"'{shown(value)}' is an option, not a package", "give package names only")
+    if not PACKAGE.match(value):
+        raise Invalid(
+            "not a Debian package name",
+            "use lowercase letters, digits, '+', '-' and '.' (e.g. nginx, g++), optionally :ARCH or =VERSION",
+        )
+    return value
+
+
+def component(value: str) -> str:
+    no_control(value)
+    if not COMPONENT.match(value):
+        raise Invalid(f"'{shown(value)}' is not an archive component",
+                      "use names like main, restricted, non-free-firmware or updates/main")  # fmt: skip
+    return value
+
+
+def suite(value: str) -> str:
+    no_control(value)
+    if len(value) > 64 or not SUITE.match(value.strip()):
+        raise Invalid("not a release name", "give a codename (noble), a version (24.04) or devel, lts, stable")
+    return value.strip()
+
+
+def _url_parts(value: str, schemes: tuple[str, ...], hint: str) -> urllib.parse.SplitResult:
+    """The parts of a plain URL: no spaces, quotes, brackets, query or fragment; a host for http(s)."""
+    no_control(value)
+    if " " in value or "[" in value or "]" in value:
+        raise Invalid("spaces and [brackets] are not part of a URL (apt options like [trusted=yes] are "
+                      "not accepted)", hint)  # fmt: skip
+    if "?" in value or "#" in value:
+        raise Invalid("a query (?...) or fragment (#...) is not accepted", hint)
+    if not URL_CHARS.match(value):
+        bad = sorted({c for c in value if not URL_CHARS.match(c)})
+        raise Invalid(f"characters {' '.join(bad)} are not accepted in a URL", hint)
+    try:
+        parts = urllib.parse.urlsplit(value)
+        port = parts.port
+    except ValueError:
+        raise Invalid("not a valid URL (is the port a number from 1 to 65535?)", hint) from None
+    if parts.scheme not in schemes:
+        raise Invalid(f"not a {', '.join(s + '://' for s in schemes)} URL", hint)
+    if parts.scheme == "file":
+        if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
+            raise Invalid("a file URL names an absolute path: file:///srv/mirror", hint)
+        return parts
+    if not parts.hostname:
+        raise Invalid("the URL names no host", hint)
+    if port == 0:
+        raise Invalid("port 0 is not a port", hint)
+    if "@" in parts.netloc and not USERINFO.match(parts.netloc.rsplit("@", 1)[0]):
+        raise Invalid("the user name or password in the URL has characters that need %-escaping", hint)
+    host = parts.hostname
+    try:
+        ipaddress.IPv4Address(host)
+    except ValueError:
+        if not all(HOSTNAME_LABEL.match(label) for label in host.rstrip(".").split(".")):
+            raise Invalid(f"'{host}' is not a host name", hint) from None
+    return parts
+
+
+def mirror(value: str) -> str:
+    """An archive mirror: written into the guest's sources and given to the bootstrapper."""
+    _url_parts(value, ("http", "https", "file"), "give a plain http://, https:// or file:/// URL, e.g. "
+               "http://HOST/ubuntu; use --keyring for an archive signed by another key")  # fmt: skip
+    return value
+
+
+def proxy(value: str) -> str:
+    """An HTTP proxy: it ends up quoted in an apt.conf line and in http_proxy."""
+    parts = _url_parts(value, ("http", "https"), "give an http:// URL like http://HOST:3128")
+    if parts.path not in ("", "/") and not parts.path.startswith("/"):
+        raise Invalid("not a proxy URL", "give an http:// URL like http://HOST:3128")
+    return value
+
+
+def libvirt_uri(value: str) -> str:
+    """A libvirt connection URI of the LXC driver: lxc:///, lxc:///system, lxc+ssh://root@host/..."""
+    hint = "give an lxc:/// URI, e.g. lxc:/// or lxc+ssh://root@HOST/ (docs/libvirt.md)"
+    no_control(value)
+    if not URI_CHARS.match(value):
+        raise Invalid("spaces, quotes and brackets are not accepted in a libvirt URI", hint)
+    scheme = value.split(":", 1)[0]
+    if not re.fullmatch(r"lxc(\+[a-z0-9]+)?", scheme) or "://" not in value:
+        raise Invalid(f"'{shown(scheme)}' is not libvirt's LXC driver", hint)
+    return value
+
+
+# -- network ----------------------------------------------------------------------------------------
+
+
+def bridge(value: str) -> str:
+    no_control(value)
+    if not BRIDGE.match(value):
+        raise Invalid("an interface name has 1-15 letters, digits, '_', '.' or '-'", "name an existing host bridge")
+    return value
+
+
+def network_name(value: str) -> str:
+    """--network: none, or the name of a libvirt network."""
+    no_control(value)
+    if not NETWORK_NAME.match(value):
+        raise Invalid("a network name has up to 64 letters, digits, '_', '.', '+' or '-'",
+                      "give 'none' or the name of a libvirt network (virsh net-list --all)")  # fmt: skip
+    return value
+
+
+# -- numbers, names and choices ---------------------------------------------------------------------
+
+
+def int_range(low: int, high: int) -> Callable[[int], int]:
+    def check(value: int) -> int:
+        if not low <= value <= high:
+            raise ValueError(f"must be from {low} to {high}")
+        return value
+
+    return check
+
+
+# What each compressor takes (zstd above 19 with --ultra, which the tarball writer adds).
+COMPRESSION_LEVELS = {"zstd": (1, 22), "xz": (0, 9), "gzip": (1, 9)}
+
+
+def compression_level(level: int, compressions: Iterable[str]) -> None:
+    """Refuse a level that one of the compressors that will run does not take."""
+    for name in sorted(set(compressions)):
+        low, high = COMPRESSION_LEVELS.get(name, (level, level))
+        if not low <= level <= high:
+            raise Invalid(f"{name} takes levels from {low} to {high}",
+                          f"give --compression-level {low}-{high}, or choose another --compression")  # fmt: skip
+
+
+def one_of(names: Iterable[str], what: str, *, fold: bool = False) -> Callable[[str], str]:
+    """A name from a fixed set, for lists (choices= covers single values)."""
+    known = tuple(names)
+
+    def check(value: str) -> str:
+        key = value.strip().lower() if fold else value
+        if key not in known:
+            raise Invalid(f"unknown {what} '{shown(value)}'", f"use one of: {', '.join(known)}")
+        return key
+
+    return check
+
+
+def path_text(value: str) -> str:
+    """A path as text: not empty, one line."""
+    no_control(value)
+    if not value.strip():
+        raise ValueError("an empty path")
+    return value
+
+
+def copy_list(value: str) -> str:
+    """A --copy file: 'SOURCE DESTINATION' per line, '#' comments; read (at most 1 MiB) and checked
+    line by line here, so that a mistake is found before the build, naming the line."""
+    path = Path(existing_file(value))
+    text = pathchecks.read_small_text(path)
+    hint = "fix the --copy file"
+    for number, line in enumerate(text.splitlines(), 1):
+        body = line.split("#", 1)[0].strip()
+        if not body:
+            continue
+        where = f"{path}:{number}"
+        bad = control_char(body.replace("\t", " "))
+        if bad:
+            raise Invalid(f"{where}: contains a control character: {bad}", hint)
+        try:
+            parts = shlex.split(body)
+        except ValueError as exc:
+            raise Invalid(f"{where}: {exc}", hint) from None
+        if len(parts) != 2:
+            raise Invalid(f"{where}: expected 'SOURCE DESTINATION', got {len(parts)} fields", hint)
+        source, dest = parts
+        if not Path(source).expanduser().exists():
+            raise Invalid(f"{where}: {shown(source)} does not exist", hint)
+        if not dest.startswith("/") or ".." in dest.split("/"):
+            raise Invalid(f"{where}: destination {shown(dest)} is not an absolute guest path without '..'", hint)
+    return str(path)
+
+
+def writable_dir(what: str, hint: str) -> Callable[[str], str]:
+    """--cache-dir, --export-dir, --lxc-path: a directory on a real, writable filesystem."""
+
+    def check(value: str) -> str:
+        path_text(value)
+        return pathchecks.writable_dir(value, what, hint)
+
+    return check
+
+
+def dest(value: str) -> str:
+    """-d: a new directory (or our earlier build) in a writable directory on a real filesystem."""
+    path_text(value)
+    path = Path(value).expanduser().absolute()
+    if path == Path("/") or Path(os.path.realpath(path)) == Path("/"):
+        raise ValueError("refusing to build into /")
+    hint = "choose -d in a writable directory on a disk"
+    if path.exists() and not path.is_dir():
+        raise Invalid(f"{path} exists and is not a directory", hint)
+    pathchecks.writable_dir(str(path.parent), "-d", hint, shown=path)
     return value

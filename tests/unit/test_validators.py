@@ -243,7 +243,7 @@ def test_existing_file_and_dir(fs: FakeFilesystem) -> None:
     fs.create_file("/srv/a/file")
     assert v.existing_file("/srv/a/../a/file") == "/srv/a/file"
     assert v.existing_dir("/srv/a/") == "/srv/a"
-    with pytest.raises(ValueError, match="file /srv/a does not exist"):
+    with pytest.raises(ValueError, match="/srv/a is a directory, not a regular file"):
         v.existing_file("/srv/a")  # a directory is not a file
     with pytest.raises(ValueError, match="directory /srv/a/file does not exist"):
         v.existing_dir("/srv/a/file")
