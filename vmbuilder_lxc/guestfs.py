@@ -292,8 +292,8 @@ class GuestFS:
     # -- writes ---------------------------------------------------------------------------------
 
     def mkdir(self, path: str, mode: int = 0o755, *, parents: bool = False, exist_ok: bool = False) -> None:
-        try:
-            with self.at(path, parents=parents) as (dfd, name):
+        try:  # a symlink at `path` is followed inside the root, so its target directory is made
+            with self.at(path, follow=True, parents=parents) as (dfd, name):
                 os.mkdir(name, mode, dir_fd=dfd)
         except FileExistsError:
             if not (exist_ok and self.is_dir(path)):

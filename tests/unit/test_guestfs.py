@@ -1,0 +1,269 @@
+"""guestfs: every read and write stays inside the rootfs, whatever symlinks a hostile template holds.
+
+Each test runs twice: with the kernel's openat2(RESOLVE_IN_ROOT) and with the portable walker
+(forced through the module's probe result). The host side is a directory under tmp_path; after
+every operation the whole tree outside the rootfs must be exactly as before.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from vmbuilder_lxc import guestfs
+from vmbuilder_lxc.chroot import Chroot
+from vmbuilder_lxc.exports import stage
+from vmbuilder_lxc.guestfs import GuestFS, GuestPathError
+from vmbuilder_lxc.tweaks import Guest, Remove, Truncate
+
+Snapshot = dict[str, tuple[str, str | bytes, int]]
+
+
+@pytest.fixture(params=[True, False], ids=["openat2", "walker"])
+def kernel(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    if request.param and not guestfs.openat2_available():
+        pytest.skip("this kernel has no openat2")
+    monkeypatch.setattr(guestfs, "_openat2_state", request.param)  # what GuestFS(root) picks by default
+    return bool(request.param)
+
+
+class World:
+    """tmp/host (files that must never change) and tmp/root (a rootfs full of hostile links)."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.host = tmp / "host"
+        self.hostfile = self.host / "hostfile"
+        self.hostdir = self.host / "hostdir"
+        self.hostdir.mkdir(parents=True)
+        self.hostfile.write_text("HOST\n")
+        (self.hostdir / "inside").write_text("HOST DIR\n")
+        (self.hostdir / ".bash_history").write_text("host history\n")
+        self.root = tmp / "root"
+        for d in ("etc/systemd/system", "home/user", "var/log", "usr/sbin"):
+            (self.root / d).mkdir(parents=True)
+        up = "../" * 12
+        links = {
+            "etc/x": str(self.hostfile),  # absolute
+            "a": up + str(self.hostfile).lstrip("/"),  # relative, climbing far above the root
+            "opt": str(self.hostdir),  # a directory
+            "etc/rel-dir": "../../host/hostdir",  # relative directory link to the host
+            "chain1": "chain2",
+            "chain2": "/etc/x",
+            "loop1": "loop2",
+            "loop2": "loop1",
+            "dangling": str(self.host / "created-through-dangling"),
+            "etc/systemd/system/multi-user.target.wants": str(self.hostdir),
+            "home/user/.ssh": str(self.hostdir),
+            "etc/resolv.conf": str(self.hostfile),
+            "usr/sbin/policy-rc.d": up + "host/hostfile",
+            "var/log/journal": str(self.hostdir),
+        }
+        for rel, target in links.items():
+            (self.root / rel).symlink_to(target)
+        os.link(self.hostfile, self.root / "etc/hardlinked")  # a hard link shares the host file's inode
+        self.src = tmp / "src"  # a --copy source directory: its own symlink is copied as a link
+        (self.src / "sub").mkdir(parents=True)
+        (self.src / "file").write_text("PWNED\n")
+        (self.src / "sub/file").write_text("PWNED\n")
+        (self.src / "link-to-host").symlink_to(self.hostfile)
+
+    def snapshot(self) -> Snapshot:
+        """Everything outside the rootfs: type, contents or link target, mode."""
+        out: Snapshot = {}
+        for dirpath, dirnames, filenames in os.walk(self.tmp):
+            if Path(dirpath) == self.tmp:
+                dirnames.remove("root")
+            for name in dirnames + filenames:
+                p = Path(dirpath) / name
+                st = p.lstat()
+                if p.is_symlink():
+                    out[str(p)] = ("link", os.readlink(p), 0)
+                elif p.is_dir():
+                    out[str(p)] = ("dir", "", stat.S_IMODE(st.st_mode))
+                else:
+                    out[str(p)] = ("file", p.read_bytes(), stat.S_IMODE(st.st_mode))
+        return out
+
+
+@pytest.fixture
+def world(tmp_path: Path, kernel: bool) -> Iterator[World]:
+    w = World(tmp_path)
+    before = w.snapshot()
+    yield w
+    assert w.snapshot() == before, "something outside the rootfs changed"
+
+
+@pytest.fixture
+def fs(world: World, kernel: bool) -> Iterator[GuestFS]:
+    with GuestFS(world.root, kernel=kernel) as g:
+        assert g.kernel is kernel
+        yield g
+
+
+HOSTILE = ["/etc/x", "/a", "/opt", "/opt/inside", "/etc/rel-dir/inside", "/chain1", "/loop1", "/dangling",
+           "/etc/systemd/system/multi-user.target.wants/x.service", "/home/user/.ssh/authorized_keys",
+           "/etc/resolv.conf", "/usr/sbin/policy-rc.d", "/../../../host/hostfile", "/etc/../../host/hostfile",
+           "/etc/hardlinked"]  # fmt: skip
+
+Op = Callable[[GuestFS, str, Path], object]
+OPS: dict[str, Op] = {
+    "write_text": lambda g, p, src: g.write_text(p, "PWNED\n"),
+    "write_follow": lambda g, p, src: g.write_text(p, "PWNED\n", follow=True),
+    "write_bytes_mode": lambda g, p, src: g.write_bytes(p, b"PWNED\n", 0o4755, uid=0, gid=0),
+    "truncate": lambda g, p, src: g.truncate(p, 0o444),
+    "mkdir_below": lambda g, p, src: g.mkdir(p + "/newdir", parents=True, exist_ok=True),
+    "symlink": lambda g, p, src: g.symlink("/etc/shadow", p),
+    "unlink": lambda g, p, src: g.unlink(p, missing_ok=True),
+    "chmod": lambda g, p, src: g.chmod(p, 0o777),
+    "chown": lambda g, p, src: g.chown(p, 1234, 1234),
+    "utime": lambda g, p, src: g.utime(p, (0, 0)),
+    "copy_file": lambda g, p, src: g.copy_file_from_host(src / "file", p),
+    "copy_file_below": lambda g, p, src: g.copy_file_from_host(src / "file", p + "/file"),
+    "copy_tree": lambda g, p, src: g.copy_tree_from_host(src, p),
+    "rename_onto": lambda g, p, src: (g.write_text("/tmpfile", "PWNED\n"), g.rename("/tmpfile", p)),
+    "rename_away": lambda g, p, src: g.rename(p, "/moved"),
+    "read": lambda g, p, src: g.read_bytes(p),
+    "listdir": lambda g, p, src: g.listdir(p),
+    "glob": lambda g, p, src: g.glob(p.rstrip("/") + "/*"),
+}
+
+
+@pytest.fixture
+def source(world: World) -> Path:
+    return world.src
+
+
+@pytest.mark.parametrize("path", HOSTILE)
+@pytest.mark.parametrize("op", list(OPS))
+def test_no_operation_reaches_the_host(fs: GuestFS, world: World, source: Path, op: str, path: str) -> None:
+    if path == "/etc/hardlinked" and op in ("chmod", "chown", "utime", "read"):
+        pytest.skip("an inode's metadata and contents are shared by its hard links (templates cannot make them)")
+    try:
+        result = OPS[op](fs, path, source)
+    except OSError:
+        return  # refused: fine, as long as the host is unchanged (checked by the fixture)
+    if op == "read":
+        assert b"HOST" not in bytes(result)  # type: ignore[arg-type]
+    if op == "listdir":
+        assert "inside" not in result  # type: ignore[operator]
+    if op == "glob":
+        assert not any("hostdir" in p or p.endswith("/inside") for p in result)  # type: ignore[union-attr]
+
+
+def test_a_final_symlink_is_replaced_not_followed(fs: GuestFS, world: World) -> None:
+    fs.write_text("/etc/x", "ours\n", 0o600)
+    target = world.root / "etc/x"
+    assert not target.is_symlink() and target.read_text() == "ours\n"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+
+
+def test_follow_resolves_inside_the_root_like_a_chroot(fs: GuestFS, world: World) -> None:
+    fs.write_text("/etc/x", "ours\n", follow=True)
+    assert (world.root / "etc/x").is_symlink()
+    assert (world.root / str(world.hostfile).lstrip("/")).read_text() == "ours\n"
+    fs.write_text("/a", "relative\n", follow=True)  # twelve `..` stop at the root
+    assert (world.root / str(world.hostfile).lstrip("/")).read_text() == "relative\n"
+
+
+def test_directory_symlinks_and_dotdot_resolve_inside(fs: GuestFS, world: World) -> None:
+    fs.write_text("/opt/new", "x")
+    assert (world.root / str(world.hostdir).lstrip("/") / "new").read_text() == "x"
+    fs.write_text("/../../../../escaped", "x")
+    assert (world.root / "escaped").read_text() == "x"
+    fs.write_text("/etc/rel-dir/y", "y")  # ../../host/hostdir from /etc is /host/hostdir in the root
+    assert (world.root / "host/hostdir/y").read_text() == "y"
+
+
+def test_loops_are_refused(fs: GuestFS) -> None:
+    with pytest.raises(OSError) as err:
+        fs.write_text("/loop1/x", "x")
+    assert err.value.errno == errno.ELOOP
+    with pytest.raises(OSError) as err:
+        fs.write_text("/loop1", "x", follow=True)
+    assert err.value.errno == errno.ELOOP
+
+
+def test_reads_do_not_leave_the_root(fs: GuestFS, world: World) -> None:
+    with pytest.raises(FileNotFoundError):
+        fs.read_bytes("/etc/x")
+    assert not fs.exists("/opt/inside") and fs.is_symlink("/opt") and not fs.is_dir("/opt")
+    (world.root / "etc/ok").write_text("fine\n")
+    (world.root / "etc/link-in").symlink_to("/etc/ok")
+    assert fs.read_text("/etc/link-in") == "fine\n"
+
+
+def test_a_hard_link_is_replaced_not_written_through(fs: GuestFS, world: World) -> None:
+    fs.write_text("/etc/hardlinked", "ours\n")
+    assert (world.root / "etc/hardlinked").read_text() == "ours\n"
+    assert world.hostfile.read_text() == "HOST\n"
+
+
+def test_symlink_stores_the_target_verbatim(fs: GuestFS, world: World) -> None:
+    fs.symlink("../run/systemd/resolve/stub-resolv.conf", "/etc/resolv.conf")
+    assert os.readlink(world.root / "etc/resolv.conf") == "../run/systemd/resolve/stub-resolv.conf"
+
+
+def test_copy_tree_copies_source_links_as_links(fs: GuestFS, world: World, source: Path) -> None:
+    fs.copy_tree_from_host(source, "/srv/copy")
+    dest = world.root / "srv/copy"
+    assert (dest / "sub/file").read_text() == "PWNED\n"
+    assert os.readlink(dest / "link-to-host") == str(world.hostfile)
+
+
+def test_the_root_itself_is_not_a_file(fs: GuestFS) -> None:
+    with pytest.raises(GuestPathError):
+        fs.write_text("/", "x")
+    fs.mkdir("/", exist_ok=True)
+
+
+def test_glob_never_descends_a_symlink(fs: GuestFS, world: World) -> None:
+    (world.root / "home/user/.bash_history").write_text("guest\n")
+    assert fs.glob("/home/*/.bash_history") == ["/home/user/.bash_history"]
+    assert fs.glob("/var/log/**") == ["/var/log/journal"]  # the link itself, not the host files below it
+
+
+def test_no_temporary_file_is_left(fs: GuestFS, world: World) -> None:
+    fs.write_text("/etc/new", "x")
+    with pytest.raises(OSError):
+        fs.write_text("/etc/systemd", "x")  # a directory cannot be replaced by a file
+    assert not [p for p in world.root.rglob("*") if guestfs.TMP_PREFIX in p.name]
+
+
+# -- the callers: the same hostile rootfs through the build's own write paths ------------------------
+
+
+def test_chroot_swaps_resolv_conf_and_policy_rc_d_inside(world: World) -> None:
+    chroot = Chroot(world.root)
+    chroot._swap_in("etc/resolv.conf", b"nameserver 127.0.0.53\n", 0o644)
+    chroot._swap_in("usr/sbin/policy-rc.d", b"exit 101\n", 0o755)
+    assert (world.root / "etc/resolv.conf").read_bytes() == b"nameserver 127.0.0.53\n"
+    chroot._swap_out("etc/resolv.conf", b"nameserver 127.0.0.53\n")
+    chroot._swap_out("usr/sbin/policy-rc.d", b"exit 101\n")
+    assert os.readlink(world.root / "etc/resolv.conf") == str(world.hostfile)  # the guest's link is back
+
+
+def test_tweak_actions_stay_inside(world: World) -> None:
+    guest = Guest(world.root, lambda name, variables: "rendered\n", {}, {})
+    guest.write("/etc/systemd/system/multi-user.target.wants/unit.service", "x", 0o644)
+    guest.symlink("/etc/systemd/system/multi-user.target.wants/other.service", "/dev/null")
+    guest.write("/home/user/.ssh/authorized_keys", "ssh-ed25519 AAAA\n", 0o600)
+    Truncate("/etc/x").apply(guest)
+    (world.root / "home/user/.bash_history").write_text("guest\n")
+    removed = Remove(("/opt/*", "/etc/rel-dir/*", "/home/*/.bash_history")).apply(guest)
+    assert removed == ["/home/user/.bash_history"]
+    assert (world.root / "etc/x").read_bytes() == b""
+
+
+def test_export_strip_stays_inside_the_view(world: World) -> None:
+    (world.root / "home/evil").symlink_to(world.hostdir)
+    (world.root / "etc/hosts").symlink_to(world.hostfile)
+    for rule in stage.STRIP:
+        stage.apply_strip(world.root, rule)
+    with stage.with_files(world.root, {"etc/hosts": b"127.0.1.1 N\n", "etc/x": b"N\n"}, "test") as view:
+        assert (view / "etc/x").read_bytes() == b"N\n"
