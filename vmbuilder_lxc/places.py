@@ -29,10 +29,10 @@ def _unescape(field: str) -> str:
     return field
 
 
-def mount_of(path: Path, mountinfo: Path = MOUNTINFO) -> tuple[Path, str, frozenset[str]] | None:
+def mount_of(path: Path, mountinfo: Path | None = None) -> tuple[Path, str, frozenset[str]] | None:
     """(mount point, filesystem type, mount and superblock options) of the mount holding `path`."""
     try:
-        lines = mountinfo.read_text().splitlines()
+        lines = (mountinfo or MOUNTINFO).read_text().splitlines()
     except OSError:
         return None
     best: tuple[Path, str, frozenset[str]] | None = None
@@ -61,7 +61,7 @@ def _under_virtual_root(path: Path) -> Path | None:
 
 
 def check_writable_dir(
-    path: Path, what: str, hint: str, *, shown: Path | None = None, mountinfo: Path = MOUNTINFO
+    path: Path, what: str, hint: str, *, shown: Path | None = None, mountinfo: Path | None = None
 ) -> None:
     """Refuse `path` (which may not exist yet) as a place to create files in.
 
