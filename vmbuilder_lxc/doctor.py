@@ -13,11 +13,13 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 from . import doctor_disk as disk
 from . import doctor_host as host
 from .cache import DEFAULT_CACHE_DIR
 from .doctor_probes import GIB, Options, Result
+from .log import UserError
 
 __all__ = ["CHECKS", "Check", "Options", "Result", "format_table", "main", "parser", "run_checks"]
 
@@ -83,6 +85,12 @@ def _gib(text: str) -> int:
     return int(value * GIB)
 
 
+def _path(text: str) -> str:
+    if not text or any(ord(c) < 32 or ord(c) == 127 for c in text):
+        raise argparse.ArgumentTypeError(f"{text!r} is empty or holds control characters")
+    return text
+
+
 def _seconds(text: str) -> float:
     try:
         value = float(text)
@@ -93,17 +101,24 @@ def _seconds(text: str) -> float:
     return value
 
 
+class _Parser(argparse.ArgumentParser):
+    """Mistakes are one line (`vmbuilder: error: ...; see ... --help`), exit 2, as everywhere."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UserError(message, f"see {self.prog} --help")
+
+
 def parser() -> argparse.ArgumentParser:
     """The parser of `vmbuilder lxc doctor` (built apart so that the man page can list it)."""
-    ap = argparse.ArgumentParser(
+    ap = _Parser(
         prog="vmbuilder lxc doctor",
         description="Check this host for what builds and containers need; name the fix for each problem. "
         "Exit 1 when something stops a default build, else 0. Nothing is changed.",
     )
     ap.add_argument("--json", action="store_true", help="print a list of {check, status, finding, fix}")
-    ap.add_argument("--cache-dir", metavar="DIR", default=str(DEFAULT_CACHE_DIR),
+    ap.add_argument("--cache-dir", type=_path, metavar="DIR", default=str(DEFAULT_CACHE_DIR),
                     help="the cache directory to check")  # fmt: skip
-    ap.add_argument("-d", "--dest", metavar="DIR",
+    ap.add_argument("-d", "--dest", type=_path, metavar="DIR",
                     help="the DEST you build to: its file system and its parent's interrupted builds are "
                     "checked (default: ./ubuntu-lxc)")  # fmt: skip
     ap.add_argument("-a", "--arch", action="append", default=[], metavar="ARCH",

@@ -568,6 +568,24 @@ def test_command_through_the_cli(
     assert seen == [Options(tmp_path / "c", tmp_path / "d", ("arm64", "riscv64"), 1 << 29, 3.0, False)]
 
 
+@pytest.mark.parametrize(
+    ("args", "text"),
+    [
+        (["--min-free", "x"], "--min-free: 'x' is not a number of GiB"),
+        (["--timeout", "0"], "--timeout: '0' must be between"),
+        (["--bogus"], "unrecognized arguments: --bogus"),
+        (["-d", "a\nb"], "control characters"),
+        (["--cache-dir", ""], "empty"),
+        (["--arch", "arm64;x"], "not a Debian architecture name"),
+    ],
+)
+def test_bad_options_are_one_line_exit_2(capsys: pytest.CaptureFixture[str], args: list[str], text: str) -> None:
+    assert cli.main(["lxc", "doctor", *args]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and text in captured.err and captured.err.count("\n") == 1, captured.err
+    assert captured.err.startswith("vmbuilder: error: ")
+
+
 def test_command_is_registered_with_its_parser() -> None:
     plugins = discover()
     assert "doctor" in commands_for(plugins, "lxc")
