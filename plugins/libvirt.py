@@ -276,6 +276,8 @@ class Libvirt(Plugin):
             findings = domaincheck.check_domain(xml, Path(args.rootfs) if args.rootfs else None, other_domains=others)
         except domaincheck.DomainXMLError as exc:
             raise UserError(f"{args.file}: {exc}", "fix the XML") from None
+        except (OSError, ValueError) as exc:  # what the file or --rootfs holds, never an internal error
+            raise UserError(f"cannot check {args.file}: {exc}", "fix the XML or --rootfs") from None
         errors = domaincheck.errors(findings)
         if args.json:
             print(json.dumps({"file": args.file, "valid": not errors,
@@ -301,8 +303,8 @@ def read_domain_xml(path: Path, shown: str) -> str:
             raise UserError(f"{shown} is not a regular file", hint)
         with path.open("rb") as fh:
             data = fh.read(XML_MAX + 1)
-    except OSError as exc:
-        raise UserError(f"cannot read {shown}: {exc.strerror or exc}", hint) from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+        raise UserError(f"cannot read {shown!r}: {getattr(exc, 'strerror', None) or exc}", hint) from None
     if len(data) > XML_MAX:
         raise UserError(f"{shown} is larger than {XML_MAX // 1024} KiB, far more than a domain XML", hint)
     try:

@@ -710,11 +710,19 @@ class DebianFamily(Distro):
                 self.authorize_key(account, Path(key_file))
 
     def authorize_key(self, account: str, key_file: Path) -> None:
-        home = "/root" if account == "root" else f"/home/{account}"
+        """~account/.ssh/authorized_keys, owned by the account, all through guestfs: a chown or chmod
+        run in the chroot would follow a template's .ssh link through /proc/1/root to the host."""
         keys = key_file.read_text()
-        self.install_file(f"{home}/.ssh/authorized_keys", keys if keys.endswith("\n") else keys + "\n", 0o600)
-        self.run_in_target("chown", "-R", f"{account}:", f"{home}/.ssh")
-        self.run_in_target("chmod", "700", f"{home}/.ssh")
+        with self.context.guestfs() as fs:
+            passwd = fs.read_text("/etc/passwd", errors="replace") if fs.is_file("/etc/passwd") else ""
+            entry = next((f for f in (ln.split(":") for ln in passwd.splitlines()) if len(f) >= 7 and f[0] == account),
+                         None)  # fmt: skip
+            if entry is None or not (entry[2].isdigit() and entry[3].isdigit()):
+                raise RuntimeError(f"user {account} is not in the guest's /etc/passwd")
+            uid, gid, ssh = int(entry[2]), int(entry[3]), (entry[5].rstrip("/") or "") + "/.ssh"
+            fs.mkdir(ssh, 0o700, parents=True, exist_ok=True)
+            fs.chmod_dir(ssh, 0o700, uid=uid, gid=gid)
+            fs.write_text(f"{ssh}/authorized_keys", keys if keys.endswith("\n") else keys + "\n", 0o600, uid=uid, gid=gid)
 
     def post_install(self) -> None:
         """Remove what must not survive into the image (shadow backups made by useradd)."""
@@ -761,10 +769,10 @@ def read_seedfile(path: Path) -> str:
         if len(data) > SEEDFILE_MAX:
             die(f"--seedfile {path} is larger than {SEEDFILE_MAX // 1024} KiB", hint)
         text = data.decode("utf-8")
-    except OSError as exc:
-        die(f"cannot read --seedfile {path}: {exc.strerror or exc}", hint)
     except UnicodeDecodeError:
         die(f"--seedfile {path} is not UTF-8 text", hint)
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+        die(f"cannot read --seedfile {str(path)!r}: {getattr(exc, 'strerror', None) or exc}", hint)
     if "\0" in text:
         die(f"--seedfile {path} is not text (it holds NUL bytes)", hint)
     return text

@@ -67,6 +67,8 @@ def check_writable_dir(
 
     `shown` is the path the user gave, when `path` is derived from it (DEST's parent for -d).
     """
+    if any(ord(c) < 32 or ord(c) == 127 for c in str(shown or path) + str(path)):
+        raise UserError(f"{what} {str(shown or path)!r} holds a control character", hint)
     path = Path(os.path.abspath(path))
     label = f"{what} {shown or path}"
     anc = nearest_existing(path)

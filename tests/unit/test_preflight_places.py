@@ -252,3 +252,11 @@ def test_check_destination_holds_without_the_validators(
         ctx.keep_dest = keep
         with pytest.raises(UserError):
             pipeline.check_destination(ctx)
+
+
+def test_control_characters_in_paths_are_one_line(command: Any, tmp_path: Path) -> None:
+    one_line(*command("validate", str(tmp_path / "d\0.xml")))
+    dest = a_build(tmp_path)
+    for out in (tmp_path / "out\nx", tmp_path / "out\0x"):
+        one_line(*command("export", str(dest), "--export", "tar", "--export-dir", str(out)))
+    assert not list(tmp_path.glob("out*"))
