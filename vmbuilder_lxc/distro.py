@@ -713,16 +713,17 @@ class DebianFamily(Distro):
         """~account/.ssh/authorized_keys, owned by the account, all through guestfs: a chown or chmod
         run in the chroot would follow a template's .ssh link through /proc/1/root to the host."""
         keys = key_file.read_text()
+        keys += "" if keys.endswith("\n") else "\n"
         with self.context.guestfs() as fs:
             passwd = fs.read_text("/etc/passwd", errors="replace") if fs.is_file("/etc/passwd") else ""
             entry = next((f for f in (ln.split(":") for ln in passwd.splitlines()) if len(f) >= 7 and f[0] == account),
                          None)  # fmt: skip
             if entry is None or not (entry[2].isdigit() and entry[3].isdigit()):
                 raise RuntimeError(f"user {account} is not in the guest's /etc/passwd")
-            uid, gid, ssh = int(entry[2]), int(entry[3]), (entry[5].rstrip("/") or "") + "/.ssh"
+            uid, gid, ssh = int(entry[2]), int(entry[3]), entry[5].rstrip("/") + "/.ssh"
             fs.mkdir(ssh, 0o700, parents=True, exist_ok=True)
             fs.chmod_dir(ssh, 0o700, uid=uid, gid=gid)
-            fs.write_text(f"{ssh}/authorized_keys", keys if keys.endswith("\n") else keys + "\n", 0o600, uid=uid, gid=gid)
+            fs.write_text(f"{ssh}/authorized_keys", keys, 0o600, uid=uid, gid=gid)
 
     def post_install(self) -> None:
         """Remove what must not survive into the image (shadow backups made by useradd)."""

@@ -424,11 +424,13 @@ class GuestFS:
                     skipped.append(entry.path)
         return skipped
 
-    def chmod_dir(self, path: str, mode: int) -> None:
-        """chmod a directory reached inside the root (a symlinked one is followed, inside)."""
+    def chmod_dir(self, path: str, mode: int, *, uid: int | None = None, gid: int | None = None) -> None:
+        """chmod (and chown) a directory reached inside the root (a symlinked one is followed, inside)."""
         with self.at(path, follow=True) as (dfd, name):
             fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
         try:
+            if uid is not None or gid is not None:
+                os.fchown(fd, -1 if uid is None else uid, -1 if gid is None else gid)
             os.fchmod(fd, mode)
         finally:
             os.close(fd)
