@@ -253,6 +253,7 @@ class Reader:
         long_name: bytes | None = None
         long_link: bytes | None = None
         chain = 0
+        start = self.s.offset  # where the member's first header block is
         while True:
             offset = self.s.offset
             buf = self._block()
@@ -267,7 +268,7 @@ class Reader:
                 return None
             header = _Header(buf, offset)
             if header.type not in EXTENDED:
-                return self._member(header, pax or {}, long_name, long_link)
+                return self._member(header, start, pax or {}, long_name, long_link)
             chain += 1
             if chain > MAX_CHAIN:
                 raise self.refuse(f"more than {MAX_CHAIN} extended headers in a row at byte {offset}")
@@ -306,7 +307,7 @@ class Reader:
         return int(pax[key])
 
     def _member(
-        self, h: _Header, pax: dict[str, str], long_name: bytes | None, long_link: bytes | None
+        self, h: _Header, start: int, pax: dict[str, str], long_name: bytes | None, long_link: bytes | None
     ) -> tuple[tarfile.TarInfo, bytes | None]:
         self.members += 1
         if self.members > self.limits.members:
@@ -318,7 +319,7 @@ class Reader:
         for what, text in (("name", name), ("link target", linkname)):
             raw = len(text.encode("utf-8", "surrogateescape"))
             if raw > self.limits.name:
-                raise self.refuse(f"a member's {what} at byte {h.offset} is {raw} bytes long "
+                raise self.refuse(f"a member's {what} at byte {start} is {raw} bytes long "
                                   f"(limit {self.limits.name})")  # fmt: skip
         if sum(1 for piece in name.split("/") if piece not in ("", ".")) > self.limits.depth:
             raise self.refuse(f"member {name[:60]!r}... is more than {self.limits.depth} directories deep")
