@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -462,7 +463,7 @@ def test_an_honest_compressed_archive_is_read_to_its_end(tmp_path: Path) -> None
 def device_template(path: Path, prefix: str = "./") -> Path:
     """A rootfs with devices in dev/ (tarfile writes them without privileges), a FIFO and a file."""
     with tarfile.open(path, "w:gz") as tar:
-        for name, typ, extra in [
+        entries: list[tuple[str, bytes, dict[str, Any]]] = [
             ("", tarfile.DIRTYPE, {}),
             ("dev", tarfile.DIRTYPE, {}),
             ("dev/null", tarfile.CHRTYPE, {"devmajor": 1, "devminor": 3}),
@@ -471,7 +472,8 @@ def device_template(path: Path, prefix: str = "./") -> Path:
             ("dev/pts", tarfile.DIRTYPE, {}),
             ("dev/initctl", tarfile.FIFOTYPE, {}),
             ("etc", tarfile.DIRTYPE, {}),
-        ]:
+        ]
+        for name, typ, extra in entries:
             info = tarfile.TarInfo((prefix + name).rstrip("/") or ".")
             info.type = typ
             info.mode = 0o755 if typ == tarfile.DIRTYPE else 0o666

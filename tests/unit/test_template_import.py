@@ -279,10 +279,10 @@ def test_summary_entry(tmp_path: Path) -> None:
 # -- refusals ------------------------------------------------------------------------------------
 
 
-def refusal(tmp_path: Path, entries: list[Entry], **kwargs: bool) -> UnsafeArchive:
+def refusal(tmp_path: Path, entries: list[Entry], allow_setuid: bool = True) -> UnsafeArchive:
     path = write(tmp_path / "bad.tar", entries)
     with pytest.raises(UnsafeArchive) as caught:
-        ti.inspect(path, **kwargs)
+        ti.inspect(path, allow_setuid=allow_setuid)
     text = str(caught.value)
     assert "\n" not in text
     assert text.startswith(f"template {path}: unsafe member ")
