@@ -135,3 +135,24 @@ def test_human_table(tmp_path: Path) -> None:
     assert all(line.split()[0] in ("OK", "WARN", "FAIL") for line in lines[:-1]), proc.stdout
     assert all("; fix: " in line for line in lines[:-1] if not line.startswith("OK")), proc.stdout
     assert lines[-1].endswith("failures") and proc.returncode == (1 if "FAIL " in proc.stdout else 0)
+
+
+def test_stale_lxcfs_is_named(tmp_path: Path) -> None:
+    """A real stale lxcfs mount (ENOTCONN): an lxcfs started and SIGKILLed inside a private mount namespace."""
+    script = f"""
+        set -e
+        if mountpoint -q {LXCFS}; then umount -l {LXCFS}; fi
+        lxcfs -p "$1/lxcfs.pid" {LXCFS} >/dev/null 2>&1 &
+        pid=$!
+        for i in $(seq 100); do [ -e {LXCFS}/proc/meminfo ] && break; sleep 0.1; done
+        {{ kill -9 $pid; wait $pid; }} 2>/dev/null || true
+        shift
+        exec "$@"
+    """
+    wrap = ["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh", str(tmp_path)]
+    was = mounted(LXCFS), lxcfs_answers()
+    _, by, _ = doctor("--cache-dir", str(tmp_path / "c"), "-d", str(tmp_path / "d"), wrap=wrap)
+    assert (mounted(LXCFS), lxcfs_answers()) == was  # the host's lxcfs (if any) is untouched
+    lxcfs = by["lxcfs"]
+    assert lxcfs["status"] == "warn" and "stale mount" in lxcfs["finding"] and "ENOTCONN" in lxcfs["finding"]
+    assert lxcfs["fix"].startswith(f"umount -l {LXCFS}, then start lxcfs")
