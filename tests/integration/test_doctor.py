@@ -156,3 +156,9 @@ def test_stale_lxcfs_is_named(tmp_path: Path) -> None:
     lxcfs = by["lxcfs"]
     assert lxcfs["status"] == "warn" and "stale mount" in lxcfs["finding"] and "ENOTCONN" in lxcfs["finding"]
     assert lxcfs["fix"].startswith(f"umount -l {LXCFS}, then start lxcfs")
+
+
+def test_libvirtd_answering_is_ok(tmp_path: Path, libvirtd: str) -> None:
+    """With the session's libvirtd up, the LXC driver answers within the probe's timeout."""
+    _, by, _ = doctor("--cache-dir", str(tmp_path / "c"), "-d", str(tmp_path / "d"))
+    assert by["libvirt"]["status"] == "ok" and "lxc:///" in by["libvirt"]["finding"], by["libvirt"]
