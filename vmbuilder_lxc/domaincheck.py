@@ -18,11 +18,14 @@ import platform
 import re
 import stat
 import xml.etree.ElementTree as ET
+import xml.parsers.expat
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
+
+from .log import UserError
 
 LXC_NS = "http://libvirt.org/schemas/domain/lxc/1.0"
 ERROR = "error"
@@ -64,6 +67,10 @@ INIT_ENV_FROM_LIBVIRT = tuple(
 MAX_ID_MAPS = 340
 MIN_MEMORY = 64 * 1024**2
 MAX_SYMLINKS = 40  # as the kernel's path walk
+# Domain XML is untrusted input: bounded before it is parsed (parse_domain_xml, _parse).
+MAX_XML_BYTES = 1 << 20  # libvirt's own domain definitions are a few KiB
+MAX_XML_DEPTH = 64  # element nesting; a domain needs about 6
+XML_HINT = "give a libvirt domain XML file (UTF-8 text, at most 1 MiB, without a DOCTYPE)"
 
 ENV_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 UUID_TEXT = re.compile(r"[0-9a-fA-F]{32}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
@@ -1338,7 +1345,57 @@ ROOTFS_RULES = frozenset(rule.id for rule in RULES if rule.needs_rootfs)
 # -- entry points ----------------------------------------------------------------------------------
 
 
+class _Refused(Exception):
+    """Raised from inside expat's callbacks to stop at a DTD or at too deep a nesting."""
+
+
+def _screen(xml_text: str) -> None:
+    """Refuse, in bounded time and memory, what must not reach ElementTree: too large, DTDs, deep nesting.
+
+    A DOCTYPE is refused whole (it is where entities are declared: billion laughs, external entities
+    such as file:///etc/passwd, which are therefore never read); libvirt never writes one.
+    """
+    size = len(xml_text.encode("utf-8", "surrogateescape"))
+    if size > MAX_XML_BYTES:
+        raise DomainXMLError(f"the XML is {size} bytes, more than the limit of {MAX_XML_BYTES}")
+    if "\0" in xml_text:
+        raise DomainXMLError("the file is binary (it has NUL bytes), not XML text")
+    parser = xml.parsers.expat.ParserCreate()
+    parser.SetParamEntityParsing(xml.parsers.expat.XML_PARAM_ENTITY_PARSING_NEVER)
+    depth = 0
+
+    def doctype(*_: object) -> None:
+        raise _Refused("it has a DOCTYPE declaration (DTDs and entities are refused)")
+
+    def entity(*_: object) -> None:
+        raise _Refused("it declares an entity (DTDs and entities are refused)")
+
+    def start(*_: object) -> None:
+        nonlocal depth
+        depth += 1
+        if depth > MAX_XML_DEPTH:
+            raise _Refused(f"its elements are nested more than {MAX_XML_DEPTH} deep")
+
+    def end(*_: object) -> None:
+        nonlocal depth
+        depth -= 1
+
+    parser.StartDoctypeDeclHandler = doctype
+    parser.EntityDeclHandler = entity
+    parser.UnparsedEntityDeclHandler = entity
+    parser.ExternalEntityRefHandler = entity  # type: ignore[assignment]
+    parser.StartElementHandler = start
+    parser.EndElementHandler = end
+    try:
+        parser.Parse(xml_text, True)
+    except _Refused as exc:
+        raise DomainXMLError(str(exc)) from None
+    except xml.parsers.expat.ExpatError as exc:
+        raise DomainXMLError(" ".join(f"not well-formed XML: {exc}".split())) from None
+
+
 def _parse(xml_text: str) -> ET.Element:
+    _screen(xml_text)
     try:
         root = ET.fromstring(xml_text)
     except ET.ParseError as exc:
@@ -1346,6 +1403,29 @@ def _parse(xml_text: str) -> ET.Element:
     if root.tag != "domain":
         raise DomainXMLError(f"not a libvirt domain: the root element is <{root.tag}>, not <domain>")
     return root
+
+
+def parse_domain_xml(data: bytes, source: str) -> str:
+    """The text of a domain XML file's bytes, after the checks that make parsing it safe.
+
+    For `--libvirt-xml FILE` and `vmbuilder lxc validate FILE`: a file over MAX_XML_BYTES (read at
+    most one byte more), binary or non-UTF-8 data, a DOCTYPE or entity declaration, nesting deeper
+    than MAX_XML_DEPTH, malformed XML or a root other than <domain> raise UserError with one line
+    naming `source`. The text returned is what check_domain() and domain_name() take.
+    """
+    if len(data) > MAX_XML_BYTES:
+        raise UserError(f"{source} is larger than {MAX_XML_BYTES} bytes; a domain XML is a few KiB", XML_HINT)
+    if b"\0" in data:
+        raise UserError(f"{source} is a binary file (it has NUL bytes), not domain XML", XML_HINT)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{source} is not UTF-8 text (byte {exc.start} cannot be decoded)", XML_HINT) from None
+    try:
+        _parse(text)
+    except DomainXMLError as exc:
+        raise UserError(f"{source}: {exc}", "fix the XML" if "XML" in str(exc) else XML_HINT) from None
+    return text
 
 
 def domain_name(xml_text: str) -> str:

@@ -601,3 +601,123 @@ def test_a_named_rootfs_stands_for_the_root_mount_source(rootfs: Path, tmp_path:
     """A build checks its domain against the new rootfs before moving it to the source path."""
     xml = apply((("<source dir='ROOTFS'/>", f"<source dir='{tmp_path}/not-yet/rootfs'/>"),), rootfs)
     assert check_domain(xml, rootfs, host_arch="x86_64", other_domains={}) == []
+
+
+# -- hostile XML: bounded time and memory, one line -------------------------------------------------
+
+XML_CHILD = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+from pathlib import Path
+from vmbuilder_lxc import domaincheck
+from vmbuilder_lxc.log import UserError
+path = Path(sys.argv[1])
+with path.open("rb") as fh:
+    data = fh.read(domaincheck.MAX_XML_BYTES + 1)
+try:
+    text = domaincheck.parse_domain_xml(data, str(path))
+    domaincheck.check_domain(text, host_arch="x86_64")
+    print("accepted")
+except UserError as exc:
+    print(f"refused: {exc}")
+"""
+
+BILLION_LAUGHS = (
+    '<?xml version="1.0"?>\n<!DOCTYPE domain [\n<!ENTITY lol "lol">\n'
+    + "".join(
+        f'<!ENTITY lol{i} "{("&lol" + str(i - 1) + ";") * 10 if i > 1 else "&lol;" * 10}">\n' for i in range(1, 10)
+    )
+    + "]>\n<domain type='lxc'><name>&lol9;</name></domain>\n"
+)
+
+
+def parse_in_child(path: Path) -> str:
+    """The one line a child prints after parse_domain_xml() and check_domain(), under a hang guard."""
+    import os
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    proc = subprocess.run(
+        [sys.executable, "-c", XML_CHILD, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(repo)},
+    )
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 1, proc.stdout[:2000]
+    return lines[0]
+
+
+def test_billion_laughs_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "laughs.xml"
+    path.write_text(BILLION_LAUGHS)
+    assert parse_in_child(path) == (
+        f"refused: {path}: it has a DOCTYPE declaration (DTDs and entities are refused); " + dc.XML_HINT
+    )
+
+
+def test_an_external_entity_is_never_read(tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("SECRET-CONTENTS\n")
+    path = tmp_path / "xxe.xml"
+    path.write_text(
+        f'<!DOCTYPE domain [<!ENTITY x SYSTEM "file://{secret}">]>\n<domain type="lxc"><name>&x;</name></domain>\n'
+    )
+    line = parse_in_child(path)
+    assert "DOCTYPE" in line and "SECRET" not in line
+    before = secret.stat().st_atime_ns
+    with pytest.raises(DomainXMLError, match="DOCTYPE"):
+        check_domain(path.read_text())
+    assert secret.stat().st_atime_ns == before  # (where atime is kept) the file was not opened for reading
+
+
+def test_a_parameter_entity_and_an_internal_subset_alone_are_refused() -> None:
+    for text in ('<!DOCTYPE d [<!ENTITY % p SYSTEM "file:///etc/passwd"> %p;]><domain/>', "<!DOCTYPE domain><domain/>"):
+        with pytest.raises(DomainXMLError, match="DOCTYPE"):
+            dc.domain_name(text)
+
+
+def test_a_100_mb_file_is_refused_without_reading_it_whole(tmp_path: Path) -> None:
+    path = tmp_path / "big.xml"
+    with path.open("wb") as fh:
+        fh.write(b"<domain type='lxc'><name>x</name><description>")
+        fh.truncate(100 << 20)
+    assert (
+        parse_in_child(path)
+        == f"refused: {path} is larger than 1048576 bytes; a domain XML is a few KiB; " + dc.XML_HINT
+    )
+    with pytest.raises(DomainXMLError, match="more than the limit of 1048576"):
+        check_domain("<domain>" + " " * (2 << 20) + "</domain>")
+
+
+def test_deep_nesting_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "deep.xml"
+    path.write_text("<domain type='lxc'>" + "<a>" * 100_000 + "</a>" * 100_000 + "</domain>")
+    assert path.stat().st_size < 1 << 20
+    assert parse_in_child(path) == f"refused: {path}: its elements are nested more than 64 deep; " + dc.XML_HINT
+
+
+@pytest.mark.parametrize(
+    ("data", "why"),
+    [
+        (b"\x7fELF\x02\x01\x01\x00" + bytes(64), "is a binary file (it has NUL bytes), not domain XML"),
+        (b"<domain type='lxc'><name>caf\xe9</name></domain>", "is not UTF-8 text (byte 28 cannot be decoded)"),
+    ],
+    ids=["binary", "latin-1"],
+)
+def test_binary_and_non_utf8_input_is_one_line(tmp_path: Path, data: bytes, why: str) -> None:
+    path = tmp_path / "x.xml"
+    path.write_bytes(data)
+    assert parse_in_child(path) == f"refused: {path} {why}; " + dc.XML_HINT
+
+
+def test_parse_domain_xml_returns_the_text_of_a_good_domain(tmp_path: Path) -> None:
+    text = GOOD.replace("ROOTFS", str(tmp_path))
+    assert dc.parse_domain_xml(text.encode(), "d.xml") == text
+    with pytest.raises(dc.UserError, match=r"^d.xml: not well-formed XML: .*; fix the XML$"):
+        dc.parse_domain_xml(b"<domain>", "d.xml")
+    with pytest.raises(dc.UserError, match=r"^d.xml: not a libvirt domain: the root element is <network>"):
+        dc.parse_domain_xml(b"<network/>", "d.xml")
