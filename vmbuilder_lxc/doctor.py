@@ -17,6 +17,7 @@ from typing import NoReturn
 
 from . import doctor_disk as disk
 from . import doctor_host as host
+from . import doctor_virt as virt
 from .cache import DEFAULT_CACHE_DIR
 from .doctor_probes import GIB, Options, Result
 from .log import UserError
@@ -40,8 +41,8 @@ CHECKS: tuple[Check, ...] = (
     Check("cgroups", "the cgroup layout and systemd 258+ guests", host.check_cgroups),
     Check("subids", "root's subuid/subgid ranges and newuidmap", host.check_subids),
     Check("binfmt", "binfmt_misc and qemu-user for foreign architectures", host.check_binfmt),
-    Check("libvirt", "libvirtd and its LXC driver", host.check_libvirt),
-    Check("lxd-incus", "LXD and Incus daemons", host.check_lxd_incus),
+    Check("libvirt", "libvirtd and its LXC driver", virt.check_libvirt),
+    Check("lxd-incus", "LXD and Incus daemons", virt.check_lxd_incus),
     Check("space", "free space for the cache and DEST", disk.check_space),
     Check("partial-builds", "directories of interrupted builds beside DEST", disk.check_partials),
     Check("cache", "cache entries a build would not trust", disk.check_cache),

@@ -18,6 +18,7 @@ from vmbuilder_lxc import cli, doctor
 from vmbuilder_lxc import doctor_disk as disk
 from vmbuilder_lxc import doctor_host as host
 from vmbuilder_lxc import doctor_probes as p
+from vmbuilder_lxc import doctor_virt as virt
 from vmbuilder_lxc.doctor_probes import Options, Probe, Result
 from vmbuilder_lxc.plugin import command_parsers, commands_for, discover
 from vmbuilder_lxc.suites import Release
@@ -384,7 +385,7 @@ def test_libvirt(
 ) -> None:
     monkeypatch.setattr(p, "which", fake_which({"virsh"} if answer.found else set()))
     monkeypatch.setattr(p, "probe", fake_probe({"virsh": answer}))
-    r = only(host.check_libvirt(opts(tmp_path)))
+    r = only(virt.check_libvirt(opts(tmp_path)))
     assert r.status == status and text in r.finding and fix in r.fix
 
 
@@ -412,23 +413,23 @@ def lxd_socket(tmp_path: Path) -> Iterator[Path]:
 def test_lxd_answers_and_incus_absent_is_fine(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, lxd_socket: Path
 ) -> None:
-    monkeypatch.setattr(host, "LXD_SOCKETS", (lxd_socket,))
-    monkeypatch.setattr(host, "INCUS_SOCKETS", (tmp_path / "none.sock",))
+    monkeypatch.setattr(virt, "LXD_SOCKETS", (lxd_socket,))
+    monkeypatch.setattr(virt, "INCUS_SOCKETS", (tmp_path / "none.sock",))
     monkeypatch.setattr(p, "which", fake_which({"lxc", "lxd"}))
-    results = host.check_lxd_incus(opts(tmp_path))
+    results = virt.check_lxd_incus(opts(tmp_path))
     assert only(results, "lxd") == Result("lxd", "ok", "LXD 5.0.2 answers on its socket")
     assert only(results, "incus").status == "ok"
 
 
 def test_lxd_installed_but_down_and_nothing_installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(host, "LXD_SOCKETS", (tmp_path / "lxd.sock",))
-    monkeypatch.setattr(host, "INCUS_SOCKETS", (tmp_path / "incus.sock",))
+    monkeypatch.setattr(virt, "LXD_SOCKETS", (tmp_path / "lxd.sock",))
+    monkeypatch.setattr(virt, "INCUS_SOCKETS", (tmp_path / "incus.sock",))
     monkeypatch.setattr(p, "which", fake_which({"lxd"}))
-    results = host.check_lxd_incus(opts(tmp_path))
+    results = virt.check_lxd_incus(opts(tmp_path))
     assert only(results, "lxd").status == "warn" and "does not answer" in only(results, "lxd").finding
     assert only(results, "incus").status == "ok"  # LXD is there; Incus is not needed too
     monkeypatch.setattr(p, "which", fake_which(set()))
-    results = host.check_lxd_incus(opts(tmp_path))
+    results = virt.check_lxd_incus(opts(tmp_path))
     assert [r.status for r in results] == ["warn", "warn"] and "apt-get install incus" in results[1].fix
 
 
