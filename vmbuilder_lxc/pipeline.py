@@ -226,23 +226,34 @@ def _places(ctx: Context) -> list[tuple[str, Path]]:
     return places
 
 
+FULL_BYTES = 1 << 20  # a filesystem with less than this left (root's reserve included) is full
+
+
+def _free(mount: Path) -> tuple[int, float]:
+    """Bytes left (for root) and the fraction of the filesystem that is."""
+    st = os.statvfs(mount)
+    return st.f_bfree * st.f_frsize, (st.f_bfree / st.f_blocks if st.f_blocks else 0.0)
+
+
 def disk_full_error(ctx: Context, exc: BaseException) -> BuildError | None:
-    """A one-line error naming the full filesystem, when `exc` comes from a full disk."""
-    err = _enospc(exc)
-    if err is None:
-        return None
+    """A one-line error naming the full filesystem, when `exc` comes from a full disk.
+
+    ENOSPC is recognised in Python's errors and in a failed command's output; a failed command
+    whose output was cut before the message counts too when a filesystem the build writes to is
+    (nearly) out of space at that moment.
+    """
     by_mount: dict[Path, list[str]] = {}
     for what, path in _places(ctx):
         by_mount.setdefault(mount_point(path), []).append(what)
+    err = _enospc(exc)
+    if err is None:
+        failed = isinstance(exc, CommandError) or isinstance(getattr(exc, "original", None), CommandError)
+        if not failed or not any(_free(m)[0] < FULL_BYTES for m in by_mount):
+            return None
     if isinstance(err, OSError) and err.filename:
         full = mount_point(Path(os.fsdecode(err.filename)))
     else:  # a command's output rarely names an absolute path: the fullest filesystem it is
-
-        def free(mount: Path) -> float:
-            st = os.statvfs(mount)
-            return st.f_bavail / st.f_blocks if st.f_blocks else 0.0
-
-        full = min(by_mount, key=free)
+        full = min(by_mount, key=lambda m: _free(m)[1])
     what = " and ".join(by_mount.get(full, [])) or "a file the build writes"
     return BuildError(
         f"{NO_SPACE}: the filesystem mounted at {full} is full ({what})",
