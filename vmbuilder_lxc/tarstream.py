@@ -357,6 +357,8 @@ class Reader:
                 f"member {name!r} is a {SKIPPED_DATA[info.type]} whose header claims {stored} data bytes, which "
                 "GNU tar skips and other readers take for headers"
             )
+        if self.s.length is not None and self.s.offset + stored > self.s.length:
+            raise self.s.truncated(name, stored)  # said first: the claim is a lie, not a need for space
         self.data_total += _blocks(stored)
         if self.limits.data is not None and self.data_total > self.limits.data:
             raise UserError(

@@ -8,6 +8,7 @@ a template and deploys it again under another name, then boots it once.
 
 from __future__ import annotations
 
+import gzip
 import io
 import re
 import subprocess
@@ -100,6 +101,65 @@ def test_crafted_template_is_refused_with_one_line(case: str, tmp_path: Path) ->
     assert not (tmp_path / "etc").exists() and not (work.parent / "etc" / "passwd").exists()
 
 
+def _raw_header(name: str, size_field: bytes, typ: bytes = b"0") -> bytes:
+    """A tar header block tarfile cannot write: its size field may claim anything (GNU base-256)."""
+    h = bytearray(512)
+    h[0 : len(name)] = name.encode()
+    h[100:108] = b"0000644\0"
+    h[108:124] = b"0000000\0" * 2
+    h[124:136] = size_field
+    h[136:148] = b"00000000000\0"
+    h[148:156] = b" " * 8
+    h[156:157] = typ
+    h[257:265] = b"ustar\x0000"
+    h[148:156] = b"%06o\0 " % sum(h)
+    return bytes(h)
+
+
+# name -> (the archive's bytes, the start of the one-line error after "template FILE")
+HOSTILE: dict[str, tuple[Callable[[], bytes], str]] = {
+    # The issue's hang: an 11 KB tar whose member claims 10^12 bytes spun in the pre-check for minutes.
+    "size-claim": (
+        lambda: _raw_header("./etc/big", b"\x80" + (10**12).to_bytes(11, "big")) + b"x" * 10_000,
+        " is truncated: member './etc/big' claims 1000000000000 bytes",
+    ),
+    "pax-claim": (
+        lambda: _raw_header("PaxHeaders/x", b"\x80" + (10**12).to_bytes(11, "big"), b"x") + b"9" * 10_000,
+        ": an extended header at byte 0 claims 1000000000000 bytes",
+    ),
+    "bomb": (
+        lambda: (
+            gzip.compress(_raw_header("./etc/zeros", b"\x80" + (1 << 50).to_bytes(11, "big")), 1)
+            + gzip.compress(bytes(1 << 24), 1)
+        ),
+        " needs at least 1024.0 TiB for its members up to './etc/zeros', and only ",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", HOSTILE, ids=HOSTILE.keys())
+def test_hostile_template_is_refused_in_bounded_time(case: str, tmp_path: Path) -> None:
+    """Issue 12 item 5: whatever the headers claim, preflight answers with one line (the timeout is a hang guard)."""
+    work = tmp_path / "work"
+    work.mkdir()
+    dest = work / "dest"
+    make, message = HOSTILE[case]
+    template = tmp_path / f"{case}.tar"
+    template.write_bytes(make())
+    proc = subprocess.run(
+        [vmbuilder_command(), "lxc", "ubuntu", "--from-template", str(template), "-d", str(dest), "--network", "none"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd="/",
+    )
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith(f"vmbuilder: error: template {template}{message}"), lines[0]
+    assert list(work.iterdir()) == [], "nothing may be created beside DEST"
+
+
 def _has_export(builder: Builder) -> bool:
     """Whether the export plugin (--export tar) is installed in this tree."""
     proc = subprocess.run(builder.argv("--help"), capture_output=True, text=True, timeout=60, cwd="/")
@@ -147,6 +207,11 @@ def test_round_trip_boots_with_its_own_identity(
     assert "cache" not in build.summary  # nothing was bootstrapped
 
     rootfs = dest / "rootfs"
+    with tarfile.open(template) as archive:  # device nodes in dev/ are not extracted, and the build says so
+        devices = [m.name for m in archive if m.ischr() or m.isblk()]
+    if devices:
+        assert f"skipped {len(devices)} device node" in build.stderr, build.stderr[-3000:]
+    assert not [p for p in (rootfs / "dev").iterdir() if p.is_char_device() or p.is_block_device()]
     assert (rootfs / "etc/hostname").read_text() == "imported\n"
     assert "127.0.1.1\timported" in (rootfs / "etc/hosts").read_text().splitlines()
     assert (rootfs / "etc/machine-id").read_text() == ""
