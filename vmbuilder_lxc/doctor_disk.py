@@ -10,12 +10,15 @@ import fcntl
 import os
 import re
 import shlex
+from collections.abc import Callable
 from pathlib import Path
 
 from . import doctor_probes as p
-from .cache import BaseCache
+from .cache import BaseCache, check_cache_dir
 from .keyring import sha256_file
+from .log import UserError
 from .pipeline import PARTIAL_SUFFIX
+from .places import check_writable_dir
 
 Result = p.Result
 SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -29,11 +32,18 @@ def existing_ancestor(path: Path) -> Path:
     return probe
 
 
-def check_space_at(check: str, what: str, path: Path, opts: p.Options, option: str) -> Result:
-    """Free space where a build writes; `option` is what the user changes to write elsewhere."""
+def check_space_at(
+    check: str, what: str, path: Path, opts: p.Options, option: str, preflight: Callable[[], None] | None = None
+) -> Result:
+    """Free space where a build writes; `preflight` is the build's own check of that place."""
     other = f"choose another {option}"
     if path.exists() and not path.is_dir():
         return Result(check, "fail", f"{what} {path} is not a directory", f"remove it or {other}")
+    if preflight is not None:
+        try:
+            preflight()
+        except UserError as exc:  # what the build's preflight would refuse
+            return Result(check, "fail", exc.message, exc.hint or other)
     base = existing_ancestor(path)
     try:
         st = os.statvfs(base)
@@ -50,10 +60,13 @@ def check_space_at(check: str, what: str, path: Path, opts: p.Options, option: s
 
 
 def check_space(opts: p.Options) -> list[Result]:
+    dest_hint = "choose -d in a writable directory on a disk"
     return [
-        check_space_at("space-cache", "--cache-dir", opts.cache_dir, opts, "--cache-dir"),
-        check_space_at("space-dest", "DEST's directory", opts.dest.parent, opts, "DEST (-d)"),
-    ]
+        check_space_at("space-cache", "--cache-dir", opts.cache_dir, opts, "--cache-dir",
+                       lambda: check_cache_dir(opts.cache_dir)),
+        check_space_at("space-dest", "DEST's directory", opts.dest.parent, opts, "DEST (-d)",
+                       lambda: check_writable_dir(opts.dest.parent, "-d", dest_hint, shown=opts.dest)),
+    ]  # fmt: skip
 
 
 # -- interrupted builds --------------------------------------------------------------------------------

@@ -446,6 +446,14 @@ def test_space(tmp_path: Path) -> None:
     assert r.status == "fail" and "not a directory" in r.finding
 
 
+def test_space_uses_the_builds_own_preflight(tmp_path: Path) -> None:
+    """A place the build's preflight refuses is a failure with the build's own words."""
+    results = disk.check_space(opts(tmp_path, cache_dir=Path("/proc/vmbuilder"), dest=Path("/sys/x/demo"), min_free=0))
+    assert [r.status for r in results] == ["fail", "fail"]
+    assert "kernel filesystem" in results[0].finding and "--cache-dir" in results[0].fix
+    assert results[1].finding.startswith("-d /sys/x/demo") and "choose -d" in results[1].fix
+
+
 def test_stale_partial_builds(tmp_path: Path) -> None:
     parent = tmp_path / "builds"
     stale = parent / ".demo.ab12cd.vmbuilder-partial"
