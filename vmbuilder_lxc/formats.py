@@ -154,7 +154,8 @@ def _yaml_string(text: str) -> str:
 
 
 def yaml(value: Any, what: str = "a value") -> Rendered:
-    """A YAML flow node: strings double-quoted with escapes, so no value can add a key or an item."""
+    """A YAML flow node: strings double-quoted with escapes, so no value can add a key or an item;
+    line breaks and control characters refused."""
     if isinstance(value, bool):
         return Rendered("true" if value else "false")
     if value is None:
@@ -165,7 +166,9 @@ def yaml(value: Any, what: str = "a value") -> Rendered:
         return Rendered("{" + ", ".join(f"{yaml(k, what)}: {yaml(v, what)}" for k, v in value.items()) + "}")
     if isinstance(value, list | tuple):
         return Rendered("[" + ", ".join(yaml(v, what) for v in value) + "]")
-    return Rendered(_yaml_string(str(value)))
+    # Escaped, the value could hold anything; but netplan copies it into networkd's INI files, where a
+    # line break would be a new key again: so refused, as in every other format.
+    return Rendered(_yaml_string(line(_text(value), what, "a YAML file", allow_tab=False)))
 
 
 def _apt_one(value: object, what: str, uri: bool) -> str:
@@ -268,8 +271,8 @@ def _utf16_units(char: str) -> Iterable[int]:
 def ini(value: object, what: str = "a value") -> Rendered:
     """A `key=value` value in an INI-style file (schroot's chroot.d): one line, nothing to strip."""
     text = line(value, what, "the schroot configuration", allow_tab=False)
-    if text != text.strip():
-        refuse(text, what, "the schroot configuration", "leading or trailing whitespace would be stripped")
+    if text != text.strip() or text.endswith("\\"):
+        refuse(text, what, "the schroot configuration", "leading or trailing whitespace or a trailing backslash")
     return text
 
 
