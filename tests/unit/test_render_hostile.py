@@ -20,11 +20,15 @@ from typing import Any
 
 import pytest
 from jinja2 import meta
+from pyfakefs.fake_filesystem import FakeFilesystem
 
 from tests.unit import format_parsers as fp
+from tests.unit.conftest import ContextFactory
 from vmbuilder_lxc import formats
+from vmbuilder_lxc.context import Context
 from vmbuilder_lxc.data import templates_dir
 from vmbuilder_lxc.formats import FormatError
+from vmbuilder_lxc.log import UserError
 from vmbuilder_lxc.render import Templates, lxc_config_keys
 
 MARKER = "Mk7q"
@@ -447,3 +451,57 @@ def test_filters_are_callable_from_python() -> None:
         formats.chpasswd_line("root", "x" * 5000)
     with pytest.raises(FormatError):
         formats.sudoers_user("x ALL=(ALL) NOPASSWD:ALL")
+
+
+# -- through the plugins: values that got past the validators still cannot add a key --------------
+
+
+def lxc_plugin_context(fs: FakeFilesystem, make_ctx: ContextFactory) -> Context:
+    ctx = make_ctx("--arch", "amd64", "--hostname", "web1", "-d", "/srv/ct/web1", "--mirror", MIRROR)
+    ctx.hypervisor.set_defaults()
+    ctx.workdir = Path("/build")
+    fs.create_dir("/build/rootfs")
+    return ctx
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("bridge", "br0\nlxc.hook.pre-start = /bin/sh -c 'id > /tmp/owned'"),
+        ("bridge", "br0\rlxc.x = 1"),
+        ("hostname", "web1\nlxc.mount.entry = / host none bind 0 0"),
+        ("mac", "00:16:3e:00:00:01\u2028lxc.x = 1"),
+        ("mem", "256\nlxc.x = 1"),
+    ],
+)
+def test_lxc_plugin_refuses_a_value_that_would_add_a_key(
+    fake_fs: FakeFilesystem, make_ctx: ContextFactory, setting: str, value: str
+) -> None:
+    """Settings set directly (as a plugin or a future code path could), bypassing every validator."""
+    ctx = lxc_plugin_context(fake_fs, make_ctx)
+    ctx.settings.set(setting, value)
+    with pytest.raises(UserError, match="cannot be written into the LXC config"):
+        ctx.hypervisor.finalize()
+    assert not Path("/build/config").exists()
+
+
+def test_lxc_plugin_writes_the_benign_config(fake_fs: FakeFilesystem, make_ctx: ContextFactory) -> None:
+    ctx = lxc_plugin_context(fake_fs, make_ctx)
+    ctx.hypervisor.finalize()
+    keys = lxc_config_keys(Path("/build/config").read_text(), "lxc/config.j2", True)
+    assert ("lxc.net.0.link", "lxcbr0") in keys and ("lxc.uts.name", "web1") in keys
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"), [("pass", "secret\nroot:owned"), ("rootpass", "x\r\nroot:owned"), ("pass", "a\x00b")]
+)
+def test_chpasswd_input_stays_one_line_per_user(
+    fake_fs: FakeFilesystem, make_ctx: ContextFactory, monkeypatch: pytest.MonkeyPatch, setting: str, value: str
+) -> None:
+    ctx = lxc_plugin_context(fake_fs, make_ctx)
+    ctx.settings.set(setting, value)
+    ran: list[tuple[str, ...]] = []
+    monkeypatch.setattr(ctx.distro, "run_in_target", lambda *argv, **kw: ran.append(argv))
+    with pytest.raises(UserError, match="chpasswd"):
+        ctx.distro.configure_users()  # type: ignore[attr-defined]
+    assert not [argv for argv in ran if argv[0] == "chpasswd"]
