@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 from pyfakefs.fake_filesystem import FakeFilesystem
 
@@ -258,3 +261,299 @@ def test_container_name_accepts(value: str) -> None:
 def test_container_name_rejects(value: str) -> None:
     with pytest.raises(ValueError, match="container name"):
         v.container_name(value)
+
+
+# -- control characters ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [("a\nb", "newline (U+000A)"), ("a\tb", "tab (U+0009)"), ("\x1b[31m", "escape (U+001B)"), ("a\x7f", "U+007F"),
+     ("a\x9bb", "U+009B"), ("a\u2028b", "U+2028"), ("a\rb", "carriage return (U+000D)"), ("\0", "NUL (U+0000)")],
+)  # fmt: skip
+def test_control_characters_are_named(text: str, named: str) -> None:
+    assert v.control_char(text) == named
+    with pytest.raises(v.Invalid, match="control character"):
+        v.no_control(text)
+
+
+@pytest.mark.parametrize("text", ["plain", "Jörg Ünal", "web-1", "a b", "日本語"])
+def test_printable_text_has_no_control_characters(text: str) -> None:
+    assert v.control_char(text) is None
+
+
+def test_shown_is_one_line_and_short() -> None:
+    assert v.shown("a\nb\x1b") == "a\\nb\\x1b"
+    assert len(v.shown("x" * 500)) == 60
+
+
+# -- packages, components, suites ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["vim", "g++", "libc6", "python3.12", "linux-image-6.8.0-31-generic",
+                                   "vim:amd64", "nginx=1.24.0-2ubuntu7", "libfoo1=1:2.0~rc1+dfsg-3", "a0"])  # fmt: skip
+def test_package_accepts(value: str) -> None:
+    assert v.package(value) == value
+
+
+@pytest.mark.parametrize("value", ["--allow-unauthenticated", "-oAPT::Get::AllowUnauthenticated=1", "-y"])
+def test_package_options_are_refused(value: str) -> None:
+    with pytest.raises(v.Invalid, match="is an option, not a package"):
+        v.package(value)
+
+
+@pytest.mark.parametrize("value", ["Vim", "vim;reboot", "$(id)", "./evil.deb", "vim/noble-backports", "v",
+                                   "openssh-server-", "vim=", "vim=latest", "a b", "vim*", "~nvim"])  # fmt: skip
+def test_package_rejects(value: str) -> None:
+    with pytest.raises(ValueError, match="not a Debian package name"):
+        v.package(value)
+
+
+@pytest.mark.parametrize("value", ["main", "restricted", "non-free-firmware", "updates/main", "contrib"])
+def test_component_accepts(value: str) -> None:
+    assert v.component(value) == value
+
+
+@pytest.mark.parametrize("value", ["Main", "[trusted=yes]", "main;", "-main", "a b", ""])
+def test_component_rejects(value: str) -> None:
+    with pytest.raises(ValueError, match="not an archive component"):
+        v.component(value)
+
+
+@pytest.mark.parametrize("value", ["noble", "24.04", "24.04 LTS", "Noble Numbat", "devel", "lts", "sid", "trixie"])
+def test_suite_accepts(value: str) -> None:
+    assert v.suite(value) == value
+
+
+@pytest.mark.parametrize("value", ["no;ble", "../noble", "noble\n", "-noble", "", "a  b", "x" * 65])
+def test_suite_rejects(value: str) -> None:
+    with pytest.raises(ValueError):
+        v.suite(value)
+
+
+# -- URLs --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["http://mirror.example/ubuntu", "https://mirror.example/ubuntu/",
+                                   "http://10.0.3.1:3142/ubuntu", "file:///srv/mirror", "file://localhost/srv/m",
+                                   "http://user:p%40ss@mirror.example/debian",
+                                   "http://mirror.example/~me/ubuntu"])  # fmt: skip
+def test_mirror_accepts(value: str) -> None:
+    assert v.mirror(value) == value
+
+
+@pytest.mark.parametrize(
+    ("value", "needle"),
+    [("[trusted=yes] http://m.example/ubuntu", "brackets"), ("http://m.example/ubuntu main", "spaces"),
+     ("ftp://m.example/ubuntu", "URL"), ("http:///ubuntu", "no host"), ("http://m.example/u?x=1", "query"),
+     ("http://m.example/u#x", "fragment"), ('http://m.example/"x', "not accepted"), ("http://m.example:0/", "port"),
+     ("http://m.example:99999/", "port"), ("file://srv/mirror", "absolute path"), ("HTTP//m", "URL"),
+     ("http://m_x.example/", "not a host name"), ("http://[::1]:3142/ubuntu", "brackets"),
+     ("http://u:p;x@m.example/", "not accepted"), ("mirror.example/ubuntu", "URL"), ("", "URL")],
+)  # fmt: skip
+def test_mirror_rejects(value: str, needle: str) -> None:
+    with pytest.raises(v.Invalid, match=needle) as err:
+        v.mirror(value)
+    assert err.value.hint and "URL" in err.value.hint
+
+
+@pytest.mark.parametrize("value", ["http://proxy.example:3128", "http://10.0.3.1:3142/", "https://p.example",
+                                   "http://user:secret@proxy.example:8080"])  # fmt: skip
+def test_proxy_accepts(value: str) -> None:
+    assert v.proxy(value) == value
+
+
+@pytest.mark.parametrize("value", ['http://p.example";Acquire::x "1', "http://p.example:3128 x", "file:///p",
+                                   "socks5://p.example:1080", "http://", "http://p.example/'x",
+                                   "p.example:3128"])  # fmt: skip
+def test_proxy_rejects(value: str) -> None:
+    with pytest.raises(ValueError):
+        v.proxy(value)
+
+
+@pytest.mark.parametrize("value", ["lxc:///", "lxc:///system", "lxc+ssh://root@host.example/", "lxc+unix:///system"])
+def test_libvirt_uri_accepts(value: str) -> None:
+    assert v.libvirt_uri(value) == value
+
+
+@pytest.mark.parametrize("value", ["qemu:///system", 'lxc:///"x', "lxc:/// x", "lxc", "LXC:///", "lxc+:///"])
+def test_libvirt_uri_rejects(value: str) -> None:
+    with pytest.raises(ValueError):
+        v.libvirt_uri(value)
+
+
+# -- names ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["lxcbr0", "br0", "virbr0", "br-lan", "a" * 15, "br.10"])
+def test_bridge_accepts(value: str) -> None:
+    assert v.bridge(value) == value
+
+
+@pytest.mark.parametrize("value", ["a" * 16, "br/0", "br 0", "br:0", "br%d", "-br", ".", "", "br0\nlxc.x=1"])
+def test_bridge_rejects(value: str) -> None:
+    with pytest.raises(ValueError):
+        v.bridge(value)
+
+
+@pytest.mark.parametrize("value", ["none", "bridge", "default", "lan_2", "my-net.v6"])
+def test_network_name_accepts(value: str) -> None:
+    assert v.network_name(value) == value
+
+
+@pytest.mark.parametrize("value", ["my net", "a/b", "", "n\nx", "<x>"])
+def test_network_name_rejects(value: str) -> None:
+    with pytest.raises(ValueError):
+        v.network_name(value)
+
+
+@pytest.mark.parametrize("value", ["daemon", "bin", "sys", "nobody", "www-data", "_apt", "sshd", "messagebus",
+                                   "systemd-network", "systemd-resolve", "syslog", "sudo", "adm", "users",
+                                   "nogroup", "tty"])  # fmt: skip
+def test_username_of_the_base_system_is_refused(value: str) -> None:
+    with pytest.raises(v.Invalid, match="already has") as err:
+        v.username(value)
+    assert err.value.hint is not None and "choose another --user" in err.value.hint
+
+
+@pytest.mark.parametrize("value", ["ubuntu", "debian", "admin", "deploy", "ops"])
+def test_usual_initial_user_names_are_accepted(value: str) -> None:
+    """ubuntu is the default user; the code creates it, so it is no reserved name."""
+    assert v.username(value) == value
+
+
+@pytest.mark.parametrize("value", [1000, 1500, 59999])
+def test_uid_accepts(value: int) -> None:
+    assert v.uid(value) == value
+
+
+@pytest.mark.parametrize(("value", "needle"), [(0, "root's id"), (65534, "nobody's id"), (999, "outside"),
+                                               (60000, "outside"), (-1, "outside"), (100, "outside")])  # fmt: skip
+def test_uid_rejects(value: int, needle: str) -> None:
+    with pytest.raises(v.Invalid, match=needle) as err:
+        v.uid(value)
+    assert err.value.hint is not None and "1000 to 59999" in err.value.hint
+
+
+@pytest.mark.parametrize("value", ["Ada Lovelace", "Jörg Ünal", "O'Brien", "Dr. Who (ops)"])
+def test_gecos_accepts(value: str) -> None:
+    assert v.gecos(value) == value
+
+
+@pytest.mark.parametrize("value", ["a:b", "Ada, Room 1", "x=y", "Ada\nroot::0:0", "x" * 256])
+def test_gecos_rejects(value: str) -> None:
+    with pytest.raises(ValueError):
+        v.gecos(value)
+
+
+def test_password_takes_any_printable_text_but_no_line_break() -> None:
+    """chpasswd splits its line at the first ':', so a ':' in a password is safe; a newline is not."""
+    assert v.password("p:a ss;\"'$(x)") == "p:a ss;\"'$(x)"
+    with pytest.raises(ValueError, match="control character"):
+        v.password("x\nroot:x")
+
+
+# -- numbers and choices ---------------------------------------------------------------------------------
+
+
+def test_int_range() -> None:
+    check = v.int_range(1, 8)
+    assert check(1) == 1 and check(8) == 8
+    with pytest.raises(ValueError, match="from 1 to 8"):
+        check(9)
+
+
+@pytest.mark.parametrize(("level", "compressions", "ok"),
+                         [(19, ["zstd"], True), (22, ["zstd"], True), (0, ["zstd"], False), (9, ["xz"], True),
+                          (10, ["xz"], False), (0, ["xz"], True), (0, ["gzip"], False), (5, ["none"], True),
+                          (12, ["xz", "zstd"], False), (6, ["xz", "zstd", "gzip"], True)])  # fmt: skip
+def test_compression_level_per_compressor(level: int, compressions: list[str], ok: bool) -> None:
+    if ok:
+        v.compression_level(level, compressions)
+    else:
+        with pytest.raises(v.Invalid, match="takes levels from"):
+            v.compression_level(level, compressions)
+
+
+def test_memory_upper_bound() -> None:
+    assert v.memory_mb("16384G") == 16 << 20
+    with pytest.raises(ValueError, match="16 TB"):
+        v.memory_mb("16385G")
+
+
+def test_one_of() -> None:
+    check = v.one_of(("tar", "lxc"), "export format", fold=True)
+    assert check(" LXC ") == "lxc"
+    with pytest.raises(v.Invalid, match="unknown export format 'zip'"):
+        check("zip")
+
+
+# -- input files and places ---------------------------------------------------------------------------------
+
+
+def test_existing_file_refuses_a_fifo_without_opening_it(tmp_path: Path) -> None:
+    """Opening a FIFO for reading would block until a writer comes."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError, match="is a FIFO, not a regular file"):
+        v.existing_file(str(fifo))
+
+
+def test_existing_file_refuses_proc_files() -> None:
+    with pytest.raises(ValueError, match="/proc"):
+        v.existing_file("/proc/self/status")
+
+
+def test_existing_file_refuses_devices() -> None:
+    with pytest.raises(ValueError, match="a character device"):
+        v.existing_file("/dev/null")
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [("'/etc/hostname /x\n", "No closing quotation"), ("/etc/hostname etc/x\n", "absolute guest path"),
+     ("/etc/hostname /../x\n", "absolute guest path"), ("/etc/hostname\n", "got 1 fields"),
+     ("/nonexistent/x /x\n", "does not exist"), ("/etc/hostname /a\x1bb\n", "control character"),
+     ("# ok\n\n/etc/hostname /x /y\n", ":3: expected")],
+)  # fmt: skip
+def test_copy_list_rejects(tmp_path: Path, text: str, needle: str) -> None:
+    listing = tmp_path / "copy.list"
+    listing.write_text(text)
+    with pytest.raises(ValueError, match=needle):
+        v.copy_list(str(listing))
+
+
+def test_copy_list_accepts(tmp_path: Path) -> None:
+    listing = tmp_path / "copy.list"
+    listing.write_text("# files\n/etc/hostname /etc/host-of-builder\n'/etc/hosts' /srv/dir/  # trailing\n")
+    assert v.copy_list(str(listing)) == str(listing)
+
+
+def test_copy_list_binary_file_is_refused(tmp_path: Path) -> None:
+    listing = tmp_path / "copy.list"
+    listing.write_bytes(b"\x00\x01\xff")
+    with pytest.raises(ValueError, match="binary"):
+        v.copy_list(str(listing))
+
+
+def test_dest_refuses_kernel_filesystems_and_files(tmp_path: Path) -> None:
+    for path in ("/proc/x", "/sys/fs/x", "/dev/x", "/"):
+        with pytest.raises(ValueError):
+            v.dest(path)
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ValueError, match="not a directory"):
+        v.dest(str(tmp_path / "file" / "web1"))
+    with pytest.raises(ValueError, match="exists and is not a directory"):
+        v.dest(str(tmp_path / "file"))
+    assert v.dest(str(tmp_path / "new" / "web1")) == str(tmp_path / "new" / "web1")
+
+
+def test_writable_dir(tmp_path: Path) -> None:
+    check = v.writable_dir("--cache-dir", "fix it")
+    (tmp_path / "file").write_text("")
+    with pytest.raises(v.Invalid, match="exists and is not a directory") as err:
+        check(str(tmp_path / "file"))
+    assert err.value.hint == "fix it"
+    with pytest.raises(ValueError, match="kernel"):
+        check("/proc/cache")
+    assert check(str(tmp_path / "cache")) == str(tmp_path / "cache")
