@@ -374,11 +374,18 @@ class GuestFS:
             os.replace(sname, dname, src_dir_fd=sfd, dst_dir_fd=dfd)
 
     def chmod(self, path: str, mode: int) -> None:
-        """chmod a file or directory; a symlink at `path` is refused, never followed."""
+        """chmod any entry but a symlink (refused, never followed); device nodes are not opened."""
         with self.at(path) as (dfd, name):
-            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dfd)
+            if self.fake:  # no /proc/self/fd in a test's fake file system
+                if stat.S_ISLNK(os.stat(name, dir_fd=dfd, follow_symlinks=False).st_mode):
+                    raise GuestPathError(errno.ELOOP, "a symlink's mode is not changed", path)
+                os.chmod(name, mode, dir_fd=dfd)
+                return
+            fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
         try:
-            os.fchmod(fd, mode)
+            if stat.S_ISLNK(os.fstat(fd).st_mode):
+                raise GuestPathError(errno.ELOOP, "a symlink's mode is not changed", path)
+            os.chmod(f"/proc/self/fd/{fd}", mode)  # an O_PATH descriptor: fchmod() would refuse it
         finally:
             os.close(fd)
 

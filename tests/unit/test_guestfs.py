@@ -233,6 +233,14 @@ def test_glob_never_descends_a_symlink(fs: GuestFS, world: World) -> None:
     assert fs.glob("/var/log/**") == ["/var/log/journal"]  # the link itself, not the host files below it
 
 
+def test_device_nodes_are_made_and_chmodded_without_being_opened(fs: GuestFS, world: World) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("mknod needs root")
+    fs.mknod("/tty", stat.S_IFCHR | 0o600, os.makedev(5, 0))  # opening /dev/tty without a terminal: ENXIO
+    fs.chmod("/tty", 0o666)
+    assert stat.S_IMODE((world.root / "tty").lstat().st_mode) == 0o666
+
+
 def test_no_temporary_file_is_left(fs: GuestFS, world: World) -> None:
     fs.write_text("/etc/new", "x")
     with pytest.raises(OSError):
