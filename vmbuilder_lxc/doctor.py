@@ -9,7 +9,9 @@ script. Doctor only reads: every external probe has a timeout and nothing on the
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +22,8 @@ from . import doctor_host as host
 from . import doctor_virt as virt
 from .cache import DEFAULT_CACHE_DIR
 from .doctor_probes import GIB, Options, Result
-from .log import UserError
+from .log import LOG, UserError
+from .plugin import discover
 
 __all__ = ["CHECKS", "Check", "Options", "Result", "format_table", "main", "parser", "run_checks"]
 
@@ -32,7 +35,49 @@ class Check:
     run: Callable[[Options], list[Result]]
 
 
+class _Collect(logging.Handler):
+    """Keeps the warnings a config file causes, to report them as a finding instead of on stderr."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@functools.lru_cache(maxsize=1)
+def build_config() -> tuple[tuple[tuple[str, str], ...], Result]:
+    """cache-dir and dest as a default build (`vmbuilder lxc ubuntu`) resolves them from the config files.
+
+    A config file the build would refuse stops every build, so it is a failure here; one it warns
+    about is a warning. Read once per run (the defaults and the `config` check share it).
+    """
+    from . import cli, settings  # cli loads the plugins, one of which loads this module
+
+    files = [f for f in (settings.SYSTEM_CONFIG, settings.USER_CONFIG.expanduser()) if f.exists()]
+    collect, saved = _Collect(), LOG.handlers[:]
+    LOG.handlers[:] = [collect]
+    try:
+        ctx = cli.make_context("lxc", host.DEFAULT_DISTRO, discover())
+        cli.configure(ctx, [])
+        found = (("cache-dir", str(ctx.settings["cache-dir"])), ("dest", str(ctx.settings["dest"])))
+    except UserError as exc:
+        return (), Result("config", "fail", exc.message, exc.hint or "fix the config file")
+    finally:
+        LOG.handlers[:] = saved
+    read = ", ".join(str(f) for f in files) if files else "none"
+    if collect.messages:
+        return found, Result("config", "warn", "; ".join(collect.messages), "fix the config file")
+    return found, Result("config", "ok", f"config files a build reads: {read}")
+
+
+def check_config(opts: Options) -> list[Result]:
+    return [build_config()[1]]
+
+
 CHECKS: tuple[Check, ...] = (
+    Check("config", "the config files a build reads", check_config),
     Check("root", "builds run as root", host.check_root),
     Check("keyrings", "each distro's archive keyring, readable by gpg, and gpgv/sqv", host.check_keyrings),
     Check("bootstrappers", "mmdebstrap and debootstrap, and their versions", host.check_bootstrappers),
@@ -117,11 +162,12 @@ def parser() -> argparse.ArgumentParser:
         "Exit 1 when something stops a default build, else 0. Nothing is changed.",
     )
     ap.add_argument("--json", action="store_true", help="print a list of {check, status, finding, fix}")
-    ap.add_argument("--cache-dir", type=_path, metavar="DIR", default=str(DEFAULT_CACHE_DIR),
-                    help="the cache directory to check")  # fmt: skip
+    ap.add_argument("--cache-dir", type=_path, metavar="DIR",
+                    help=f"the cache directory to check (default: a build's, from the config files, else "
+                    f"{DEFAULT_CACHE_DIR})")  # fmt: skip
     ap.add_argument("-d", "--dest", type=_path, metavar="DIR",
                     help="the DEST you build to: its file system and its parent's interrupted builds are "
-                    "checked (default: ./ubuntu-lxc)")  # fmt: skip
+                    "checked (default: a build's, from the config files, else ./ubuntu-lxc)")  # fmt: skip
     ap.add_argument("-a", "--arch", action="append", default=[], metavar="ARCH",
                     help="a foreign architecture you intend to build (repeatable); then a missing qemu-user "
                     "registration is a failure")  # fmt: skip
@@ -134,10 +180,13 @@ def parser() -> argparse.ArgumentParser:
     return ap
 
 
-def options(args: argparse.Namespace) -> Options:
-    dest = Path(args.dest).expanduser() if args.dest else Path("ubuntu-lxc")
+def options(args: argparse.Namespace, defaults: dict[str, str] | None = None) -> Options:
+    """Doctor's options; what is not given comes from a default build's configuration."""
+    defaults = defaults or {}
+    dest = Path(args.dest or defaults.get("dest") or "ubuntu-lxc").expanduser()
+    cache_dir = Path(args.cache_dir or defaults.get("cache-dir") or DEFAULT_CACHE_DIR).expanduser()
     return Options(
-        cache_dir=Path(args.cache_dir).expanduser().absolute(),
+        cache_dir=cache_dir.absolute(),
         dest=dest.absolute(),
         arches=host.parse_arches(args.arch),
         min_free=args.min_free,
@@ -148,7 +197,8 @@ def options(args: argparse.Namespace) -> Options:
 
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
-    results = run_checks(options(args))
+    defaults = dict(build_config()[0]) if args.cache_dir is None or args.dest is None else {}
+    results = run_checks(options(args, defaults))
     if args.json:
         print(json.dumps([r.as_dict() for r in results], indent=2))
     else:

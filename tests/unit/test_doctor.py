@@ -533,6 +533,50 @@ def test_cache_entry_being_stored_is_left_alone(tmp_path: Path) -> None:
 # -- the runner and the command ---------------------------------------------------------------------------
 
 
+@pytest.fixture
+def config_home(no_host_config: Path) -> Iterator[Path]:
+    """An empty HOME and no /etc/vmbuilder.cfg; doctor's once-per-run config cache is cleared."""
+    doctor.build_config.cache_clear()
+    yield no_host_config
+    doctor.build_config.cache_clear()
+
+
+def test_config_none(config_home: Path) -> None:
+    defaults, result = doctor.build_config()
+    assert result == Result("config", "ok", "config files a build reads: none")
+    assert dict(defaults) == {"cache-dir": str(p.DEFAULT_CACHE_DIR), "dest": "ubuntu-lxc"}
+
+
+@pytest.mark.parametrize(
+    ("content", "status", "text"),
+    [
+        ("[DEFAULT]\nunknown-key = 1\n", "warn", "unknown key 'unknown-key'"),
+        ("[DEFAULT]\ncache-dir = /proc/x\n", "fail", "kernel filesystem"),
+        ("no sections\n", "fail", "cannot read config file"),
+    ],
+)
+def test_config_problems(config_home: Path, content: str, status: str, text: str) -> None:
+    (config_home / ".vmbuilder.cfg").write_text(content)
+    result = only(doctor.check_config(Options()))
+    assert result.status == status and text in result.finding and result.fix, result
+
+
+def test_defaults_come_from_the_config(
+    config_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (config_home / ".vmbuilder.cfg").write_text(f"[DEFAULT]\ncache-dir = {tmp_path / 'cfgcache'}\n")
+    seen: list[Options] = []
+
+    def fake(o: Options) -> list[Result]:
+        seen.append(o)
+        return []
+
+    monkeypatch.setattr(doctor, "CHECKS", (doctor.Check("x", "a fake", fake),))
+    assert cli.main(["lxc", "doctor", "-d", str(tmp_path / "d")]) == 0
+    assert seen[0].cache_dir == tmp_path / "cfgcache" and seen[0].dest == tmp_path / "d"
+    assert capsys.readouterr().err == ""
+
+
 def test_a_crashing_check_is_reported_and_the_others_still_run(tmp_path: Path) -> None:
     def boom(o: Options) -> list[Result]:
         raise RuntimeError("probe exploded")
