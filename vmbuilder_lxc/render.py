@@ -12,7 +12,8 @@ template forgets one. Behind the filters, two guards that need no template's coo
   a control character, so no value can start a new line in any file (an override template that
   forgets a filter still gets this much);
 - after rendering, an LXC config is read back as liblxc reads it: every line must be blank, a
-  comment or `lxc.KEY = VALUE`, and the keys of a packaged template must be ones it writes.
+  comment or `lxc.KEY = VALUE`, and the keys of a packaged template must be ones it writes;
+  apt sources are read back as apt reads them: no `[options]`, only the deb822 fields we write.
 XML templates (`*.xml.j2`) are autoescaped as well.
 """
 
@@ -70,9 +71,39 @@ def lxc_config_keys(text: str, template: str, packaged: bool) -> list[tuple[str,
     return pairs
 
 
+def _unexpected(template: str, what: str, line: str) -> FormatError:
+    return FormatError(f"{template} rendered an unexpected {what} line: {line[:60]!r}",
+                       "a value added a field or options; check the values given to this template")  # fmt: skip
+
+
+def apt_one_line_check(text: str, template: str, packaged: bool) -> None:
+    """A one-line sources.list as apt reads it: cut at '#', `deb URI SUITE COMPONENT...`, and no
+    `[options]` word (which is how `[trusted=yes]` would switch signature checks off)."""
+    for line in text.split("\n"):
+        fields = line.split("#", 1)[0].split()
+        if fields and (fields[0] != "deb" or len(fields) < 4 or fields[1].startswith("[") or '"' in line):
+            raise _unexpected(template, "apt sources", line)
+
+
+DEB822_FIELDS = {"Types", "URIs", "Suites", "Components", "Signed-By"}
+
+
+def apt_deb822_check(text: str, template: str, packaged: bool) -> None:
+    """deb822 sources: `Field: value` lines only, and only the fields the packaged template writes
+    (no `Trusted: yes`, no continuation lines)."""
+    for line in text.split("\n"):
+        if not line.strip() or line.startswith("#"):
+            continue
+        name, sep, _ = line.partition(":")
+        if not sep or line[0].isspace() or (packaged and name not in DEB822_FIELDS):
+            raise _unexpected(template, "deb822 sources", line)
+
+
 POSTCHECKS: dict[str, Callable[[str, str, bool], object]] = {
     "lxc/config.j2": lxc_config_keys,
     "exports/lxc-config.j2": lxc_config_keys,
+    "apt/sources.list.j2": apt_one_line_check,
+    "apt/deb822.sources.j2": apt_deb822_check,
 }
 
 

@@ -29,7 +29,7 @@ from vmbuilder_lxc.context import Context
 from vmbuilder_lxc.data import templates_dir
 from vmbuilder_lxc.formats import FormatError
 from vmbuilder_lxc.log import UserError
-from vmbuilder_lxc.render import Templates, lxc_config_keys
+from vmbuilder_lxc.render import Templates, apt_deb822_check, apt_one_line_check, lxc_config_keys
 
 MARKER = "Mk7q"
 HOSTILE = [
@@ -505,3 +505,14 @@ def test_chpasswd_input_stays_one_line_per_user(
     with pytest.raises(UserError, match="chpasswd"):
         ctx.distro.configure_users()  # type: ignore[attr-defined]
     assert not [argv for argv in ran if argv[0] == "chpasswd"]
+
+
+def test_apt_sources_read_back_refuses_options_and_unknown_fields() -> None:
+    apt_one_line_check("# c\ndeb http://127.0.0.1:9/u noble main\n", "apt/sources.list.j2", True)
+    with pytest.raises(FormatError, match="unexpected apt sources line"):
+        apt_one_line_check("deb [trusted=yes] http://127.0.0.1:9/u noble main\n", "apt/sources.list.j2", True)
+    apt_deb822_check("Types: deb\nURIs: http://127.0.0.1:9/u\n\nSuites: noble\n", "apt/deb822.sources.j2", True)
+    with pytest.raises(FormatError, match="unexpected deb822 sources line"):
+        apt_deb822_check("Types: deb\nTrusted: yes\n", "apt/deb822.sources.j2", True)
+    with pytest.raises(FormatError, match="unexpected deb822 sources line"):
+        apt_deb822_check("Types: deb\n more\n", "apt/deb822.sources.j2", False)
