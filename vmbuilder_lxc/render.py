@@ -78,7 +78,10 @@ def _unexpected(template: str, what: str, line: str) -> FormatError:
 
 def apt_one_line_check(text: str, template: str, packaged: bool) -> None:
     """A one-line sources.list as apt reads it: cut at '#', `deb URI SUITE COMPONENT...`, and no
-    `[options]` word (which is how `[trusted=yes]` would switch signature checks off)."""
+    `[options]` word (which is how `[trusted=yes]` would switch signature checks off). A site's
+    override may write options on purpose (`[arch=amd64]`): the host admin is trusted."""
+    if not packaged:
+        return
     for line in text.split("\n"):
         fields = line.split("#", 1)[0].split()
         if fields and (fields[0] != "deb" or len(fields) < 4 or fields[1].startswith("[") or '"' in line):

@@ -511,6 +511,7 @@ def test_apt_sources_read_back_refuses_options_and_unknown_fields() -> None:
     apt_one_line_check("# c\ndeb http://127.0.0.1:9/u noble main\n", "apt/sources.list.j2", True)
     with pytest.raises(FormatError, match="unexpected apt sources line"):
         apt_one_line_check("deb [trusted=yes] http://127.0.0.1:9/u noble main\n", "apt/sources.list.j2", True)
+    apt_one_line_check("deb [arch=amd64] http://127.0.0.1:9/u noble main\n", "apt/sources.list.j2", False)
     apt_deb822_check("Types: deb\nURIs: http://127.0.0.1:9/u\n\nSuites: noble\n", "apt/deb822.sources.j2", True)
     with pytest.raises(FormatError, match="unexpected deb822 sources line"):
         apt_deb822_check("Types: deb\nTrusted: yes\n", "apt/deb822.sources.j2", True)
