@@ -8,11 +8,17 @@ setting's type or name is caught here.
 from __future__ import annotations
 
 import argparse
+import io
+import os
+import signal
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from pyfakefs.fake_filesystem import FakeFilesystem
 
 from tests.unit.conftest import ContextFactory
+from vmbuilder_lxc import cli
 from vmbuilder_lxc.log import UserError, setup_logging
 from vmbuilder_lxc.settings import Setting, Settings, build_parser, parse_bool, split_list
 
@@ -453,3 +459,201 @@ def test_abbreviated_options_are_not_accepted() -> None:
     parser = build_parser("prog", [Setting("hostname", "h")])
     with pytest.raises(UserError):
         parser.parse_args(["--host", "web"])
+
+
+# -- one input boundary: control characters, secrets, config files that are not text files ---------------
+
+
+def test_control_character_on_the_command_line_is_refused_without_echo(
+    cfs: FakeFilesystem, make_ctx: ContextFactory
+) -> None:
+    """A newline in --bridge became an lxc.hook line in DEST/config (issue 12)."""
+    with pytest.raises(UserError) as err:
+        make_ctx(*ARCH, "--bridge", "br0\nlxc.hook.pre-start = /bin/sh")
+    assert err.value.message == "invalid value for --bridge on the command line: contains a control character: " \
+        "newline (U+000A)"  # fmt: skip
+    assert "lxc.hook" not in str(err.value)
+
+
+def test_continuation_line_in_a_config_value_is_refused(cfs: FakeFilesystem, make_ctx: ContextFactory) -> None:
+    """configparser joins indented lines into the value: that is how a newline gets into one."""
+    cfs.create_file(SYSTEM, contents="[lxc]\nbridge = br0\n  lxc.hook.pre-start = /bin/sh\n")
+    with pytest.raises(UserError) as err:
+        make_ctx(*ARCH)
+    assert err.value.message.startswith(f"invalid value for 'bridge' in {SYSTEM} [lxc]: contains a control character")
+
+
+@pytest.mark.parametrize("value", ["vim\x1b]0;x\x07", "vim\x7fcurl"])
+def test_control_character_in_a_list_item_is_refused(cfs: FakeFilesystem, make_ctx: ContextFactory, value: str) -> None:
+    """Lists split on whitespace (continuation lines stay a way to write them); other controls stay refused."""
+    with pytest.raises(UserError, match="control character"):
+        make_ctx(*ARCH, "--addpkg", value)
+
+
+@pytest.mark.parametrize("option", ["--pass", "--rootpass"])
+@pytest.mark.parametrize("value", ["s3cret\nroot:x", "s3cret\x1b[2J"])
+def test_a_refused_secret_is_never_echoed(
+    cfs: FakeFilesystem, make_ctx: ContextFactory, option: str, value: str
+) -> None:
+    with pytest.raises(UserError) as err:
+        make_ctx(*ARCH, option, value)
+    assert "s3cret" not in str(err.value)
+    assert f"for {option} on the command line" in err.value.message
+
+
+def test_a_secret_refused_in_a_config_file_is_never_echoed(cfs: FakeFilesystem, make_ctx: ContextFactory) -> None:
+    cfs.create_file(SYSTEM, contents="[ubuntu]\nrootpass = s3cret\n  root:x\n")
+    with pytest.raises(UserError) as err:
+        make_ctx(*ARCH)
+    assert "s3cret" not in str(err.value) and f"'rootpass' in {SYSTEM} [ubuntu]" in err.value.message
+
+
+def test_validator_hint_replaces_the_generic_one(cfs: FakeFilesystem, make_ctx: ContextFactory) -> None:
+    with pytest.raises(UserError) as err:
+        make_ctx(*ARCH, "--uid", "0")
+    assert err.value.message == "invalid value '0' for --uid on the command line: 0 is root's id"
+    assert err.value.hint == "give a --uid from 1000 to 59999 (Debian's range for user accounts), or leave it out"
+
+
+def test_long_values_are_shortened_in_errors(cfs: FakeFilesystem, make_ctx: ContextFactory) -> None:
+    with pytest.raises(UserError) as err:
+        make_ctx(*ARCH, "--hostname", "x" * 5000)
+    assert len(str(err.value)) < 300
+
+
+def test_control_character_in_a_config_key_is_refused(cfs: FakeFilesystem, make_ctx: ContextFactory) -> None:
+    cfs.create_file(SYSTEM, contents="[ubuntu]\nsu\x1bite = noble\n")
+    with pytest.raises(UserError) as err:
+        make_ctx(*ARCH)
+    assert err.value.message == f"malformed key 'su\\x1bite' in {SYSTEM} [ubuntu]"
+
+
+@pytest.fixture
+def hang_guard() -> Iterator[None]:
+    """Fail instead of hanging if a FIFO were ever opened for reading."""
+
+    def expire(signum: int, frame: object) -> None:
+        raise TimeoutError("reading the config file blocked")
+
+    old = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(60)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, old)
+
+
+def test_config_fifo_is_refused_unread(no_host_config: Path, make_ctx: ContextFactory, tmp_path: Path,
+                                       hang_guard: None) -> None:  # fmt: skip
+    fifo = tmp_path / "vm.cfg"
+    os.mkfifo(fifo)
+    with pytest.raises(UserError) as err:
+        make_ctx(*ARCH, "-c", str(fifo))
+    assert err.value.message == f"config file {fifo} is a FIFO, not a regular file"
+
+
+@pytest.mark.parametrize(
+    ("make", "needle"),
+    [(lambda p: p.write_text("[DEFAULT]\n" + "#" * (1 << 20)), "more than the 1048576"),
+     (lambda p: p.write_bytes(b"[ubuntu]\nname = J\xf6rg\n"), "is not UTF-8 text (byte 0xf6 at offset 17)"),
+     (lambda p: p.write_bytes(b"\x7fELF\x02\x01\x01\x00"), "is a binary file"),
+     (lambda p: p.mkdir(), "is a directory, not a regular file")],
+)  # fmt: skip
+def test_config_files_that_are_not_small_text_files(
+    no_host_config: Path, make_ctx: ContextFactory, tmp_path: Path, make: Callable[[Path], object], needle: str
+) -> None:
+    path = tmp_path / "vm.cfg"
+    make(path)
+    with pytest.raises(UserError) as err:
+        make_ctx(*ARCH, "-c", str(path))
+    assert needle in err.value.message
+    assert "\n" not in str(err.value)
+
+
+def test_config_file_in_proc_is_refused(no_host_config: Path, make_ctx: ContextFactory) -> None:
+    """/proc files claim size 0 and some block (kmsg) or have effects when read."""
+    with pytest.raises(UserError) as err:
+        make_ctx(*ARCH, "-c", "/proc/self/status")
+    assert "/proc holds kernel interfaces" in err.value.message
+
+
+# -- options without effect (warnings) and values checked against each other ------------------------------
+
+
+def resolved(make_ctx: ContextFactory, *argv: str) -> str:
+    """configure, then the check the pipeline runs first; returns what was logged."""
+    ctx = make_ctx(*ARCH, *argv)
+    stream = io.StringIO()
+    setup_logging(0, stream)
+    ctx.settings.check_resolved()
+    return stream.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("argv", "warning"),
+    [(["--mask", "16"], "--mask has no effect without a static --ip"),
+     (["--gw", "10.0.3.1"], "--gw has no effect without a static --ip"),
+     (["--dns", "10.0.3.1"], "--dns has no effect without a static --ip"),
+     (["--network", "none", "--mac", "00:16:3e:00:00:01"], "--mac has no effect with --network none"),
+     (["--export-dir", "/srv"], "--export-dir has no effect without --export"),
+     (["--compression", "xz"], "--compression has no effect without --export"),
+     (["--compression-level", "3"], "--compression-level has no effect without --export"),
+     (["--export", "tar", "--compression", "none", "--compression-level", "3"],
+      "--compression-level has no effect with --compression none"),
+     (["--keep-apt-lists"], "--keep-apt-lists has no effect without --export"),
+     (["--template-setuid"], "--template-setuid has no effect without --from-template"),
+     (["--no-template-setuid"], "--template-setuid has no effect without --from-template"),
+     (["--no-cache", "--cache-max-age", "3"], "--cache-max-age has no effect with --no-cache"),
+     (["--insecure", "--keyring", "/etc/hostname"], "--keyring has no effect with --insecure"),
+     (["--variant", "buildd", "--mem", "512"], "--mem has no effect with --variant buildd")],
+)  # fmt: skip
+def test_options_without_effect_warn(
+    cfs: FakeFilesystem, make_ctx: ContextFactory, argv: list[str], warning: str
+) -> None:
+    cfs.create_file("/etc/hostname", contents="x\n")
+    cfs.create_dir("/srv")
+    out = resolved(make_ctx, *argv)
+    assert f"vmbuilder: warning: {warning}" in out
+    assert len(out.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [[], ["--ip", "10.0.3.5", "--mask", "16", "--gw", "10.0.3.1", "--dns", "10.0.3.1"],
+     ["--mac", "00:16:3e:00:00:01"], ["--export", "tar", "--compression", "zstd", "--compression-level", "19"],
+     ["--export", "lxc", "--keep-apt-lists"]],
+)  # fmt: skip
+def test_options_with_effect_do_not_warn(cfs: FakeFilesystem, make_ctx: ContextFactory, argv: list[str]) -> None:
+    assert resolved(make_ctx, *argv) == ""
+
+
+def test_site_config_defaults_do_not_warn_but_a_dash_c_file_does(cfs: FakeFilesystem, make_ctx: ContextFactory) -> None:
+    """/etc/vmbuilder.cfg sets defaults for every build; a -c file belongs to this one."""
+    cfs.create_file(SYSTEM, contents="[DEFAULT]\ncompression = zstd\n")
+    assert resolved(make_ctx) == ""
+    cfs.create_file("/srv/job.cfg", contents="[DEFAULT]\ncompression = zstd\n")
+    out = resolved(make_ctx, "-c", "/srv/job.cfg")
+    assert "--compression ('compression' in /srv/job.cfg [DEFAULT]) has no effect without --export" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [(["--export", "lxc", "--compression-level", "15"], "xz takes levels from 0 to 9"),
+     (["--export", "tar,sbuild", "--compression-level", "0"], "zstd takes levels from 1 to 22"),
+     (["--export", "tar", "--compression", "gzip", "--compression-level", "0"], "gzip takes levels from 1 to 9")],
+)  # fmt: skip
+def test_compression_level_is_checked_against_the_compressors(
+    cfs: FakeFilesystem, make_ctx: ContextFactory, argv: list[str], needle: str
+) -> None:
+    with pytest.raises(UserError) as err:
+        resolved(make_ctx, *argv)
+    assert needle in err.value.message
+    assert err.value.message.startswith(f"invalid value '{argv[-1]}' for --compression-level on the command line")
+
+
+@pytest.mark.parametrize("distro", ["ubuntu", "debian"])
+def test_every_setting_is_checked_when_set(plugins: dict[str, type], distro: str) -> None:
+    """Item 1 of issue 12: every value has a type and a check; only booleans and fixed choices need none."""
+    ctx = cli.make_context("lxc", distro, plugins)  # type: ignore[arg-type]
+    unchecked = [s.flag for s in ctx.settings.table.values()
+                 if s.type != "bool" and s.choices is None and s.validate is None]  # fmt: skip
+    assert unchecked == []
