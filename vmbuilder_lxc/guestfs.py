@@ -230,7 +230,16 @@ class GuestFS:
     def read_bytes(self, path: str, *, follow: bool = True) -> bytes:
         """A regular file's contents (a FIFO or device is refused, not opened for reading)."""
         with self.at(path, follow=follow) as (dfd, name):
-            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dfd)
+            if self.fake:
+                fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=dfd)
+            else:  # check the type before opening for reading: a device or FIFO is never opened
+                pfd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
+                try:
+                    if not stat.S_ISREG(os.fstat(pfd).st_mode):
+                        raise GuestPathError(errno.EINVAL, "not a regular file", path)
+                    fd = os.open(f"/proc/self/fd/{pfd}", os.O_RDONLY | os.O_CLOEXEC)
+                finally:
+                    os.close(pfd)
         with os.fdopen(fd, "rb") as fh:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 raise GuestPathError(errno.EINVAL, "not a regular file", path)

@@ -241,6 +241,13 @@ def test_device_nodes_are_made_and_chmodded_without_being_opened(fs: GuestFS, wo
     assert stat.S_IMODE((world.root / "tty").lstat().st_mode) == 0o666
 
 
+def test_a_fifo_is_refused_not_opened(fs: GuestFS, world: World) -> None:
+    os.mkfifo(world.root / "etc/fifo")
+    (world.root / "etc/hosts").symlink_to("/etc/fifo")
+    with pytest.raises(GuestPathError):
+        fs.read_bytes("/etc/hosts")  # opening a FIFO for reading would block
+
+
 def test_no_temporary_file_is_left(fs: GuestFS, world: World) -> None:
     fs.write_text("/etc/new", "x")
     with pytest.raises(OSError):
