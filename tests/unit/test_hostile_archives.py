@@ -390,15 +390,18 @@ def test_names_agree_with_gnu_tar_on_a_real_archive(tmp_path: Path) -> None:
     (root / "etc" / "link").symlink_to("l" * 150)
     os.link(deep / ("f" * 200), root / "etc" / "hard")
     with (root / "etc" / "sparse").open("wb") as fh:
-        fh.truncate(1 << 30)
-    for fmt in ("gnu", "pax", "posix"):
-        archive = tmp_path / f"{fmt}.tar"
-        subprocess.run(["tar", f"--format={fmt}", "--sparse", "-C", root, "-cf", archive, "."], check=True)
+        fh.truncate(64 << 20)
+    for fmt, sparse in [("gnu", "1.0"), ("pax", "0.0"), ("pax", "0.1"), ("posix", "1.0")]:
+        archive = tmp_path / f"{fmt}-{sparse}.tar"
+        argv = ["tar", f"--format={fmt}", "--sparse", "-C", str(root), "-cf", str(archive), "."]
+        if fmt != "gnu":
+            argv.insert(3, f"--sparse-version={sparse}")
+        subprocess.run(argv, check=True)
         listed = subprocess.run(["tar", "-tf", archive], check=True, capture_output=True, text=True).stdout
-        ours = [
-            m.name + ("/" if m.isdir() and m.name != "." else "") for m, _ in read_members(archive, lambda m: False)
-        ]
-        assert ours == [n if n != "./" else "." for n in listed.splitlines()], fmt
+        members = [m for m, _ in read_members(archive, lambda m: False)]
+        ours = [m.name + ("/" if m.isdir() and m.name != "." else "") for m in members]
+        assert ours == [n if n != "./" else "." for n in listed.splitlines()], (fmt, sparse)
+        assert next(m for m in members if m.name == "./etc/sparse").size == 64 << 20, (fmt, sparse)
 
 
 # -- decompression bombs ------------------------------------------------------------------------------
