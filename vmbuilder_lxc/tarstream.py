@@ -138,6 +138,8 @@ class _Header:
         """A numeric field: octal digits (space or NUL padded), or GNU's base-256 with the high bit set."""
         if field[:1] == b"\x80":
             return int.from_bytes(field[1:], "big")
+        if field[:1] == b"\xff" and what == "mtime":
+            return int.from_bytes(field, "big", signed=True)  # GNU tar's form for times before 1970
         if field[:1] and field[0] & 0x80:
             raise TarFormatError(self.offset, f"negative or unknown binary number in its {what} field")
         text = _nts(field).strip(b" ")

@@ -533,3 +533,17 @@ def _tools() -> None:
     for tool in ("tar", "zstd"):
         if shutil.which(tool) is None:
             pytest.skip(f"{tool} is not installed")
+
+
+def test_a_negative_mtime_is_fine_and_a_negative_size_is_damaged(tmp_path: Path) -> None:
+    """GNU tar writes times before 1970 in base-256 with 0xff; a negative size is no header."""
+    old = bytearray(header("./etc/old"))
+    old[136:148] = (-86400).to_bytes(12, "big", signed=True)
+    old[148:156] = b" " * 8
+    old[148:156] = b"%06o\0 " % sum(old)
+    path = write(tmp_path / "t.tar", ROOT, bytes(old), END)
+    assert check_in_child(path) == "accepted"
+    path = write(tmp_path / "u.tar", ROOT, header("./etc/neg", size_field=b"\xff" * 12), END)
+    assert "the tar header at byte 1024 is damaged (negative or unknown binary number in its size field)" in (
+        check_in_child(path)
+    )
