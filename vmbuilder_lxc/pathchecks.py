@@ -1,29 +1,22 @@
 """Checks of host paths a user names: files read as input and directories the build writes.
 
 They run when a setting is set (so in preflight, before anything slow) and never block or
-read more than they must: a FIFO, a device or a /proc file given as input is refused without
-being opened or read, and a directory the build will write to is refused when it lies on a
-virtual filesystem (/proc, /sys, /dev, cgroups) or a read-only one, where the build would only
-fail after the bootstrap.
+read more than they must: a FIFO, a device or a /proc file given as input (a config file, a
+--copy list, a keyring, a script) is refused without being opened or read, and a directory the
+build will write to is refused when it lies on a virtual filesystem (/proc, /sys, /dev, cgroups)
+or a read-only one (places.py), where the build would only fail after the bootstrap.
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 import stat
 from pathlib import Path
 
 from . import places
 from .log import UserError
-
-
-class Invalid(ValueError):
-    """A refused value with the fix for it (validators.Invalid)."""
-
-    def __init__(self, message: str, hint: str | None = None) -> None:
-        super().__init__(message)
-        self.hint = hint
-
+from .textchecks import Invalid, control_char, shown
 
 MAX_INPUT = 1 << 20  # 1 MiB: config files, --copy lists
 
@@ -112,3 +105,31 @@ def read_small_text(path: Path, limit: int = MAX_INPUT) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ValueError(f"{path} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})") from None
+
+
+def copy_list(value: str) -> str:
+    """A --copy file: 'SOURCE DESTINATION' per line, '#' comments; read (at most 1 MiB) and checked
+    line by line here, so that a mistake is found before the build, naming the line."""
+    path = regular_file(value).resolve()
+    text = read_small_text(path)
+    hint = "fix the --copy file"
+    for number, line in enumerate(text.splitlines(), 1):
+        body = line.split("#", 1)[0].strip()
+        if not body:
+            continue
+        where = f"{path}:{number}"
+        bad = control_char(body.replace("\t", " "))
+        if bad:
+            raise Invalid(f"{where}: contains a control character: {bad}", hint)
+        try:
+            parts = shlex.split(body)
+        except ValueError as exc:
+            raise Invalid(f"{where}: {exc}", hint) from None
+        if len(parts) != 2:
+            raise Invalid(f"{where}: expected 'SOURCE DESTINATION', got {len(parts)} fields", hint)
+        source, dest = parts
+        if not Path(source).expanduser().exists():
+            raise Invalid(f"{where}: {shown(source)} does not exist", hint)
+        if not dest.startswith("/") or ".." in dest.split("/"):
+            raise Invalid(f"{where}: destination {shown(dest)} is not an absolute guest path without '..'", hint)
+    return str(path)

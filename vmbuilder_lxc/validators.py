@@ -10,15 +10,19 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-import shlex
-import unicodedata
-import urllib.parse
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from . import pathchecks
 from .accounts import RESERVED_NAMES
-from .pathchecks import Invalid
+from .pathchecks import copy_list as copy_list
+from .textchecks import Invalid as Invalid
+from .textchecks import control_char as control_char
+from .textchecks import no_control as no_control
+from .textchecks import shown as shown
+from .urlchecks import libvirt_uri as libvirt_uri
+from .urlchecks import mirror as mirror
+from .urlchecks import proxy as proxy
 
 HOSTNAME_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", re.I)
 USERNAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
@@ -35,40 +39,8 @@ SUITE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+_-]*( [A-Za-z0-9][A-Za-z0-9.+_-]*)?
 # A Linux interface name: at most 15 bytes (IFNAMSIZ - 1), here from a charset every tool accepts.
 BRIDGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$")
 NETWORK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
-# What a mirror or proxy URL may hold: RFC 3986 unreserved, '%' escapes, ':/@' and '+='.
-URL_CHARS = re.compile(r"^[A-Za-z0-9._~%:/@+=-]+$")
-USERINFO = re.compile(r"^[A-Za-z0-9._~%+-]+(:[A-Za-z0-9._~%+-]*)?$")
-URI_CHARS = re.compile(r"^[A-Za-z0-9._~%:/@+=?&,-]+$")
 MAX_MEM_MB = 16 << 20  # 16 TB
 UID_RANGE = (1000, 59999)  # Debian policy 9.2.2: dynamically allocated user accounts
-CONTROL_NAMES = {"\n": "newline", "\r": "carriage return", "\t": "tab", "\0": "NUL", "\x1b": "escape"}
-
-
-def control_char(text: str) -> str | None:
-    """The first control or line-breaking character in `text`, described; None when there is none.
-
-    C0 and C1 controls, DEL and the Unicode line and paragraph separators: each can end a line in
-    one of the formats a value is written into, or drive the terminal that shows an error.
-    """
-    for ch in text:
-        if unicodedata.category(ch) in ("Cc", "Zl", "Zp"):
-            name = CONTROL_NAMES.get(ch)
-            code = f"U+{ord(ch):04X}"
-            return f"{name} ({code})" if name else code
-    return None
-
-
-def no_control(value: str) -> str:
-    bad = control_char(value)
-    if bad:
-        raise Invalid(f"contains a control character: {bad}", "remove it; no value may span lines")
-    return value
-
-
-def shown(text: str, limit: int = 60) -> str:
-    """A value as an error message may echo it: one line, escapes visible, not too long."""
-    out = "".join(ch if not control_char(ch) else ch.encode("unicode_escape").decode() for ch in text)
-    return out if len(out) <= limit else out[: limit - 3] + "..."
 
 
 def hostname(value: str) -> str:
@@ -274,70 +246,6 @@ def suite(value: str) -> str:
     return value.strip()
 
 
-def _url_parts(value: str, schemes: tuple[str, ...], hint: str) -> urllib.parse.SplitResult:
-    """The parts of a plain URL: no spaces, quotes, brackets, query or fragment; a host for http(s)."""
-    no_control(value)
-    if " " in value or "[" in value or "]" in value:
-        raise Invalid("spaces and [brackets] are not part of a URL (apt options like [trusted=yes] are "
-                      "not accepted)", hint)  # fmt: skip
-    if "?" in value or "#" in value:
-        raise Invalid("a query (?...) or fragment (#...) is not accepted", hint)
-    if not URL_CHARS.match(value):
-        bad = sorted({c for c in value if not URL_CHARS.match(c)})
-        raise Invalid(f"characters {' '.join(bad)} are not accepted in a URL", hint)
-    try:
-        parts = urllib.parse.urlsplit(value)
-        port = parts.port
-    except ValueError:
-        raise Invalid("not a valid URL (is the port a number from 1 to 65535?)", hint) from None
-    if parts.scheme not in schemes:
-        raise Invalid(f"not a {', '.join(s + '://' for s in schemes)} URL", hint)
-    if parts.scheme == "file":
-        if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
-            raise Invalid("a file URL names an absolute path: file:///srv/mirror", hint)
-        return parts
-    if not parts.hostname:
-        raise Invalid("the URL names no host", hint)
-    if port == 0:
-        raise Invalid("port 0 is not a port", hint)
-    if "@" in parts.netloc and not USERINFO.match(parts.netloc.rsplit("@", 1)[0]):
-        raise Invalid("the user name or password in the URL has characters that need %-escaping", hint)
-    host = parts.hostname
-    try:
-        ipaddress.IPv4Address(host)
-    except ValueError:
-        if not all(HOSTNAME_LABEL.match(label) for label in host.rstrip(".").split(".")):
-            raise Invalid(f"'{host}' is not a host name", hint) from None
-    return parts
-
-
-def mirror(value: str) -> str:
-    """An archive mirror: written into the guest's sources and given to the bootstrapper."""
-    _url_parts(value, ("http", "https", "file"), "give a plain http://, https:// or file:/// URL, e.g. "
-               "http://HOST/ubuntu; use --keyring for an archive signed by another key")  # fmt: skip
-    return value
-
-
-def proxy(value: str) -> str:
-    """An HTTP proxy: it ends up quoted in an apt.conf line and in http_proxy."""
-    parts = _url_parts(value, ("http", "https"), "give an http:// URL like http://HOST:3128")
-    if parts.path not in ("", "/") and not parts.path.startswith("/"):
-        raise Invalid("not a proxy URL", "give an http:// URL like http://HOST:3128")
-    return value
-
-
-def libvirt_uri(value: str) -> str:
-    """A libvirt connection URI of the LXC driver: lxc:///, lxc:///system, lxc+ssh://root@host/..."""
-    hint = "give an lxc:/// URI, e.g. lxc:/// or lxc+ssh://root@HOST/ (docs/libvirt.md)"
-    no_control(value)
-    if not URI_CHARS.match(value):
-        raise Invalid("spaces, quotes and brackets are not accepted in a libvirt URI", hint)
-    scheme = value.split(":", 1)[0]
-    if not re.fullmatch(r"lxc(\+[a-z0-9]+)?", scheme) or "://" not in value:
-        raise Invalid(f"'{shown(scheme)}' is not libvirt's LXC driver", hint)
-    return value
-
-
 # -- network ----------------------------------------------------------------------------------------
 
 
@@ -401,34 +309,6 @@ def path_text(value: str) -> str:
     if not value.strip():
         raise ValueError("an empty path")
     return value
-
-
-def copy_list(value: str) -> str:
-    """A --copy file: 'SOURCE DESTINATION' per line, '#' comments; read (at most 1 MiB) and checked
-    line by line here, so that a mistake is found before the build, naming the line."""
-    path = Path(existing_file(value))
-    text = pathchecks.read_small_text(path)
-    hint = "fix the --copy file"
-    for number, line in enumerate(text.splitlines(), 1):
-        body = line.split("#", 1)[0].strip()
-        if not body:
-            continue
-        where = f"{path}:{number}"
-        bad = control_char(body.replace("\t", " "))
-        if bad:
-            raise Invalid(f"{where}: contains a control character: {bad}", hint)
-        try:
-            parts = shlex.split(body)
-        except ValueError as exc:
-            raise Invalid(f"{where}: {exc}", hint) from None
-        if len(parts) != 2:
-            raise Invalid(f"{where}: expected 'SOURCE DESTINATION', got {len(parts)} fields", hint)
-        source, dest = parts
-        if not Path(source).expanduser().exists():
-            raise Invalid(f"{where}: {shown(source)} does not exist", hint)
-        if not dest.startswith("/") or ".." in dest.split("/"):
-            raise Invalid(f"{where}: destination {shown(dest)} is not an absolute guest path without '..'", hint)
-    return str(path)
 
 
 def writable_dir(what: str, hint: str) -> Callable[[str], str]:

@@ -653,7 +653,7 @@ def test_compression_level_is_checked_against_the_compressors(
 @pytest.mark.parametrize("distro", ["ubuntu", "debian"])
 def test_every_setting_is_checked_when_set(plugins: dict[str, type], distro: str) -> None:
     """Item 1 of issue 12: every value has a type and a check; only booleans and fixed choices need none."""
-    ctx = cli.make_context("lxc", distro, plugins)  # type: ignore[arg-type]
+    ctx = cli.make_context("lxc", distro, plugins)
     unchecked = [s.flag for s in ctx.settings.table.values()
                  if s.type != "bool" and s.choices is None and s.validate is None]  # fmt: skip
     assert unchecked == []
