@@ -146,8 +146,12 @@ def existing_dir(value: str) -> str:
 
 
 def public_key_file(value: str) -> str:
+    """OpenSSH public keys, one per line; it becomes authorized_keys, so no control characters."""
     path = Path(existing_file(value))
-    text = path.read_text(errors="replace")
+    text = pathchecks.read_small_text(path)
+    bad = control_char(text.replace("\n", "").replace("\r", "").replace("\t", " "))
+    if bad:
+        raise ValueError(f"{path} holds a control character ({bad}); it is not an OpenSSH public key file")
     if "PRIVATE KEY" in text:
         raise ValueError(f"{path} is a private key; pass the public key (the .pub file)")
     keys = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]

@@ -557,3 +557,13 @@ def test_writable_dir(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="kernel"):
         check("/proc/cache")
     assert check(str(tmp_path / "cache")) == str(tmp_path / "cache")
+
+
+@pytest.mark.parametrize(("contents", "needle"), [(b"\x00\x01binary", "binary"),
+                                                  (b"ssh-ed25519 AAAA\x1b[2J x\n", "control"),
+                                                  (b"ssh-ed25519 AAAA " + b"x" * (2 << 20), "more than")])  # fmt: skip
+def test_public_key_file_is_small_text(tmp_path: Path, contents: bytes, needle: str) -> None:
+    key = tmp_path / "id.pub"
+    key.write_bytes(contents)
+    with pytest.raises(ValueError, match=needle):
+        v.public_key_file(str(key))
