@@ -348,7 +348,8 @@ def free_space(dest: Path) -> Limits:
         vfs = os.statvfs(place)
     except OSError:
         return Limits()
-    return Limits(data=vfs.f_bavail * vfs.f_frsize, data_where=f"free at {place}")
+    inodes = vfs.f_favail if vfs.f_files else None  # btrfs and others report no inode count
+    return Limits(data=vfs.f_bavail * vfs.f_frsize, data_where=f"free at {place}", inodes=inodes)
 
 
 def check_archive(

@@ -84,7 +84,8 @@ class Limits:
     sparse_blocks: int = MAX_SPARSE_BLOCKS
     trailing: int = MAX_TRAILING
     data: int | None = None
-    data_where: str = ""  # where that space is, for the message: "free in /srv"
+    data_where: str = ""  # where that space is, for the message: "free at /srv"
+    inodes: int | None = None  # free inodes there, where the file system counts them
 
 
 def _size(n: int) -> str:
@@ -314,6 +315,12 @@ class Reader:
         self.members += 1
         if self.members > self.limits.members:
             raise self.refuse(f"it has more than {self.limits.members} members")
+        if self.limits.inodes is not None and self.members > self.limits.inodes:
+            raise UserError(
+                f"{self.label} has more than {self.limits.inodes} members, and only {self.limits.inodes} inodes are "
+                f"{self.limits.data_where or 'available'}",
+                "free some inodes or choose a destination on another file system",
+            )
         # Precedence as GNU tar's: GNU.sparse.name > pax path > GNU long name > ustar prefix/name.
         name = pax.get("GNU.sparse.name", pax.get("path", _decode(long_name if long_name is not None else h.name)))
         linkname = pax.get("linkpath", _decode(long_link if long_link is not None else h.linkname))

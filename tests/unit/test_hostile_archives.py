@@ -189,6 +189,14 @@ def test_the_sum_of_sizes_is_compared_with_the_free_space(tmp_path: Path) -> Non
     assert check_in_child(path, data=700_000) == "accepted"
 
 
+def test_members_are_compared_with_the_free_inodes(tmp_path: Path) -> None:
+    path = many_members(tmp_path / "t.tar", 50)
+    line = check_in_child(path, inodes=20, data_where="free at /srv")
+    assert line == f"refused: {path} has more than 20 members, and only 20 inodes are free at /srv; " + (
+        "free some inodes or choose a destination on another file system"
+    )
+
+
 def test_free_space_is_taken_from_the_nearest_existing_directory(tmp_path: Path) -> None:
     from vmbuilder_lxc.archive_safety import free_space
 
