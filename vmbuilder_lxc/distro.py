@@ -139,7 +139,9 @@ class DebianFamily(Distro):
                     group=OS),
             Setting("initctl-listener", "our listener on /run/initctl for libvirt-lxc's virsh shutdown and "
                     "reboot: where the release has none (auto), in place of systemd-initctl too (always), "
-                    "or not at all (never)", default="auto", choices=INITCTL_LISTENER_MODES, group=OS),
+                    "or not at all (never)", default="auto", choices=INITCTL_LISTENER_MODES,
+                    needs=(Needs(lambda s: PROFILES.get(str(s["variant"])) != "buildd",
+                                 "with --variant buildd (a chroot has no init)"),), group=OS),
             # installation
             Setting("suite", "release to install: codename, version, or devel/lts/stable",
                     default="lts", validate=v.suite, group=INSTALL),

@@ -604,7 +604,8 @@ def resolved(make_ctx: ContextFactory, *argv: str) -> str:
      (["--no-template-setuid"], "--template-setuid has no effect without --from-template"),
      (["--no-cache", "--cache-max-age", "3"], "--cache-max-age has no effect with --no-cache"),
      (["--insecure", "--keyring", "/etc/hostname"], "--keyring has no effect with --insecure"),
-     (["--variant", "buildd", "--mem", "512"], "--mem has no effect with --variant buildd")],
+     (["--variant", "buildd", "--mem", "512"], "--mem has no effect with --variant buildd"),
+     (["--variant", "buildd", "--initctl-listener", "always"], "--initctl-listener has no effect with --variant")],
 )  # fmt: skip
 def test_options_without_effect_warn(
     cfs: FakeFilesystem, make_ctx: ContextFactory, argv: list[str], warning: str
