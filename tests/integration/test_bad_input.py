@@ -152,6 +152,12 @@ CASES = [
     build("dest-root", "refusing to build into /", "-d", "/"),
     build("lxc-path-proc", "kernel", "--lxc-path", "/proc/lxc"),
     build("unknown-option", "did you mean --hostname", "--hostnme", "x"),
+    # -- options that contradict each other (found in preflight, still before anything slow) -----
+    build("arch-not-in-suite", "has no i386 base system", "--suite", "noble", "--arch", "i386"),
+    build("export-only-without-export", "--export-only without --export", "--export-only"),
+    build("libvirt-xml-without-libvirt", "--libvirt-xml needs --libvirt", "--libvirt-xml", "{file}"),
+    build("bridge-with-network-none", "contradict", "--network", "none", "--bridge", "br0"),
+    build("named-network-without-libvirt", "named networks need libvirt", "--network", "lan"),
     # -- config files ----------------------------------------------------------------------------
     build("config-fifo", "a FIFO", "-c", "{fifo}"),
     build("config-proc-file", "kernel", "-c", "/proc/self/status"),
