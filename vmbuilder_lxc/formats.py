@@ -219,15 +219,19 @@ def systemd(value: object, what: str = "a value") -> Rendered:
 
 
 def systemd_exec(value: object, what: str = "a value") -> Rendered:
-    """One word of an Exec*= command line: double-quoted with C escapes, '%' and '$' doubled (systemd
-    expands specifiers and environment variables there). A first character of -@+!: is a prefix
-    in systemd's reading, and a lone ';' separates commands: refused."""
+    """An absolute path as one word of an Exec*= command line: double-quoted (for blanks), '%'
+    doubled (systemd expands specifiers there). systemd refuses quotes and backslashes in an
+    executable's name and does not undo `$$` in it, and `$` expands variables in arguments, so
+    those are refused; so is a path that is not absolute and normalized (a leading -@+!: is a
+    prefix to systemd, and it refuses `//`, `.` and `..` components)."""
     fmt = "a systemd command line"
     text = line(value, what, fmt, allow_tab=False)
-    if not text or text == ";" or text[0] in "-@+!:|":
-        refuse(text, what, fmt, "an empty word, a lone ';' or a leading -@+!:| changes what systemd runs")
-    quoted = text.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%").replace("$", "$$")
-    return Rendered(f'"{quoted}"')
+    if not text.startswith("/") or re.search(r"//|/\.\.?(/|$)|./$", text):
+        refuse(text, what, fmt, "it is not a normalized absolute path")
+    for char in text:
+        if char in "\"'\\$":
+            refuse(text, what, fmt, f"it contains {_describe(char)}, which systemd reads as quoting or a variable")
+    return Rendered('"' + text.replace("%", "%%") + '"')
 
 
 def networkd(value: object, what: str = "a value") -> Rendered:

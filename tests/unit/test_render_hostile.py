@@ -235,6 +235,23 @@ def apt_targets(text: str, deb822: bool, tmp: Path) -> set[tuple[str, ...]]:
     return {tuple(line.split("\t")) for line in result.stdout.splitlines()}
 
 
+def systemd_runs(hostile: str, tmp: Path) -> None:
+    """systemd's own reading of the unit: a script at a path holding the value is what it would run
+    (systemd-analyze verify fails on a command it cannot find or parse)."""
+    script = tmp / "sd" / f"fb{hostile}"
+    try:
+        text = TEMPLATES.render("systemd/firstboot.service.j2", {"script": str(script)})
+    except FormatError:
+        return
+    script.parent.mkdir(parents=True, exist_ok=True)
+    script.write_text("#!/bin/sh\n")
+    script.chmod(0o755)
+    (tmp / "vmb-fb.service").write_text(text)
+    result = subprocess.run(["systemd-analyze", "verify", str(tmp / "vmb-fb.service")], capture_output=True,
+                            text=True, timeout=120, check=False)  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def sh_value(text: str, variable: str, tmp: Path) -> str:
     """What sh reads from a KEY=VALUE file it sources."""
     (tmp / "env").write_text(text)
@@ -254,6 +271,8 @@ LIBLXC_READS = {
     "lxc.net.0.link": lambda v: v[:15],
     "lxc.rootfs.path": lambda v: re.sub("/+", "/", v.removeprefix("dir:")),
 }
+# Where a reader takes only an absolute path, the values go below one.
+PREFIX = {("systemd/firstboot.service.j2", "script"): "/var/lib/vmbuilder-lxc/"}
 APT_PREFIX = {"mirror": MIRROR + "/", "security_mirror": MIRROR + "/", "keyring": "/usr/share/keyrings/"}
 # Formats where every value is escaped and none needs refusing.
 ESCAPING_ONLY = {("exports/template.properties.j2", "job"), ("exports/template.properties.j2", "sha256")}
@@ -278,7 +297,8 @@ def test_every_value_reaches_the_file(name: str) -> None:
     for leaf in {leaf for ctx in CONTEXTS[name] for leaf in leaves(name, ctx)}:
         if (name, leaf[0]) in CONTROL_ONLY:
             continue
-        texts = [TEMPLATES.render(name, with_leaf(ctx, leaf, MARKER)) for ctx in CONTEXTS[name] if leaf[0] in ctx]
+        marker = PREFIX.get((name, leaf[0]), "") + MARKER
+        texts = [TEMPLATES.render(name, with_leaf(ctx, leaf, marker)) for ctx in CONTEXTS[name] if leaf[0] in ctx]
         assert any(MARKER in text for text in texts), f"{name}: {leaf} never appears in the output"
 
 
@@ -294,12 +314,13 @@ def test_benign_render_parses(name: str) -> None:
 def test_hostile_value(name: str, index: int, leaf: Leaf, tmp_path: Path) -> None:
     base = CONTEXTS[name][index]
     parse = fp.PARSERS[name]
-    marked_text = TEMPLATES.render(name, with_leaf(base, leaf, MARKER))
+    prefix = PREFIX.get((name, leaf[0]), "")
+    marked_text = TEMPLATES.render(name, with_leaf(base, leaf, prefix + MARKER))
     marked = parse(marked_text)
     accepted = 0
     for hostile in HOSTILE:
         try:
-            text = TEMPLATES.render(name, with_leaf(base, leaf, hostile))
+            text = TEMPLATES.render(name, with_leaf(base, leaf, prefix + hostile))
         except FormatError as exc:
             assert str(exc).isprintable() and exc.hint, repr(str(exc))  # one line, and says what to do
             continue
@@ -340,6 +361,8 @@ def real_reader_check(name: str, index: int, leaf: Leaf, hostile: str, marked: f
         (tmp / "h").mkdir(exist_ok=True)
         want = {tuple(f.replace(MARKER, hostile) for f in t) for t in apt_targets(marked_text, deb822, tmp / "m")}
         assert apt_targets(text, deb822, tmp / "h") == want
+    elif name == "systemd/firstboot.service.j2" and shutil.which("systemd-analyze"):
+        systemd_runs(hostile, tmp)
     elif name == "common/locale.j2":
         assert sh_value(text, "LANG", tmp) == hostile
     elif name == "upstart/firstboot.conf.j2":
