@@ -169,7 +169,7 @@ def check_scripts(opts: p.Options) -> list[Result]:
             continue
         own = [r.series for r in suites if (DEBOOTSTRAP_SCRIPTS / r.series).exists()]
         lacking = [r.series for r in suites if r.series not in own]
-        text = f"serves {', '.join(r.series for r in suites) or 'no suites'}"
+        text = f"supported suites {', '.join(r.series for r in suites) or '(none)'}"
         if lacking:
             text += (f"; no script of their own for {', '.join(lacking)}: fine, debootstrap is given "
                      f"{script.name} for every {name} suite (mmdebstrap needs no script)")  # fmt: skip

@@ -159,7 +159,7 @@ def test_suites_without_a_script_are_fine_with_gutsy(ubuntu_only: Path, tmp_path
     (ubuntu_only / "jammy").touch()
     r = only(host.check_scripts(opts(tmp_path)))
     assert r.status == "ok" and r.check == "debootstrap-scripts-ubuntu"
-    assert "serves jammy, noble" in r.finding and "for noble: fine" in r.finding and "gutsy" in r.finding
+    assert "supported suites jammy, noble" in r.finding and "for noble: fine" in r.finding and "gutsy" in r.finding
 
 
 @pytest.mark.parametrize(("mmdebstrap", "status"), [(False, "fail"), (True, "warn")])
