@@ -12,6 +12,7 @@ operand after `--` is a package name, never an option.
 from __future__ import annotations
 
 import dataclasses
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -303,6 +304,37 @@ def test_apt_get_takes_an_operand_after_the_end_of_options_as_a_package() -> Non
     )  # fmt: skip
     assert result.returncode != 0
     assert "Unable to locate package --allow-unauthenticated" in result.stdout + result.stderr
+
+
+MMDEBSTRAP = Path("/usr/bin/mmdebstrap")
+
+
+@pytest.mark.skipif(not shutil.which("perl") or not MMDEBSTRAP.is_file(), reason="needs perl and mmdebstrap")
+def test_mmdebstrap_getopt_takes_everything_after_the_end_of_options_as_operands(tmp_path: Path) -> None:
+    """mmdebstrap's own Getopt::Long configuration (read from the script) on the argv we build:
+    without `--` an option after the suite would still be parsed (Getopt permutes); after it, never."""
+    config = re.search(r"Getopt::Long::Configure\(([^)]*)\)", MMDEBSTRAP.read_text(errors="replace"))
+    assert config is not None
+    script = (
+        f"use Getopt::Long; Getopt::Long::Configure({config.group(1)}); my @opts;"
+        'Getopt::Long::GetOptionsFromArray(\\@ARGV, "aptopt=s@" => \\@opts, map { $_ => sub {} }'
+        " qw(mode=s arch=s components=s variant=s include=s keyring=s setup-hook=s)) or die;"
+        'print join("\\n", "OPTS", @opts, "ARGS", @ARGV), "\\n";'
+    )
+    hostile = "--aptopt=Acquire::AllowInsecureRepositories true"
+    argv = mmdebstrap_argv(request(), tmp_path / "rootfs")[1:]
+
+    def parse(args: list[str]) -> tuple[list[str], list[str]]:
+        out = subprocess.run(["perl", "-e", script, "--", *args], capture_output=True, text=True, check=True,
+                             timeout=60).stdout.splitlines()  # fmt: skip
+        split = out.index("ARGS")
+        return out[1:split], out[split + 1 :]
+
+    opts, operands = parse([*argv, hostile])
+    assert "Acquire::AllowInsecureRepositories true" not in opts and operands[-1] == hostile
+    without_end = [a for a in argv if a != "--"]
+    opts, operands = parse([*without_end, hostile])
+    assert "Acquire::AllowInsecureRepositories true" in opts  # what `--` prevents
 
 
 # -- the whole command line: exit 2, one line, nothing run --------------------------------------------------
