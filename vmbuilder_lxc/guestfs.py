@@ -180,6 +180,12 @@ class GuestFS:
                 continue
             try:
                 yield dfd, name
+            except OSError as e:
+                if type(e) is not GuestPathError and (
+                    e.filename in (name, None) or str(e.filename).startswith(TMP_PREFIX)
+                ):
+                    raise type(e)(e.errno, e.strerror, f"{path} (in {self.root})") from e  # the guest path, not a name
+                raise
             finally:
                 os.close(dfd)
             return
