@@ -24,6 +24,7 @@ from .plugin import Plugin, PluginError, by_kind, call_report, commands_for, dis
 from .render import Templates
 from .run import INTERRUPT_SIGNALS, BuildError, BuildInterrupted, CommandError, interrupt_exit_code
 from .settings import SYSTEM_CONFIG, USER_CONFIG, Setting, Settings, build_parser
+from .textchecks import one_line
 
 PROG = "vmbuilder"
 GLOBAL_FLAGS = {"-v", "--verbose", "--debug", "--json"}
@@ -146,7 +147,7 @@ def configure(ctx: Context, rest: list[str]) -> None:
 
 
 def _print_error(message: str, details: list[str] | None = None) -> None:
-    LOG.error("%s", message)
+    LOG.error("%s", one_line(message))  # one line even when it quotes a value with a newline
     for line in details or []:
         print(f"    {line}", file=sys.stderr)
 

@@ -343,6 +343,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse that reports mistakes as a one-line UserError instead of usage + exit 2."""
 
     def error(self, message: str) -> NoReturn:
+        message = v.one_line(message)  # an unknown argument may hold a newline
         hint = f"see {self.prog} --help"
         m = re.search(r"unrecognized arguments: (\S+)", message)
         for token in message.split("unrecognized arguments: ", 1)[1].split() if m else ():

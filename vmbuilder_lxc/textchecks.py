@@ -41,7 +41,12 @@ def no_control(value: str) -> str:
     return value
 
 
+def one_line(text: str) -> str:
+    """`text` with every control character written as an escape (\\n, \\x1b): one terminal line."""
+    return "".join(ch if not control_char(ch) else ch.encode("unicode_escape").decode() for ch in text)
+
+
 def shown(text: str, limit: int = 60) -> str:
     """A value as an error message may echo it: one line, escapes visible, not too long."""
-    out = "".join(ch if not control_char(ch) else ch.encode("unicode_escape").decode() for ch in text)
+    out = one_line(text)
     return out if len(out) <= limit else out[: limit - 3] + "..."

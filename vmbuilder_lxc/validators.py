@@ -19,6 +19,7 @@ from .pathchecks import copy_list as copy_list
 from .textchecks import Invalid as Invalid
 from .textchecks import control_char as control_char
 from .textchecks import no_control as no_control
+from .textchecks import one_line as one_line
 from .textchecks import shown as shown
 from .urlchecks import libvirt_uri as libvirt_uri
 from .urlchecks import mirror as mirror

@@ -32,7 +32,7 @@ class Case:
     id: str
     args: tuple[str, ...]
     needle: str
-    command: str = "build"  # build: `lxc ubuntu ARGS -d DEST --cache-dir CACHE`; raw: `lxc ARGS`
+    command: str = "build"  # build: `lxc ubuntu ARGS -d DEST --cache-dir CACHE`; raw: `lxc ARGS`; top: `ARGS`
     config: str = ""  # the text of {cfg}
     copy: str = ""  # the text of {copy}
 
@@ -152,6 +152,8 @@ CASES = [
     build("dest-root", "refusing to build into /", "-d", "/"),
     build("lxc-path-proc", "kernel", "--lxc-path", "/proc/lxc"),
     build("unknown-option", "did you mean --hostname", "--hostnme", "x"),
+    build("unknown-option-newline", "unrecognized arguments: --hostnme=a\\nb", "--hostnme=a\nb"),
+    Case("hypervisor-newline", ("lx\nc", "ubuntu"), "unknown hypervisor 'lx\\nc'", command="top"),
     # -- options that contradict each other (found in preflight, still before anything slow) -----
     build("arch-not-in-suite", "has no i386 base system", "--suite", "noble", "--arch", "i386"),
     build("export-only-without-export", "--export-only without --export", "--export-only"),
@@ -241,8 +243,10 @@ def test_bad_input(case: Case, tmp_path: Path, request: pytest.FixtureRequest) -
     args = [a.format(**inputs) if "{" in a else a for a in case.args]
     if case.command == "build":
         argv = [vmbuilder_command(), "lxc", "ubuntu", "-d", str(parent / "web1"), "--cache-dir", str(cache), *args]
-    else:
+    elif case.command == "raw":
         argv = [vmbuilder_command(), "lxc", *args]
+    else:
+        argv = [vmbuilder_command(), *args]
     env = {**os.environ, "HOME": str(home)}  # no ~/.vmbuilder.cfg of the tester's
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd=parent, env=env)
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]

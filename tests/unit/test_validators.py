@@ -282,6 +282,10 @@ def test_printable_text_has_no_control_characters(text: str) -> None:
     assert v.control_char(text) is None
 
 
+def test_one_line_escapes_every_control_character() -> None:
+    assert v.one_line("unknown 'lx\nc'\x1b[2J") == "unknown 'lx\\nc'\\x1b[2J"
+
+
 def test_shown_is_one_line_and_short() -> None:
     assert v.shown("a\nb\x1b") == "a\\nb\\x1b"
     assert len(v.shown("x" * 500)) == 60
