@@ -540,3 +540,37 @@ def test_apt_sources_read_back_refuses_options_and_unknown_fields() -> None:
         apt_deb822_check("Types: deb\nTrusted: yes\n", "apt/deb822.sources.j2", True)
     with pytest.raises(FormatError, match="unexpected deb822 sources line"):
         apt_deb822_check("Types: deb\n more\n", "apt/deb822.sources.j2", False)
+
+
+PROPERTIES_READER = """
+import java.io.*; import java.util.*;
+public class P { public static void main(String[] a) throws Exception { for (String f : a) {
+    Properties p = new Properties(); try (InputStream in = new FileInputStream(f)) { p.load(in); }
+    for (String k : new TreeSet<>(p.stringPropertyNames())) { StringBuilder sb = new StringBuilder();
+        for (char c : p.getProperty(k).toCharArray()) sb.append(String.format("%04x", (int) c));
+        System.out.println(f + "\\t" + k + "\\t" + sb); } } } }
+"""
+
+
+@pytest.mark.skipif(not shutil.which("java"), reason="java is not installed")
+def test_template_properties_read_back_by_java(tmp_path: Path) -> None:
+    """CloudStack reads template.properties with java.util.Properties.load(InputStream): so does this."""
+    base = CONTEXTS["exports/template.properties.j2"][0]
+    written: dict[str, str] = {}
+    for i, hostile in enumerate(HOSTILE):
+        ctx = {**base, "job": types.SimpleNamespace(**{**vars(JOB), "name": hostile}), "sha256": hostile}
+        out = tmp_path / f"{i}.properties"
+        out.write_text(TEMPLATES.render("exports/template.properties.j2", ctx), encoding="ascii")
+        written[str(out)] = hostile
+    (tmp_path / "P.java").write_text(PROPERTIES_READER)
+    result = subprocess.run(["java", str(tmp_path / "P.java"), *written], capture_output=True, text=True,
+                            timeout=300, check=True)  # fmt: skip
+    read: dict[str, dict[str, str]] = {}
+    for row in result.stdout.splitlines():
+        path, key, hexed = row.split("\t")
+        read.setdefault(path, {})[key] = bytes.fromhex(hexed).decode("utf-16-be")  # pairs combine
+    benign = set(fp.java_properties(TEMPLATES.render("exports/template.properties.j2", base)).structure)
+    for path, hostile in written.items():
+        assert set(read[path]) == benign, (hostile, read[path])
+        assert read[path]["uniquename"] == hostile
+        assert read[path]["checksum"] == "{SHA-256}" + hostile
