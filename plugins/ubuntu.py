@@ -93,11 +93,12 @@ UNWANTED_PACKAGES: PackagesTable = [
 
 
 # (first version, last version or None, architectures) – what the archive and its ports archive have a
-# base system for. i386 became a partial architecture (multilib libraries only) with 19.10.
+# base system for. i386 became a partial architecture (multilib libraries only) with 19.10. Where a
+# boundary is uncertain the row allows the architecture: the bootstrap then names what is missing.
 ARCHITECTURES: PackagesTable = [
     ("10.04", None, ("amd64",)),
     ("10.04", "19.04", ("i386",)),
-    ("10.04", "12.04", ("armel",)),
+    ("10.04", "12.10", ("armel",)),
     ("10.04", "16.10", ("powerpc",)),
     ("12.04", None, ("armhf",)),
     ("13.04", None, ("arm64",)),
