@@ -465,6 +465,10 @@ def test_filters_are_callable_from_python() -> None:
     assert formats.yaml(["a", 'b"#: \ufeff']) == '["a", "b\\"#: \\ufeff"]'
     assert formats.sh("a b") == "'a b'"
     assert formats.properties("a=b\n ü") == "a\\=b\\n \\u00fc"
+    assert formats.apt_uri("http://[::1]:9/ubuntu") == "http://[::1]:9/ubuntu"  # an IPv6 host is no option
+    assert formats.xml("a'<&>\"") == "a&#39;&lt;&amp;&gt;&#34;"
+    assert formats.fstab("/a b#\\") == "/a\\040b\\043\\134"
+    assert formats.systemd_exec("/a b/c%d") == '"/a b/c%%d"'
     assert formats.chpasswd_line("root", "p:ss") == "root:p:ss"
     with pytest.raises(FormatError):
         formats.chpasswd_line("root", "x\nroot:owned")
