@@ -242,11 +242,17 @@ def export_existing(args: argparse.Namespace) -> dict[str, Any]:
     marker = _marker(dest)
     out_dir = Path(args.export_dir or dest.parent).expanduser().absolute()
     check_writable_dir(out_dir, "--export-dir", "give --export-dir a writable directory")
-    if args.compression_level is not None and not 0 <= args.compression_level <= 19:
-        die(f"--compression-level {args.compression_level} is out of range", "give 0-19 (xz and gzip take 0-9)")
+    formats = exports.parse_formats([f for item in args.export for f in item.split(",") if f.strip()])
+    if not formats:
+        die("--export names no format", f"give one or more of: {', '.join(exports.FORMATS)}")
+    if args.compression_level is not None:
+        chosen = [args.compression] if args.compression else [f.default_compression for f in formats]
+        try:
+            v.compression_level(args.compression_level, chosen)
+        except v.Invalid as exc:
+            raise UserError(f"--compression-level {args.compression_level}: {exc}", exc.hint) from None
     if os.geteuid() != 0:
         die("exporting needs root (the rootfs holds root-only files)", "run it as root, e.g. with sudo")
-    formats = exports.parse_formats([f for item in args.export for f in item.split(",") if f.strip()])
     _refuse_running(dest)
     release = _table(marker, "release")
     settings = _table(marker, "settings")

@@ -260,3 +260,13 @@ def test_control_characters_in_paths_are_one_line(command: Any, tmp_path: Path) 
     for out in (tmp_path / "out\nx", tmp_path / "out\0x"):
         one_line(*command("export", str(dest), "--export", "tar", "--export-dir", str(out)))
     assert not list(tmp_path.glob("out*"))
+
+
+@pytest.mark.parametrize(
+    "argv", [["--export", ","], ["--export", "bogus"], ["--export", "lxc", "--compression-level", "12"],
+             ["--export", "sbuild", "--compression", "gzip", "--compression-level", "0"]]
+)  # fmt: skip
+def test_export_formats_and_levels_are_checked_first(command: Any, tmp_path: Path, argv: list[str]) -> None:
+    dest = a_build(tmp_path)
+    one_line(*command("export", str(dest), *argv))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ct", "home"]  # home: no_host_config
