@@ -359,6 +359,11 @@ class _Parser(argparse.ArgumentParser):
         raise UserError(message, hint)
 
 
+class CommandParser(_Parser):
+    """The parser for a plugin's own command (`vmbuilder lxc export`, `validate`): a mistake is the
+    same one-line error, exit 2, as one in a build's options (argparse prints usage and two lines)."""
+
+
 def build_parser(prog: str, table: Iterable[Setting], description: str = "", epilog: str = "") -> _Parser:
     """Generate the argparse parser for a build from the settings table, one group per plugin."""
     parser = _Parser(

@@ -186,6 +186,9 @@ CASES = [
     raw("export-dir-is-a-file", "", "export", "{build}", "--export", "tar", "--export-dir", "{file}"),
     raw("export-unknown-format", "", "export", "{build}", "--export", "zip"),
     raw("export-not-a-build", "", "export", "{dir}", "--export", "tar"),
+    raw("validate-no-file", "", "validate"),
+    raw("export-no-arguments", "", "export"),
+    raw("export-level-not-a-number", "", "export", "{build}", "--export", "tar", "--compression-level", "x"),
     raw("export-command-dir-proc", "", "export", "{build}", "--export", "tar", "--export-dir", "/proc/vmbuilder-x"),
 ]  # fmt: skip
 
