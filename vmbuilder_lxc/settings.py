@@ -319,9 +319,10 @@ class Settings:
                     raise self._invalid(s, where, self[name], exc) from None
             if source in self._site_sources:
                 continue
+            flag = f"--no-{s.name}" if s.type == "bool" and self[name] is False else s.flag
             for need in s.needs:
                 if not need.when(self):
-                    shown = s.flag if source == "command line" else f"{s.flag} ('{s.name}' in {source})"
+                    shown = flag if source == "command line" else f"{flag} ('{s.name}' in {source})"
                     LOG.warning("%s has no effect %s", shown, need.why)
                     break
 

@@ -601,7 +601,7 @@ def resolved(make_ctx: ContextFactory, *argv: str) -> str:
       "--compression-level has no effect with --compression none"),
      (["--keep-apt-lists"], "--keep-apt-lists has no effect without --export"),
      (["--template-setuid"], "--template-setuid has no effect without --from-template"),
-     (["--no-template-setuid"], "--template-setuid has no effect without --from-template"),
+     (["--no-template-setuid"], "--no-template-setuid has no effect without --from-template"),
      (["--no-cache", "--cache-max-age", "3"], "--cache-max-age has no effect with --no-cache"),
      (["--insecure", "--keyring", "/etc/hostname"], "--keyring has no effect with --insecure"),
      (["--variant", "buildd", "--mem", "512"], "--mem has no effect with --variant buildd"),
