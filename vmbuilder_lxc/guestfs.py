@@ -171,10 +171,13 @@ class GuestFS:
             dfd, name = self._parent(path, parents)
             try:
                 st = os.stat(name, dir_fd=dfd, follow_symlinks=False) if follow else None
+                target = os.readlink(name, dir_fd=dfd) if st is not None and stat.S_ISLNK(st.st_mode) else None
             except FileNotFoundError:
-                st = None
-            if st is not None and stat.S_ISLNK(st.st_mode):
-                target = os.readlink(name, dir_fd=dfd)
+                target = None
+            except BaseException:
+                os.close(dfd)
+                raise
+            if target is not None:
                 os.close(dfd)
                 path = target if target.startswith("/") else _split(path)[0] + "/" + target
                 continue

@@ -161,6 +161,17 @@ def test_no_operation_reaches_the_host(fs: GuestFS, world: World, source: Path, 
         assert not any("hostdir" in p or p.endswith("inside") for p in result)
 
 
+def test_no_descriptor_leaks(fs: GuestFS, world: World, source: Path) -> None:
+    before = len(os.listdir("/proc/self/fd"))
+    for op in OPS.values():
+        for path in HOSTILE:
+            try:
+                op(fs, path, source)
+            except OSError:
+                pass
+    assert len(os.listdir("/proc/self/fd")) == before
+
+
 def test_a_final_symlink_is_replaced_not_followed(fs: GuestFS, world: World) -> None:
     fs.write_text("/etc/x", "ours\n", 0o600)
     target = world.root / "etc/x"
