@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .dpkg import divert, installed_packages, owned_paths
+from .formats import line
 from .guestfs import GuestFS
 from .shellhooks import run_builtin
 from .suites import Release
@@ -428,11 +429,14 @@ def apply_action(action: Action, guest: Guest) -> list[str]:
 
 
 def _env_value(value: Any) -> str:
+    """A hook's VM_* variable: one line (hooks write values into files such as /etc/timezone)."""
     if isinstance(value, bool):
         return "1" if value else ""
     if isinstance(value, list | tuple):
-        return " ".join(str(v) for v in value)
-    return "" if value is None or isinstance(value, dict) else str(value)
+        text = " ".join(str(v) for v in value)
+    else:
+        text = "" if value is None or isinstance(value, dict) else str(value)
+    return str(line(text, "a hook variable", "a hook's environment"))
 
 
 def select(tweaks: Iterable[Tweak], release: Release, facts: GuestFacts, guest: Guest) -> list[Tweak]:

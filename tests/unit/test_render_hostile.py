@@ -578,3 +578,12 @@ def test_template_properties_read_back_by_java(tmp_path: Path) -> None:
         assert set(read[path]) == benign, (hostile, read[path])
         assert read[path]["uniquename"] == hostile
         assert read[path]["checksum"] == "{SHA-256}" + hostile
+
+
+def test_hook_environment_values_are_one_line() -> None:
+    """Built-in hooks get the tweak variables as VM_*; a hook writes some into files (/etc/timezone)."""
+    from vmbuilder_lxc.tweaks import _env_value
+
+    assert _env_value(["10.0.3.1", "1.1.1.1"]) == "10.0.3.1 1.1.1.1"
+    with pytest.raises(FormatError, match="hook"):
+        _env_value("Etc/UTC\nroot:x:0:0::/root:/bin/sh")
