@@ -444,8 +444,14 @@ class DebianFamily(Distro):
                 "choose one of those with --arch, or another --suite")  # fmt: skip
 
     def check_package_inputs(self) -> None:
-        """--addpkg/--removepkg names and the --seedfile text, checked before the bootstrap."""
+        """--addpkg/--removepkg names, the --seedfile text and the guest's sources, checked before
+        the bootstrap (the bootstrap request checks its own mirrors in choose_backend)."""
         s = self.settings
+        aptargs.mirror(str(s["mirror"]))
+        if s["security-mirror"]:
+            aptargs.mirror(str(s["security-mirror"]), "--security-mirror")
+        for comp in s.get_list("components"):
+            aptargs.component(comp)
         aptargs.packages(s.get_list("addpkg"), "--addpkg")
         aptargs.packages(s.get_list("removepkg"), "--removepkg")
         seed = s.get_str("seedfile")
@@ -628,6 +634,7 @@ class DebianFamily(Distro):
         domain = s.get_str("domain")
         static = s["ip"] != "dhcp"
         mirror = str(s["mirror"])
+        security = str(s["security-mirror"] or self.security_mirror_for(mirror))
         return {
             "hostname": hostname,
             "domain": domain or "",
@@ -644,9 +651,10 @@ class DebianFamily(Distro):
             "timezone": s["timezone"],
             "suite": self.release.series,
             "version": self.release.version,
-            "components": s.get_list("components"),
-            "mirror": mirror,
-            "security_mirror": str(s["security-mirror"] or self.security_mirror_for(mirror)),
+            # What the guest's apt sources are built from: plain URLs and names, never apt options.
+            "components": [aptargs.component(c) for c in s.get_list("components")],
+            "mirror": aptargs.mirror(mirror),
+            "security_mirror": aptargs.mirror(security, "--security-mirror"),
             "distro": self.name,
             "init": self.facts.init,
             "pockets": list(self.pockets()),

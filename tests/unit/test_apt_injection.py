@@ -261,6 +261,19 @@ def test_hostile_settings_stop_the_request(debian: DebianFamily, setting: str, v
         debian.bootstrap_request().check()
 
 
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [("mirror", HOSTILE_MIRRORS[0]), ("security-mirror", HOSTILE_MIRRORS[2]), ("components", ["main", "[x=y]"])],
+)
+def test_hostile_values_never_reach_the_guest_sources(debian: DebianFamily, setting: str, value: Any) -> None:
+    """The guest's apt sources templates get their mirror and components from guest_vars()."""
+    debian.settings.set(setting, value)
+    with pytest.raises(UserError):
+        debian.check_package_inputs()
+    with pytest.raises(UserError):
+        debian.guest_vars()
+
+
 def test_insecure_options_only_with_insecure(debian: DebianFamily) -> None:
     chroot = RecordingChroot()
     debian.package_phase(chroot, dataclasses.replace(debian.bootstrap_request(), keyring=None))  # type: ignore[arg-type]
