@@ -152,6 +152,9 @@ class Settings:
                 value = s.validate(value)
         except ValueError as exc:
             raise self._invalid(s, where, raw, exc) from None
+        except OSError as exc:  # a path the check could not look at (permissions, a loop)
+            raise self._invalid(s, where, raw, v.Invalid(f"cannot check it: {exc.strerror or exc}",
+                                                         "give a path this user can reach")) from None  # fmt: skip
         self._values[name] = value
         self._sources[name] = source
         self._given.add(name)
@@ -251,6 +254,13 @@ class Settings:
         sections = ["DEFAULT", self.hypervisor, self.distro]
         for path, required in paths:
             path = path.expanduser()
+            try:
+                os.lstat(path)
+            except PermissionError:
+                raise UserError(f"cannot read config file {v.shown(str(path), 200)}: permission denied",
+                                "give a file this user can read") from None  # fmt: skip
+            except OSError:
+                pass
             if not os.path.lexists(path):
                 if required:
                     raise UserError(

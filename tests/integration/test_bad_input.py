@@ -15,7 +15,9 @@ case's config text), {copy} (the case's --copy list), {build} (a finished build 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -263,3 +265,38 @@ def test_bad_input(case: Case, tmp_path: Path, request: pytest.FixtureRequest) -
     assert SECRET not in proc.stderr, shown
     assert tree(parent) == [], f"written into DEST's parent: {tree(parent)}"
     assert tree(cache) == [], f"written into the cache: {tree(cache)}"
+
+
+@pytest.fixture
+def nobody_dir() -> Iterator[Path]:
+    """A directory `nobody` can reach (pytest's tmp_path lies below a root-only directory)."""
+    path = Path(tempfile.mkdtemp(prefix="vmbuilder-nobody-"))
+    os.chmod(path, 0o755)
+    yield path
+    shutil.rmtree(path)
+
+
+def test_options_without_effect_are_one_warning_each(nobody_dir: Path) -> None:
+    """Item 6: accepted, but said. Run as nobody, the build stops right after preflight (it needs
+    root), so the warnings, printed only once every check passed, are seen without a bootstrap."""
+    tmp_path = nobody_dir
+    arch = subprocess.run(["dpkg", "--print-architecture"], capture_output=True, text=True, check=True).stdout.strip()
+    home = tmp_path / "home"
+    home.mkdir()
+    argv = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", vmbuilder_command(), "lxc", "ubuntu",
+            "--arch", arch, "--suite", "noble", "--mask", "16", "--gw", "10.0.3.1", "--network", "none",
+            "--mac", "00:16:3e:00:00:01", "--compression", "xz", "--no-template-setuid",
+            "-d", str(tmp_path / "out" / "web1"), "--cache-dir", str(tmp_path / "cache")]  # fmt: skip
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                          env={**os.environ, "HOME": str(home)})  # fmt: skip
+    warnings = [ln.strip() for ln in proc.stderr.splitlines() if "warning:" in ln]
+    assert sorted(warnings) == sorted([
+        "vmbuilder: warning: --mask has no effect without a static --ip (the guest uses DHCP)",
+        "vmbuilder: warning: --gw has no effect without a static --ip (the guest uses DHCP)",
+        "vmbuilder: warning: --mac has no effect with --network none (the container has no network card)",
+        "vmbuilder: warning: --compression has no effect without --export",
+        "vmbuilder: warning: --no-template-setuid has no effect without --from-template",
+    ]), proc.stderr  # fmt: skip
+    assert proc.stderr.strip().splitlines()[-1].startswith("vmbuilder: error: building needs root"), proc.stderr
+    assert proc.returncode == 2
+    assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()

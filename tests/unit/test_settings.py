@@ -658,3 +658,18 @@ def test_every_setting_is_checked_when_set(plugins: dict[str, type], distro: str
     unchecked = [s.flag for s in ctx.settings.table.values()
                  if s.type != "bool" and s.choices is None and s.validate is None]  # fmt: skip
     assert unchecked == []
+
+
+def test_a_path_the_check_cannot_reach_is_a_user_error() -> None:
+    """Path.exists() raises PermissionError below a directory the user cannot search."""
+
+    def check(value: str) -> str:
+        raise PermissionError(13, "Permission denied")
+
+    s = Settings([Setting("dest", "h", validate=check)])
+    with pytest.raises(UserError) as err:
+        s.set_raw("dest", "/root/x", "command line")
+    assert str(err.value) == (
+        "invalid value '/root/x' for --dest on the command line: cannot check it: Permission denied; "
+        "give a path this user can reach"
+    )
