@@ -27,7 +27,7 @@ from vmbuilder_lxc.places import check_writable_dir
 from vmbuilder_lxc.plugin import Plugin
 from vmbuilder_lxc.render import Templates
 from vmbuilder_lxc.run import run
-from vmbuilder_lxc.settings import Needs, Setting, Settings
+from vmbuilder_lxc.settings import CommandParser, Needs, Setting, Settings
 
 GROUP = "Export options"
 MARKER = "vmbuilder-lxc.json"
@@ -158,7 +158,7 @@ class Export(Plugin):
     @staticmethod
     def export_parser() -> argparse.ArgumentParser:
         """The parser of `vmbuilder lxc export` (built apart so that the man page can list it)."""
-        parser = argparse.ArgumentParser(
+        parser = CommandParser(
             prog="vmbuilder lxc export",
             description="Write template archives of a finished build (its DEST directory).",
         )

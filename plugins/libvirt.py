@@ -22,7 +22,7 @@ from vmbuilder_lxc import validators as v
 from vmbuilder_lxc.arches import kernel_arch
 from vmbuilder_lxc.log import LOG, UserError, die
 from vmbuilder_lxc.plugin import Plugin
-from vmbuilder_lxc.settings import Setting
+from vmbuilder_lxc.settings import CommandParser, Setting
 from vmbuilder_lxc.virt import Connection, DomainInfo, connect
 
 from .lxc import cgroup_layout, network_mode
@@ -247,7 +247,7 @@ class Libvirt(Plugin):
     @staticmethod
     def validate_parser() -> argparse.ArgumentParser:
         """The parser of `vmbuilder lxc validate` (built apart so that the man page can list it)."""
-        parser = argparse.ArgumentParser(
+        parser = CommandParser(
             prog="vmbuilder lxc validate",
             description="Check a libvirt-lxc domain XML for what the LXC driver rejects or ignores.",
         )
