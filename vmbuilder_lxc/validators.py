@@ -15,6 +15,7 @@ from pathlib import Path
 
 from . import pathchecks
 from .accounts import RESERVED_NAMES
+from .formats import CHPASSWD_MAX
 from .pathchecks import copy_list as copy_list
 from .textchecks import Invalid as Invalid
 from .textchecks import control_char as control_char
@@ -99,8 +100,13 @@ def gecos(value: str) -> str:
 
 def password(value: str) -> str:
     """A password goes to chpasswd as one 'user:password' line; chpasswd splits at the first ':',
-    so any printable text is safe, and a control character (a newline) is not."""
-    return no_control(value)
+    so any printable text is safe, and a control character (a newline) is not; the line has a
+    length limit, taken with the longest user name (32) and the ':'."""
+    no_control(value)
+    limit = CHPASSWD_MAX - 33
+    if len(value.encode()) > limit:
+        raise Invalid(f"longer than the {limit} bytes chpasswd reads in one line", "choose a shorter password")
+    return value
 
 
 def ipv4(value: str) -> str:

@@ -455,6 +455,9 @@ def test_password_takes_any_printable_text_but_no_line_break() -> None:
     assert v.password("p:a ss;\"'$(x)") == "p:a ss;\"'$(x)"
     with pytest.raises(ValueError, match="control character"):
         v.password("x\nroot:x")
+    assert v.password("x" * 3967) == "x" * 3967
+    with pytest.raises(ValueError, match="chpasswd reads in one line"):
+        v.password("x" * 3968)
 
 
 # -- numbers and choices ---------------------------------------------------------------------------------
