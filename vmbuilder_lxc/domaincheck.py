@@ -1388,6 +1388,8 @@ def _screen(xml_text: str) -> None:
     parser.EndElementHandler = end
     try:
         parser.Parse(xml_text, True)
+    except UnicodeError:
+        raise DomainXMLError("the text is not valid UTF-8") from None
     except _Refused as exc:
         raise DomainXMLError(str(exc)) from None
     except xml.parsers.expat.ExpatError as exc:

@@ -721,3 +721,8 @@ def test_parse_domain_xml_returns_the_text_of_a_good_domain(tmp_path: Path) -> N
         dc.parse_domain_xml(b"<domain>", "d.xml")
     with pytest.raises(dc.UserError, match=r"^d.xml: not a libvirt domain: the root element is <network>"):
         dc.parse_domain_xml(b"<network/>", "d.xml")
+
+
+def test_text_with_undecodable_bytes_is_one_line() -> None:
+    with pytest.raises(DomainXMLError, match="not valid UTF-8"):
+        check_domain(b"<domain>\xff</domain>".decode("utf-8", "surrogateescape"))
