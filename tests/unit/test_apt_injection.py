@@ -444,3 +444,12 @@ def test_seedfile_that_is_not_text_is_one_line(cli_run: Any, tmp_path: Path) -> 
     seed = tmp_path / "seed"
     seed.write_bytes(b"\xff\xfe\x00binary")
     one_line(*cli_run("--suite", "noble", "-d", str(tmp_path / "ct"), "--seedfile", str(seed)))
+
+
+def test_insecure_from_a_config_file_names_the_file(cli_run: Any, tmp_path: Path) -> None:
+    """A shared config file can turn --insecure on; the warning then says which file did."""
+    cfg = tmp_path / "shared.cfg"
+    cfg.write_text("[DEFAULT]\ninsecure = true\n")
+    code, err = cli_run("--suite", "noble", "-d", str(tmp_path / "ct"), "-c", str(cfg))
+    assert code == 1 and "the build directory was reached" in err
+    assert f"--insecure (from {cfg}" in err and "signatures will NOT be verified" in err
