@@ -29,6 +29,7 @@ NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 TRUE = {"1", "yes", "true", "on"}
 FALSE = {"0", "no", "false", "off"}
 
+MAX_VALUE = 4096  # characters in one value (PATH_MAX); nothing a build takes is longer
 SYSTEM_CONFIG = Path("/etc/vmbuilder.cfg")
 USER_CONFIG = Path("~/.vmbuilder.cfg")
 
@@ -144,6 +145,8 @@ class Settings:
             for text in value if isinstance(value, list) else [raw if isinstance(raw, str) else value]:
                 if isinstance(text, str):
                     v.no_control(text)
+                    if len(text) > MAX_VALUE:
+                        raise ValueError(f"longer than {MAX_VALUE} characters")
             if s.choices is not None:
                 bad = [x for x in (value if isinstance(value, list) else [value]) if x not in s.choices]
                 if bad:

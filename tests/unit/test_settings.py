@@ -673,3 +673,11 @@ def test_a_path_the_check_cannot_reach_is_a_user_error() -> None:
         "invalid value '/root/x' for --dest on the command line: cannot check it: Permission denied; "
         "give a path this user can reach"
     )
+
+
+@pytest.mark.parametrize("option", ["--mirror", "--pass", "--addpkg", "--name"])
+def test_overlong_values_are_refused(cfs: FakeFilesystem, make_ctx: ContextFactory, option: str) -> None:
+    with pytest.raises(UserError) as err:
+        make_ctx(*ARCH, option, "http://m.example/" + "a" * 5000)
+    assert "longer than 4096 characters" in err.value.message
+    assert len(str(err.value)) < 300
