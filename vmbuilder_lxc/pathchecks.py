@@ -128,8 +128,16 @@ def copy_list(value: str) -> str:
         if len(parts) != 2:
             raise Invalid(f"{where}: expected 'SOURCE DESTINATION', got {len(parts)} fields", hint)
         source, dest = parts
-        if not Path(source).expanduser().exists():
-            raise Invalid(f"{where}: {shown(source)} does not exist", hint)
+        source_path = Path(source).expanduser()
+        try:
+            mode = source_path.stat().st_mode
+        except FileNotFoundError:
+            raise Invalid(f"{where}: {shown(source)} does not exist", hint) from None
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):  # /dev/zero or a FIFO would never end
+            raise Invalid(f"{where}: {shown(source)} is {describe_mode(mode)}; copy files and directories", hint)
+        why = virtual_fs(source_path)
+        if why:
+            raise Invalid(f"{where}: {shown(source)} cannot be copied: {why}", hint)
         if not dest.startswith("/") or ".." in dest.split("/"):
             raise Invalid(f"{where}: destination {shown(dest)} is not an absolute guest path without '..'", hint)
     return str(path)

@@ -521,7 +521,8 @@ def test_existing_file_refuses_devices() -> None:
     [("'/etc/hostname /x\n", "No closing quotation"), ("/etc/hostname etc/x\n", "absolute guest path"),
      ("/etc/hostname /../x\n", "absolute guest path"), ("/etc/hostname\n", "got 1 fields"),
      ("/nonexistent/x /x\n", "does not exist"), ("/etc/hostname /a\x1bb\n", "control character"),
-     ("# ok\n\n/etc/hostname /x /y\n", ":3: expected")],
+     ("# ok\n\n/etc/hostname /x /y\n", ":3: expected"), ("/dev/zero /x\n", "a character device"),
+     ("/proc/self/status /x\n", "/proc holds kernel interfaces")],
 )  # fmt: skip
 def test_copy_list_rejects(tmp_path: Path, text: str, needle: str) -> None:
     listing = tmp_path / "copy.list"
