@@ -111,6 +111,12 @@ class Chroot:
     def __init__(self, root: Path, *, apt_proxy: str | None = None) -> None:
         self.root = root
         self.apt_proxy = apt_proxy
+        # With a template's rootfs, each command gets its own PID namespace and /proc: the build's
+        # proc shows the host's processes, and a template symlink through /proc/1/root would lead a
+        # chroot'd useradd or chpasswd to the host's files. In its own namespace /proc/1 is the
+        # command itself, whose root is the chroot. (Off for bootstraps: ischroot and
+        # systemd-detect-virt --chroot in maintainer scripts compare / with /proc/1/root.)
+        self.pid_namespace = False
         self.mounted: list[Path] = []
         self._resolv_written: bytes | None = None
 
@@ -225,4 +231,7 @@ class Chroot:
         return clean_env(host_path=False)
 
     def run(self, *argv: str, input: str | None = None, progress: str | None = None) -> CommandResult:
-        return run(["chroot", self.root, *argv], env=self.env(), input=input, progress=progress)
+        command: list[str | Path] = ["chroot", self.root, *argv]
+        if self.pid_namespace:
+            command = ["unshare", "--pid", "--fork", "--kill-child", f"--mount-proc={self.root / 'proc'}", *command]
+        return run(command, env=self.env(), input=input, progress=progress)

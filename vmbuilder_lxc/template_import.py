@@ -404,6 +404,8 @@ def _identity(guest: Guest, variables: dict[str, Any]) -> list[str]:
 def configure(distro: DebianFamily, template: Template) -> None:
     """configure_os: the container's own identity and the initial user; the rest is the template's."""
     ctx = distro.context
+    if ctx.chroot is not None:  # commands in the template's rootfs get their own /proc (see Chroot)
+        ctx.chroot.pid_namespace = True
     variables = distro.guest_vars()
     guest = Guest(ctx.rootfs, lambda name, values: ctx.render(name, values), variables, ctx.facts)
     names: Sequence[str] = IDENTITY_TWEAKS + (("ssh-host-keys",) if template.ours else ())

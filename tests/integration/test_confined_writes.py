@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -93,6 +94,11 @@ class Attack:
         }
         for rel, target in plants.items():
             _plant(rootfs, rel, target)
+        # A link through /proc/1/root for the account tools run in the chroot (usermod --lock takes
+        # glibc's lckpwdf() lock, which opens /etc/.pwd.lock with O_CREAT): in the build's own /proc
+        # that is the host's root. (shadow opens /etc/shadow itself with O_NOFOLLOW.)
+        (rootfs / str(v).lstrip("/")).mkdir(parents=True)
+        _plant(rootfs, "etc/.pwd.lock", f"/proc/1/root{v}/pwd.lock")
         self.template = tmp / "hostile.tar.gz"
         subprocess.run(
             ["tar", "--numeric-owner", "--xattrs", "-C", str(rootfs), "-czf", str(self.template), "."], check=True
@@ -169,3 +175,31 @@ def test_the_export_view_did_not_touch_the_host(attack: Attack, build: Build) ->
     build.check()
     assert (attack.dirs["profile.d"] / "proxy.sh").read_text().startswith("export http_proxy=")
     assert (attack.dirs["home-evil"] / ".bash_history").read_text() == "victim history\n"
+
+
+def test_chroot_commands_of_an_import_have_their_own_proc(build: Build) -> None:
+    """What template_import turns on. In the build's shared /proc, /proc/PID/root of the build
+    process itself leads a chroot'd command to the host's root (the gap); in the command's own PID
+    namespace that PID is not there, and /proc/1/root is the chroot."""
+    build.check()
+    script = (
+        "import os, sys; from pathlib import Path; from vmbuilder_lxc.chroot import Chroot\n"
+        "from vmbuilder_lxc.run import CommandError\n"
+        "for isolated in (True, False):\n"
+        "    c = Chroot(Path(sys.argv[1])); c.pid_namespace = isolated\n"
+        "    with c:\n"
+        "        for pid in (os.getpid(), 1):\n"
+        "            try:\n"
+        "                a, b = c.run('stat', '-L', '-c', '%d:%i', f'/proc/{pid}/root', '/').lines\n"
+        "                print('inside' if a == b else 'host', end=' ')\n"
+        "            except CommandError:\n"
+        "                print('none', end=' ')\n"
+        "    print()\n"
+    )
+    proc = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", sys.executable, "-c", script, str(build.rootfs)],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    isolated, shared = proc.stdout.splitlines()
+    assert isolated == "none inside ", proc.stdout
+    assert shared.startswith("host "), proc.stdout  # the gap is real where /proc is shared
