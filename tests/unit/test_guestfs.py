@@ -8,10 +8,12 @@ every operation the whole tree outside the rootfs must be exactly as before.
 from __future__ import annotations
 
 import errno
+import importlib
 import os
 import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,6 +24,7 @@ from vmbuilder_lxc.guestfs import GuestFS, GuestPathError
 from vmbuilder_lxc.tweaks import Guest, Remove, Truncate
 
 Snapshot = dict[str, tuple[str, str | bytes, int]]
+postinst: Any = importlib.import_module("vmbuilder_lxc.plugins.postinst")
 
 
 @pytest.fixture(params=[True, False], ids=["openat2", "walker"])
@@ -298,3 +301,25 @@ def test_export_strip_stays_inside_the_view(world: World) -> None:
         stage.apply_strip(world.root, rule)
     with stage.with_files(world.root, {"etc/hosts": b"127.0.1.1 N\n", "etc/x": b"N\n"}, "test") as view:
         assert (view / "etc/x").read_bytes() == b"N\n"
+
+
+def test_copy_follows_a_destination_link_only_inside(world: World, kernel: bool) -> None:
+    with GuestFS(world.root, kernel=kernel) as g:
+        postinst.copy_into(g, world.src / "file", "/etc/x")  # /etc/x -> the host file, followed inside
+        postinst.copy_into(g, world.src, "/opt/")  # /opt -> the host directory; DEST/ means DEST/src
+    assert (world.root / str(world.hostfile).lstrip("/")).read_text() == "PWNED\n"
+    assert (world.root / str(world.hostdir).lstrip("/") / "src/sub/file").read_text() == "PWNED\n"
+
+
+def test_context_install_file_replaces_a_link(world: World) -> None:
+    from vmbuilder_lxc.context import Context
+
+    class AtRoot(Context):
+        rootfs = world.root  # the world's rootfs, without a build directory
+
+    ctx = AtRoot.__new__(AtRoot)
+    host = ctx.install_file("/etc/resolv.conf", "nameserver 10.0.0.1\n", 0o600)
+    assert host == world.root.resolve() / "etc/resolv.conf" and not host.is_symlink()
+    assert host.read_text() == "nameserver 10.0.0.1\n"
+    with pytest.raises(OSError):
+        ctx.install_file("/loop1/x", "x")
