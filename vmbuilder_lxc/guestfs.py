@@ -232,10 +232,6 @@ class GuestFS:
         mode = self._mode(path, False)
         return mode is not None and stat.S_ISLNK(mode)
 
-    def readlink(self, path: str) -> str:
-        with self.at(path) as (dfd, name):
-            return os.readlink(name, dir_fd=dfd)
-
     def read_bytes(self, path: str, *, follow: bool = True) -> bytes:
         """A regular file's contents (a FIFO or device is refused, not opened for reading)."""
         with self.at(path, follow=follow) as (dfd, name):
@@ -384,8 +380,6 @@ class GuestFS:
             if not missing_ok:
                 raise
 
-    remove = unlink
-
     def rename(self, src: str, dst: str) -> None:
         """Rename inside the root, replacing `dst` (a symlink at either end is moved, not followed)."""
         with self.at(src) as (sfd, sname), self.at(dst, parents=True) as (dfd, dname):
@@ -406,10 +400,6 @@ class GuestFS:
             os.chmod(f"/proc/self/fd/{fd}", mode)  # an O_PATH descriptor: fchmod() would refuse it
         finally:
             os.close(fd)
-
-    def chown(self, path: str, uid: int, gid: int) -> None:
-        with self.at(path) as (dfd, name):
-            os.chown(name, uid, gid, dir_fd=dfd, follow_symlinks=False)
 
     def utime(self, path: str, ns: tuple[int, int]) -> None:
         with self.at(path) as (dfd, name):
