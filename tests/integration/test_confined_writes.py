@@ -5,9 +5,9 @@ path the build writes, reads or removes is replaced by an absolute symlink (to a
 directory) aimed at a victim under tmp_path. One --from-template build then does every write:
 hostname, hosts, machine-id, users' .ssh/authorized_keys (root and the initial user), the sudoers
 rule, the build's resolv.conf and policy-rc.d, --copy (a file, a file below a directory link, a
-directory), --firstboot (script, unit and its wants link), the shadow backups, and the export's
-stripped view. Afterwards every victim must be byte-for-byte what it was, and nothing new may
-exist beside them.
+directory), --firstboot (script, unit and its wants link), the shadow backups, the export's
+stripped view, and the account tools run in the chroot (/etc/.pwd.lock through /proc/1/root).
+Afterwards every victim must be byte-for-byte what it was, and nothing new may exist beside them.
 """
 
 from __future__ import annotations
