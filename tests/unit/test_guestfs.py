@@ -148,11 +148,15 @@ def source(world: World) -> Path:
     return world.src
 
 
-@pytest.mark.parametrize("path", HOSTILE)
-@pytest.mark.parametrize("op", list(OPS))
+# An inode's metadata and contents are shared by its hard links, so chmod, utime and read of a
+# hard link are not escapes (a template cannot make a hard link to a host file anyway).
+SHARED_INODE = {("chmod", "/etc/hardlinked"), ("utime", "/etc/hardlinked"), ("read", "/etc/hardlinked")}
+
+
+@pytest.mark.parametrize(
+    ("op", "path"), [(op, path) for op in OPS for path in HOSTILE if (op, path) not in SHARED_INODE]
+)
 def test_no_operation_reaches_the_host(fs: GuestFS, world: World, source: Path, op: str, path: str) -> None:
-    if path == "/etc/hardlinked" and op in ("chmod", "utime", "read"):
-        pytest.skip("an inode's metadata and contents are shared by its hard links (templates cannot make them)")
     try:
         result = OPS[op](fs, path, source)
     except OSError:
