@@ -62,5 +62,7 @@ def core_settings() -> list[Setting]:
                 metavar="DIR", validate=v.writable_dir("--cache-dir", CACHE_HINT), needs=USES_CACHE, **build),
         Setting("cache-max-age", "rebuild a cached base older than DAYS (0: never)", "int", 7,
                 metavar="DAYS", validate=v.int_range(0, 36500), needs=USES_CACHE, **build),
-        Setting("insecure", "do not verify archive signatures (dangerous)", "bool", False, **build),
+        # Command line only: a config file, which may be shared, can never switch signatures off.
+        Setting("insecure", "do not verify archive signatures (dangerous; command line only)", "bool", False,
+                in_config=False, **build),
     ]  # fmt: skip
