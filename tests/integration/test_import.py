@@ -67,6 +67,22 @@ CRAFTED: dict[str, tuple[Callable[[Path], list[Callable[[tarfile.TarFile], None]
 }
 
 
+def _refused_in_one_line(template: Path, dest: Path) -> list[str]:
+    """Import TEMPLATE into DEST: exit 2 and exactly one line on stderr (the timeout is a hang guard)."""
+    proc = subprocess.run(
+        [vmbuilder_command(), "lxc", "ubuntu", "--from-template", str(template), "-d", str(dest), "--network", "none"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd="/",
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    return lines
+
+
 @pytest.mark.parametrize("case", CRAFTED, ids=CRAFTED.keys())
 def test_crafted_template_is_refused_with_one_line(case: str, tmp_path: Path) -> None:
     """Acceptance 6: each crafted tarball is refused, exit 2, one line naming the member, nothing written."""
@@ -80,18 +96,8 @@ def test_crafted_template_is_refused_with_one_line(case: str, tmp_path: Path) ->
     members, name = CRAFTED[case]
     template = _crafted(tmp_path / f"{case}.tar.gz", *members(out))
 
-    proc = subprocess.run(
-        [vmbuilder_command(), "lxc", "ubuntu", "--from-template", str(template), "-d", str(dest), "--network", "none"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd="/",
-    )
-    assert proc.returncode == 2, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
+    lines = _refused_in_one_line(template, dest)
     assert lines[0].startswith(f"vmbuilder: error: template {template}: unsafe member {name!r}: ")
-    assert "Traceback" not in proc.stderr
 
     assert not dest.exists()
     assert list(work.iterdir()) == [], "nothing may be created beside DEST"
@@ -147,16 +153,7 @@ def test_hostile_template_is_refused_in_bounded_time(case: str, tmp_path: Path) 
     make, message = HOSTILE[case]
     template = tmp_path / f"{case}.tar"
     template.write_bytes(make())
-    proc = subprocess.run(
-        [vmbuilder_command(), "lxc", "ubuntu", "--from-template", str(template), "-d", str(dest), "--network", "none"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd="/",
-    )
-    assert proc.returncode == 2, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
+    lines = _refused_in_one_line(template, dest)
     assert lines[0].startswith(f"vmbuilder: error: template {template}{message}"), lines[0]
     assert list(work.iterdir()) == [], "nothing may be created beside DEST"
 
