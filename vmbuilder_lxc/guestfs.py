@@ -14,7 +14,6 @@ never written through, and pseudo files (a `proc` mounted in the rootfs) cannot 
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import fnmatch
 import os
@@ -24,9 +23,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-SYS_OPENAT2 = 437  # the same number on every architecture's table (alpha aside)
-RESOLVE_NO_MAGICLINKS = 0x02
-RESOLVE_IN_ROOT = 0x10
+from . import openat2
+
 MAXSYMLINKS = 40  # as the kernel's limit
 TMP_PREFIX = ".vmbuilder-tmp."
 O_DIR = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
@@ -34,47 +32,6 @@ O_DIR = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
 
 class GuestPathError(OSError):
     """A guest path that cannot be used as asked (e.g. it names the root itself)."""
-
-
-class _OpenHow(ctypes.Structure):
-    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
-
-
-_openat2_state: bool | None = None  # None: not probed yet
-
-
-def _libc_openat2(dirfd: int, path: str, flags: int) -> int:
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.syscall.restype = ctypes.c_long
-    how = _OpenHow(flags, 0, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
-    for _ in range(16):  # EAGAIN: a concurrent rename made `..` resolution unsafe; retry
-        fd = libc.syscall(
-            ctypes.c_long(SYS_OPENAT2), ctypes.c_int(dirfd), ctypes.c_char_p(os.fsencode(path)),
-            ctypes.byref(how), ctypes.c_size_t(ctypes.sizeof(how)),
-        )  # fmt: skip
-        if fd >= 0:
-            return int(fd)
-        err = ctypes.get_errno()
-        if err != errno.EAGAIN:
-            raise OSError(err, os.strerror(err), path)
-    raise OSError(errno.EAGAIN, os.strerror(errno.EAGAIN), path)
-
-
-def openat2_available() -> bool:
-    """Whether the kernel (and any seccomp filter) lets us use openat2; probed once."""
-    global _openat2_state
-    if _openat2_state is None:
-        probe = os.open("/", O_DIR)
-        try:
-            os.close(_libc_openat2(probe, ".", O_DIR))
-            _openat2_state = True
-        except OSError as e:
-            if e.errno not in (errno.ENOSYS, errno.EPERM, errno.EINVAL, errno.E2BIG):
-                raise
-            _openat2_state = False
-        finally:
-            os.close(probe)
-    return _openat2_state
 
 
 def _split(path: str) -> tuple[str, str]:
@@ -96,7 +53,7 @@ class GuestFS:
         self.root = Path(root)
         self.fd = os.open(self.root, O_DIR)
         self.fake = not isinstance(os, types.ModuleType)  # a test's fake file system has no real descriptors
-        self.kernel = not self.fake and openat2_available() if kernel is None else kernel
+        self.kernel = not self.fake and openat2.available() if kernel is None else kernel
 
     def close(self) -> None:
         if self.fd >= 0:
@@ -147,7 +104,7 @@ class GuestFS:
     def open_dir(self, path: str) -> int:
         """An O_PATH descriptor of directory `path`, resolved inside the root (the caller closes it)."""
         if self.kernel:
-            return _libc_openat2(self.fd, path or "/", O_DIR)
+            return openat2.open_in_root(self.fd, path or "/", O_DIR)
         return self._walk(path)
 
     def _parent(self, path: str, parents: bool) -> tuple[int, str]:

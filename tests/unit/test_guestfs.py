@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from vmbuilder_lxc import guestfs
+from vmbuilder_lxc import guestfs, openat2
 from vmbuilder_lxc.chroot import Chroot
 from vmbuilder_lxc.exports import stage
 from vmbuilder_lxc.guestfs import GuestFS, GuestPathError
@@ -29,9 +29,9 @@ postinst: Any = importlib.import_module("vmbuilder_lxc.plugins.postinst")
 
 @pytest.fixture(params=[True, False], ids=["openat2", "walker"])
 def kernel(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
-    if request.param and not guestfs.openat2_available():
+    if request.param and not openat2.available():
         pytest.skip("this kernel has no openat2")
-    monkeypatch.setattr(guestfs, "_openat2_state", request.param)  # what GuestFS(root) picks by default
+    monkeypatch.setattr(openat2, "_state", request.param)  # what GuestFS(root) picks by default
     return bool(request.param)
 
 
