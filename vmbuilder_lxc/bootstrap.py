@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import aptargs
+from . import aptargs, aptnet
 from .log import UserError
 from .mirrors import DEBOOTSTRAP_SCRIPTS
 from .run import clean_env, run
@@ -113,6 +113,7 @@ def mmdebstrap_argv(req: BootstrapRequest, target: Path) -> list[str]:
         argv += [f"--aptopt={opt}" for opt in INSECURE_APTOPTS]
     if req.proxy:
         argv.append("--aptopt=" + aptargs.apt_conf("Acquire::http::Proxy", aptargs.proxy(req.proxy)))
+    argv += aptnet.aptopts()  # bounded retries and timeouts (never anything about signatures)
     argv += ['--aptopt=APT::Install-Recommends "false"', "--", req.suite, _target(target), *req.source_lines()]
     return argv
 

@@ -170,13 +170,15 @@ def main(argv: list[str] | None = None) -> int:
     except PluginError as exc:
         error = str(exc)
         details = exc.original.tail if isinstance(exc.original, CommandError) else None
+        if isinstance(exc.original, CommandError) and exc.original.cause:
+            error = f"{exc.original.cause}; {error}"
         _print_error(error, details)
         if "--debug" in args:
             traceback.print_exception(exc.original)
         else:
             print("    (run with --debug for the traceback)", file=sys.stderr)
     except CommandError as exc:
-        error = str(exc)
+        error = f"{exc.cause}; {exc}" if exc.cause else str(exc)
         _print_error(error, exc.tail)
         if "--debug" not in args:
             print("    (run with --debug to see the full output)", file=sys.stderr)

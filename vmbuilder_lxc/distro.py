@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from . import __version__, aptargs, shellhooks, template_import
+from . import __version__, aptargs, aptnet, shellhooks, template_import
 from . import validators as v
 from .bootstrap import INSECURE_APTOPTS, BootstrapRequest, bootstrap, choose_backend
 from .cache import BaseCache, cache_key, check_cache_dir
@@ -72,7 +72,8 @@ STATIC_IP = (Needs(lambda s: s["ip"] != "dhcp", "without a static --ip (the gues
 INITCTL_LISTENER_MODES = ("auto", "always", "never")
 
 APT_GET = ["apt-get", "-y", "-q", "-o", "Dpkg::Use-Pty=0", "-o", "APT::Install-Recommends=false",
-           "-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold"]  # fmt: skip
+           "-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold",
+           *aptnet.apt_get_options()]  # fmt: skip
 
 # Debian architecture -> what `uname -m` says on a host that runs it natively.
 NATIVE_MACHINES = {

@@ -32,6 +32,7 @@ from .run import (
     pause_point,
     run,
     start_reaper,
+    stop_reaper,
 )
 
 MARKER = "vmbuilder-lxc.json"
@@ -280,6 +281,13 @@ def summarize(ctx: Context, status: str) -> dict[str, Any]:
 
 def build(ctx: Context) -> dict[str, Any]:
     """Run a whole build; returns the summary (also written to DEST/vmbuilder-lxc.json)."""
+    try:
+        return _build(ctx)
+    finally:
+        stop_reaper()  # every command has ended: the reaper kills nothing that was not left behind
+
+
+def _build(ctx: Context) -> dict[str, Any]:
     started = time.monotonic()
     with deferred(), step("Checking settings and the host", quiet=True):
         # Values against each other (errors), and options without effect (warnings, shown only

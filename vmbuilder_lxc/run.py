@@ -31,6 +31,7 @@ from typing import Any
 
 import sh
 
+from . import aptnet
 from .log import LOG, Progress, UserError, verbosity
 
 BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -69,13 +70,15 @@ def clean_env(extra: Mapping[str, str] | None = None, *, host_path: bool = True)
 
 
 class CommandError(Exception):
-    """An external command failed; carries the tail of its output for the error message."""
+    """An external command failed; carries the tail of its output for the error message, and for
+    apt, mmdebstrap and debootstrap the cause read from the whole output (aptnet.diagnose)."""
 
-    def __init__(self, argv: Sequence[str], returncode: int, tail: Sequence[str]) -> None:
+    def __init__(self, argv: Sequence[str], returncode: int, tail: Sequence[str], cause: str | None = None) -> None:
         super().__init__(f"command failed with exit code {returncode}: {shlex.join(argv)}")
         self.argv = list(argv)
         self.returncode = returncode
         self.tail = list(tail)
+        self.cause = cause
 
 
 @dataclass
@@ -356,5 +359,6 @@ def run(
         if bar:
             bar.close()
     if check and code not in ok_codes:
-        raise CommandError(args, code, list(tail))
+        cause = aptnet.diagnose(output) if aptnet.is_apt_tool(args) else None
+        raise CommandError(args, code, list(tail), cause=cause)
     return CommandResult(args, code, "".join(output))
