@@ -142,10 +142,12 @@ def test_stale_lxcfs_is_named(tmp_path: Path) -> None:
     script = f"""
         set -e
         if mountpoint -q {LXCFS}; then umount -l {LXCFS}; fi
-        lxcfs -p "$1/lxcfs.pid" {LXCFS} >/dev/null 2>&1 &
+        lxcfs -f -p "$1/lxcfs.pid" {LXCFS} >/dev/null 2>&1 &
         pid=$!
-        for i in $(seq 100); do [ -e {LXCFS}/proc/meminfo ] && break; sleep 0.1; done
+        for i in $(seq 100); do head -c1 {LXCFS}/proc/meminfo >/dev/null 2>&1 && break; sleep 0.1; done
+        sleep 1  # a kill while lxcfs still starts up can leave its mount answering
         {{ kill -9 $pid; wait $pid; }} 2>/dev/null || true
+        for i in $(seq 50); do stat {LXCFS}/proc 2>&1 | grep -q "not connected" && break; sleep 0.1; done
         shift
         exec "$@"
     """
