@@ -410,9 +410,7 @@ class DebianFamily(Distro):
             fprs = require_keyring(self.keyring(), self.name)
             LOG.debug("archive keys: %s", ", ".join(fprs))
         else:
-            where = s.source("insecure")  # a shared config file can set it: say which one did
-            LOG.warning("--insecure%s: archive signatures will NOT be verified while building",
-                        "" if where == "command line" else f" (from {where})")  # fmt: skip
+            LOG.warning("--insecure: archive signatures will NOT be verified while building")
         if not self.imported:
             self.check_suite_arch(str(s["arch"]))
             self.check_package_inputs()
