@@ -155,7 +155,7 @@ class BuildError(Exception):
 # ignores the interrupt signals: it lives in its own session and only ever ends through its input.
 REAPER_ENV = "VMBUILDER_BUILD_TOKEN"
 _REAPER_SCRIPT = """
-import os, signal, sys
+import os, signal, sys, time
 for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
     signal.signal(s, signal.SIG_IGN)
 tag = sys.argv[1].encode()
@@ -171,7 +171,8 @@ for group in groups:
         os.killpg(group, signal.SIGKILL)
     except OSError:
         pass
-for _ in range(20):
+quiet = 0
+for _ in range(50):  # until three passes 0.2 s apart find nothing (a child forked, not yet exec'd)
     found = 0
     for pid in os.listdir("/proc"):
         if not pid.isdigit() or int(pid) == os.getpid():
@@ -184,8 +185,10 @@ for _ in range(20):
             found += 1
         except OSError:
             pass
-    if not found:
+    quiet = 0 if found else quiet + 1
+    if quiet >= 3:
         break
+    time.sleep(0.2)
 """
 _reaper: dict[str, Any] = {"proc": None, "tag": ""}
 
