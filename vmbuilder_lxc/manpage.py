@@ -398,7 +398,9 @@ def main_page(plugins: dict[str, type[Plugin]], groups: list[Group], date: str) 
          "`vmbuilder lxc validate` found errors."),
         ("2", "Bad input: one line naming the problem and the fix, no traceback. Also a missing "
          "HYPERVISOR or DISTRO."),
-        ("130", "Interrupted (SIGINT, SIGTERM or SIGHUP); the build directory was removed."),
+        ("130", "Interrupted by SIGINT (Ctrl-C); the build directory was removed."),
+        ("143", "Interrupted by SIGTERM; the build directory was removed."),
+        ("129", "Interrupted by SIGHUP; the build directory was removed."),
     ):  # fmt: skip
         page.item(bold(code), fmt(text))
     page.lines.append(".SH FILES")
