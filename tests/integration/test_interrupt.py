@@ -1,5 +1,6 @@
 """Acceptance 6: Ctrl-C during the bootstrap and during configuration leaves no mounts, no
-destination, no build directory and no running child processes behind."""
+destination, no build directory and no running child processes behind. (The full matrix of
+signals and stages is test_faults_signals.py.)"""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import time
 from pathlib import Path
 
 from .conftest import Builder, leftovers, mounts_mentioning
+from .faultlib import processes_mentioning
 
 
 def start(builder: Builder, *args: str) -> tuple[subprocess.Popen[str], queue.Queue[str]]:
@@ -38,19 +40,6 @@ def wait_for(lines: queue.Queue[str], needle: str, timeout: float) -> list[str]:
         if needle in line:
             return seen
     raise AssertionError(f"{needle!r} not seen in {timeout} s:\n{''.join(seen)}")
-
-
-def processes_mentioning(path: Path) -> list[str]:
-    found = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            except OSError:
-                continue
-            if str(path) in cmdline:
-                found.append(cmdline)
-    return found
 
 
 def assert_clean(parent: Path, dest: Path) -> None:
