@@ -223,3 +223,61 @@ def test_entry_names(cache: BaseCache) -> None:
     entry = cache.entry(KEY)
     assert entry.meta == cache.dir / f"{KEY}.json"
     assert entry.tarball.name in (f"{KEY}.tar", f"{KEY}.tar.zst")
+
+
+# -- publishing: a store() killed at any point leaves nothing a later build trusts ------------------
+
+
+class Killed(BaseException):
+    """Stands for SIGKILL: no cleanup code may run after it (locked()'s finally is skipped too)."""
+
+
+def _fake_tar(argv: list[Any], **kwargs: Any) -> None:
+    target = Path(argv[argv.index("--file") + 1])
+    target.write_bytes(TARBALL)
+
+
+@pytest.mark.parametrize("killed_at", ["pause", "first-rename", "second-rename"])
+def test_a_store_killed_midway_is_never_trusted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, killed_at: str
+) -> None:
+    import os
+
+    from vmbuilder_lxc import cache as cache_module
+
+    monkeypatch.setattr(cache_module, "run", _fake_tar)
+    replaced: list[str] = []
+    real_replace = os.replace
+
+    def replace(src: Any, dst: Any) -> None:
+        if killed_at == "first-rename" or (killed_at == "second-rename" and replaced):
+            raise Killed
+        replaced.append(str(dst))
+        real_replace(src, dst)
+
+    def pause(stage: str) -> None:
+        if killed_at == "pause":
+            raise Killed
+
+    monkeypatch.setattr(cache_module.os, "replace", replace)
+    monkeypatch.setattr(cache_module, "pause_point", pause)
+    cache = BaseCache(tmp_path)
+    cache.dir.mkdir(parents=True)
+    with pytest.raises(Killed):
+        cache.store(KEY, tmp_path, MANIFEST, {})
+    monkeypatch.setattr(cache_module.os, "replace", real_replace)
+    with cache.locked(KEY):  # the next build of the key
+        assert cache.lookup(KEY) is None
+    assert sorted(p.name for p in cache.dir.iterdir()) == [f"{KEY}.lock"]
+
+
+def test_a_complete_store_is_trusted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vmbuilder_lxc import cache as cache_module
+
+    monkeypatch.setattr(cache_module, "run", _fake_tar)
+    cache = BaseCache(tmp_path)
+    with cache.locked(KEY):
+        cache.store(KEY, tmp_path, MANIFEST, {})
+    with cache.locked(KEY):
+        entry = cache.lookup(KEY)
+    assert entry is not None and entry.tarball.read_bytes() == TARBALL
