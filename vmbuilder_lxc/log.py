@@ -21,8 +21,8 @@ LOG = logging.getLogger("vmbuilder")
 _state: dict[str, int] = {"verbosity": 0, "depth": 0}
 
 
-class UserError(Exception):
-    """A problem the user can fix; printed as one line, never with a traceback."""
+class OneLineError(Exception):
+    """An error reported as one line: the problem and, in `hint`, the fix."""
 
     def __init__(self, message: str, hint: str | None = None) -> None:
         super().__init__(message)
@@ -31,6 +31,10 @@ class UserError(Exception):
 
     def __str__(self) -> str:
         return f"{self.message}; {self.hint}" if self.hint else self.message
+
+
+class UserError(OneLineError):
+    """A problem the user can fix; printed as one line, never with a traceback (exit code 2)."""
 
 
 def die(message: str, hint: str | None = None) -> NoReturn:

@@ -32,7 +32,7 @@ from typing import Any
 import sh
 
 from . import aptnet
-from .log import LOG, Progress, UserError, verbosity
+from .log import LOG, OneLineError, Progress, UserError, verbosity
 
 BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -135,16 +135,8 @@ class BuildInterrupted(KeyboardInterrupt):
         self.state = state
 
 
-class BuildError(Exception):
+class BuildError(OneLineError):
     """A build failed for a reason that one line explains (e.g. a full disk): exit code 1."""
-
-    def __init__(self, message: str, hint: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
-
-    def __str__(self) -> str:
-        return f"{self.message}; {self.hint}" if self.hint else self.message
 
 
 # -- the reaper ---------------------------------------------------------------------------------
