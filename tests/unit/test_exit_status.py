@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from tests.unit.test_run import _alive
 from vmbuilder_lxc import pipeline
 from vmbuilder_lxc.run import BuildInterrupted, CommandError, interrupt_exit_code
 
@@ -80,14 +81,6 @@ def test_interrupt_exit_code() -> None:
     assert interrupt_exit_code(KeyboardInterrupt("SIGHUP")) == 129
     assert interrupt_exit_code(BuildInterrupted("SIGTERM", "the build directory was removed")) == 143
     assert interrupt_exit_code(KeyboardInterrupt("not a signal")) == 130
-
-
-def _alive(pid: int) -> bool:
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
-        return False
-    return not any(ln.startswith("State:") and "Z" in ln for ln in status.splitlines())
 
 
 def _wait(predicate: Any, what: str) -> None:
