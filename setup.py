@@ -23,6 +23,7 @@ setup(
     python_requires=">=3.11",
     packages=[
         "vmbuilder_lxc",
+        "vmbuilder_lxc.domaincheck",
         "vmbuilder_lxc.exports",
         "vmbuilder_lxc.plugins",
         "vmbuilder_lxc.templates",

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
-from .log import UserError
+from ..log import UserError
 
 LXC_NS = "http://libvirt.org/schemas/domain/lxc/1.0"
 ERROR = "error"
