@@ -25,6 +25,7 @@ setup(
         "vmbuilder_lxc",
         "vmbuilder_lxc.domaincheck",
         "vmbuilder_lxc.exports",
+        "vmbuilder_lxc.manpage",
         "vmbuilder_lxc.plugins",
         "vmbuilder_lxc.templates",
         "vmbuilder_lxc.hooks",

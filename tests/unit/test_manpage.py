@@ -20,6 +20,7 @@ import pytest
 
 from tests.unit.conftest import Plugins
 from vmbuilder_lxc import cli, manpage
+from vmbuilder_lxc.manpage import checker
 from vmbuilder_lxc.options import core_settings
 from vmbuilder_lxc.plugin import Plugin
 from vmbuilder_lxc.settings import Setting
@@ -279,7 +280,7 @@ def test_command_and_keyring_options_are_checked(
         return parser
 
     monkeypatch.setattr(libvirt, "validate_parser", staticmethod(validate_parser))
-    monkeypatch.setattr(manpage, "fetch_parser", fetch_parser)
+    monkeypatch.setattr(checker, "fetch_parser", fetch_parser)
     code, out = run_check(mandir, capsys)
     assert code == 1
     assert out == [
