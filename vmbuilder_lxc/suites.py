@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +52,12 @@ class Release:
     def is_future(self, today: dt.date) -> bool:
         """Listed in distro-info-data but not opened in the archive yet."""
         return self.created is not None and self.created > today
+
+    def not_open(self, today: dt.date) -> str | None:
+        """Why a future series cannot be built yet: distro-info-data lists it before its archive exists."""
+        if not self.is_future(today):
+            return None
+        return f"{self.describe()} has no archive yet (distro-info-data says it opens on {self.created})"
 
     def status(self, today: dt.date) -> str:
         if not self.in_distro_info:
@@ -105,6 +112,13 @@ class ReleaseTable:
 
     def names(self, min_version: tuple[int, ...] = ()) -> list[str]:
         return [r.series for r in self.releases if r.version_key >= min_version]
+
+    def buildable(self, today: dt.date, refused: Callable[[Release], str | None]) -> list[str]:
+        """The series worth suggesting: supported or in development, opened, and not refused by the plugin.
+
+        End-of-life releases still build (from old-releases), but are never offered in place of a typo.
+        """
+        return [r.series for r in self.releases if r.status(today) in ("supported", "devel") and not refused(r)]
 
     def find(self, text: str, today: dt.date | None = None) -> Release | None:
         """Resolve a codename, version or alias; None when nothing matches."""

@@ -11,10 +11,13 @@ from typing import Any
 
 import pytest
 
+from vmbuilder_lxc.verified import LXC, booted
+
 from .conftest import Build, Builder, Container, boot_within
 
 # Every systemd-era suite the archive serves (see ../shared/testbed.md); they share one cache per run.
-SUITES = ["xenial", "bionic", "focal", "jammy", "noble", "plucky", "questing", "resolute"]
+# The list is vmbuilder_lxc/verified.py's, which --list-suites shows as "booted (lxc)".
+SUITES = booted("ubuntu", LXC)
 FIRST_BUILDS: dict[str, Build] = {}
 
 

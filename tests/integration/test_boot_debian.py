@@ -14,9 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from vmbuilder_lxc.verified import LXC, booted
+
 from .conftest import Build, Builder, Container, boot_within
 
-SUITES = ["bookworm", "trixie"]
+SUITES = booted("debian", LXC)  # vmbuilder_lxc/verified.py: what --list-suites shows as booted
 BUILDS: dict[str, Build] = {}
 TEST_BRIDGE = "vmbdeb0"
 

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from vmbuilder_lxc.verified import LIBVIRT, booted
+
 from .conftest import Builder, Container, Domain, vmbuilder_command
 
 INITREQ_MAGIC = 0x03091969
@@ -48,9 +50,17 @@ def mem_total_kb(domain: Domain) -> int:
     return int(m.group(1))
 
 
+# The suites booted under libvirt are vmbuilder_lxc/verified.py's (--list-suites: "booted (lxc, libvirt)").
+SUITES = booted("ubuntu", LIBVIRT)
+# suite -> (domain name, extra options, MemTotal in kB); others get the 1024 MiB default.
+CASES: dict[str, tuple[str, tuple[str, ...], int]] = {
+    "noble": ("n1", (), 1024 * 1024),  # the command; libvirt needs a size: 1024 MiB by default
+    "jammy": ("j1", ("--mem", "512"), 512 * 1024),
+}
+
+
 @pytest.mark.parametrize(("suite", "name", "extra", "mem_kb"), [
-    ("noble", "n1", (), 1024 * 1024),  # the command; libvirt needs a size: 1024 MiB by default
-    ("jammy", "j1", ("--mem", "512"), 512 * 1024),
+    (suite, *CASES.get(suite, (f"{suite[:6]}1", (), 1024 * 1024))) for suite in SUITES
 ])  # fmt: skip
 def test_register_autostart_boot_and_shutdown(
     suite: str, name: str, extra: tuple[str, ...], mem_kb: int, builder: Builder, tmp_path: Path,
