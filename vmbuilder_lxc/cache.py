@@ -113,7 +113,10 @@ class BaseCache:
                 LOG.warning("cache entry %s is incomplete; rebuilding it", key)
                 self.remove(entry)
             return None
-        if self.max_age and time.time() - float(meta.get("created", 0)) > self.max_age:
+        created = meta.get("created", 0)
+        if not isinstance(created, int | float):  # a corrupted time is an unknown age: too old
+            created = 0
+        if self.max_age and time.time() - float(created) > self.max_age:
             LOG.info("cache entry %s is older than the maximum age; rebuilding it", key)
             self.remove(entry)
             return None

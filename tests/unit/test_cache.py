@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from pyfakefs.fake_filesystem import FakeFilesystem
 
+from vmbuilder_lxc import cache as cache_module
 from vmbuilder_lxc.cache import BaseCache, Entry, cache_key
 
 MANIFEST: dict[str, Any] = {
@@ -219,10 +220,24 @@ def test_locked_creates_the_cache_directory(fs: FakeFilesystem) -> None:
         assert cache.dir.is_dir()
 
 
-def test_entry_names(cache: BaseCache) -> None:
+@pytest.mark.parametrize(("zstd", "suffix"), [(True, ".tar.zst"), (False, ".tar")])
+def test_entry_names(cache: BaseCache, monkeypatch: pytest.MonkeyPatch, zstd: bool, suffix: str) -> None:
+    """A new entry is compressed exactly when zstd is installed; the marker is always KEY.json."""
+    monkeypatch.setattr(cache_module.shutil, "which", lambda name: f"/usr/bin/{name}" if zstd else None)
     entry = cache.entry(KEY)
     assert entry.meta == cache.dir / f"{KEY}.json"
-    assert entry.tarball.name in (f"{KEY}.tar", f"{KEY}.tar.zst")
+    assert entry.tarball == cache.dir / f"{KEY}{suffix}"
+
+
+@pytest.mark.parametrize("zstd", [True, False])
+@pytest.mark.parametrize("existing", [".tar", ".tar.zst"])
+def test_an_existing_entry_keeps_its_suffix(
+    cache: BaseCache, monkeypatch: pytest.MonkeyPatch, zstd: bool, existing: str
+) -> None:
+    """An entry stored on a host with(out) zstd is found again after zstd was (un)installed."""
+    monkeypatch.setattr(cache_module.shutil, "which", lambda name: f"/usr/bin/{name}" if zstd else None)
+    (cache.dir / f"{KEY}{existing}").write_bytes(TARBALL)
+    assert cache.entry(KEY).tarball == cache.dir / f"{KEY}{existing}"
 
 
 # -- publishing: a store() killed at any point leaves nothing a later build trusts ------------------
