@@ -9,8 +9,9 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import NoReturn, TextIO
@@ -60,6 +61,22 @@ class _DepthFilter(logging.Filter):
         return True
 
 
+class _OutputFilter(logging.Filter):
+    """Every line the handler prints postpones the next heartbeat."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        HEARTBEAT.output()
+        return True
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    try:
+        tty = stream.isatty()
+    except (AttributeError, ValueError):  # a closed or odd stream is no terminal
+        tty = False
+    return tty and os.environ.get("TERM", "dumb") != "dumb"
+
+
 def setup_logging(verbosity: int = 0, stream: TextIO | None = None) -> None:
     """Configure the vmbuilder logger; safe to call more than once (tests do)."""
     _state["verbosity"] = verbosity
@@ -67,7 +84,9 @@ def setup_logging(verbosity: int = 0, stream: TextIO | None = None) -> None:
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(_Formatter())
     handler.addFilter(_DepthFilter())
+    handler.addFilter(_OutputFilter())
     LOG.addHandler(handler)
+    HEARTBEAT.enabled = not _is_terminal(handler.stream)
     LOG.setLevel(logging.DEBUG)
     handler.setLevel(logging.DEBUG if verbosity >= 1 else logging.INFO)
     LOG.propagate = False
@@ -92,7 +111,8 @@ STEPS: list[StepRecord] = []
 def step(title: str, quiet: bool = False) -> Iterator[StepRecord]:
     """Log a named step, time it and record it for the summary.
 
-    A quiet step is logged only with -v: input checks should print nothing but their error.
+    A quiet step is logged only with -v: input checks should print nothing but their error. A
+    step that is not quiet keeps the heartbeat going while it runs (see Heartbeat).
     """
     rec = StepRecord(title)
     level = logging.DEBUG if quiet else logging.INFO
@@ -100,6 +120,8 @@ def step(title: str, quiet: bool = False) -> Iterator[StepRecord]:
         STEPS.append(rec)
     LOG.log(level, "%s %s", "==>" if _state["depth"] == 0 else "-->", title)
     start = time.monotonic()
+    # A quiet step (the input checks) prints nothing but its error, heartbeats included.
+    activity = None if quiet else HEARTBEAT.push(title, _state["depth"] + 1)
     _state["depth"] += 1
     try:
         yield rec
@@ -108,6 +130,8 @@ def step(title: str, quiet: bool = False) -> Iterator[StepRecord]:
         raise
     finally:
         _state["depth"] -= 1
+        if activity is not None:
+            HEARTBEAT.pop(activity)
         rec.seconds = time.monotonic() - start
         status = "done" if rec.ok else "failed"
         LOG.log(level, "    %s in %.1f s", status, rec.seconds, extra={"depth": _state["depth"]})
@@ -145,40 +169,119 @@ def note(message: str, *args: object) -> None:
     LOG.info(message, *args)
 
 
-class Progress:
-    """A single updating status line for long commands.
+HEARTBEAT_SECONDS = 15.0  # docs/design.md promises a line at least this often during a long step
 
-    On a terminal the line is rewritten in place; elsewhere a heartbeat is printed at most every
-    `interval` seconds so CI logs show that the build is alive without flooding them.
+
+@dataclass
+class Activity:
+    """Something long that is running: a step or a command's progress label, and its last output."""
+
+    label: str
+    start: float
+    depth: int
+    last_line: str = ""
+
+
+class Heartbeat:
+    """Proof of life for logs that are not a terminal: while a step runs, a line after every
+    `interval` seconds in which nothing was printed, whatever the step is doing (a silent command
+    such as xz, or Python code that runs none).
+
+    `due()` decides from a clock it is given, so tests drive it without waiting; a daemon thread
+    calls it while activities are open. Heartbeats are logged like any note, so they go to stderr
+    and never into --json's stdout.
     """
 
-    def __init__(self, label: str, stream: TextIO | None = None, interval: float = 15.0) -> None:
+    def __init__(self, interval: float = HEARTBEAT_SECONDS, clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval = interval
+        self.clock = clock
+        self.enabled = False  # setup_logging: stderr is not a terminal
+        self.activities: list[Activity] = []  # innermost last
+        self.last_output = clock()
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def push(self, label: str, depth: int) -> Activity:
+        with self._cond:
+            act = Activity(label, self.clock(), depth)
+            self.activities.append(act)
+            self._cond.notify_all()
+        if self.enabled and self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="vmbuilder-heartbeat", daemon=True)
+            self._thread.start()
+        return act
+
+    def pop(self, act: Activity) -> None:
+        with self._cond:
+            if act in self.activities:
+                self.activities.remove(act)
+
+    def output(self) -> None:
+        """Something was printed: the next heartbeat is due `interval` seconds from now."""
+        self.last_output = self.clock()
+
+    def saw(self, line: str) -> None:
+        """A command printed `line` (not shown): the heartbeat quotes the latest one."""
+        text = line.strip()
+        if text and self.activities:
+            self.activities[-1].last_line = text
+
+    def due(self, now: float) -> tuple[str, int] | None:
+        """The heartbeat line (and its depth) if one is due at `now`; it then counts as output."""
+        with self._cond:
+            if not self.activities or now - self.last_output < self.interval:
+                return None
+            act = self.activities[-1]
+            self.last_output = now
+        text = f"{act.label}: still running after {now - act.start:.0f} s"
+        return (f"{text} ({act.last_line[:80]})" if act.last_line else text), act.depth
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self.activities:
+                    self._cond.wait()
+                wait = self.last_output + self.interval - self.clock() if self.enabled else self.interval
+                if wait > 0:
+                    self._cond.wait(min(wait, self.interval))
+                    continue
+            beat = self.due(self.clock())
+            if beat is not None:
+                LOG.info("%s", beat[0], extra={"depth": beat[1]})
+
+
+HEARTBEAT = Heartbeat()
+
+
+class Progress:
+    """The status of a long command, driven by its output lines.
+
+    On a terminal one line is rewritten in place; elsewhere the label and the latest line feed the
+    heartbeat (a line at least every HEARTBEAT_SECONDS), so CI logs show that the build is alive
+    without being flooded.
+    """
+
+    def __init__(self, label: str, stream: TextIO | None = None) -> None:
         self.label = label
         self.stream = stream or sys.stderr
-        self.tty = self.stream.isatty() and os.environ.get("TERM", "dumb") != "dumb"
-        self.interval = interval
+        self.tty = _is_terminal(self.stream)
         self.start = time.monotonic()
-        self.last = self.start
         self.width = 100
+        self.activity = HEARTBEAT.push(label, _state["depth"])
 
     def update(self, line: str) -> None:
-        if verbosity() >= 2:
-            return  # --debug prints every output line already
-        now = time.monotonic()
         text = line.strip()
         if not text:
             return
-        elapsed = now - self.start
-        if self.tty:
-            msg = f"    {self.label} [{elapsed:4.0f}s] {text}"[: self.width]
-            self.stream.write("\r\033[K" + msg)
-            self.stream.flush()
-        elif now - self.last >= self.interval:
-            self.stream.write(f"    {self.label}: still running after {elapsed:.0f} s ({text[:80]})\n")
-            self.stream.flush()
-            self.last = now
+        HEARTBEAT.saw(text)
+        if verbosity() >= 2 or not self.tty:
+            return  # --debug prints every output line already; elsewhere the heartbeat reports
+        msg = f"    {self.label} [{time.monotonic() - self.start:4.0f}s] {text}"[: self.width]
+        self.stream.write("\r\033[K" + msg)
+        self.stream.flush()
 
     def close(self) -> None:
+        HEARTBEAT.pop(self.activity)
         if self.tty:
             self.stream.write("\r\033[K")
             self.stream.flush()

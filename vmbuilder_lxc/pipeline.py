@@ -55,17 +55,31 @@ def check_destination(ctx: Context) -> None:
     check_writable_dir(dest.parent, "-d", "choose -d in a writable directory on a disk", shown=dest)
     if not ctx.keep_dest or not os.path.lexists(dest):
         return
-    if not ctx.settings.get_bool("overwrite"):
-        die(f"destination {dest} already exists", "pass --overwrite to replace it, or choose another -d")
-    if dest.is_symlink() or not dest.is_dir():
-        die(f"destination {dest} is not a directory", "remove it or choose another -d")
-    if not (dest / MARKER).is_file() and any(dest.iterdir()):
-        die(
-            f"destination {dest} exists and was not built by vmbuilder-lxc; --overwrite only replaces our own builds",
-            "remove it yourself or choose another -d",
-        )
+    refused = not_replaceable(dest)
+    if refused:  # --overwrite would not help: say so, rather than suggest it
+        die(f"destination {dest} {refused}: refused, even with --overwrite, which only replaces earlier builds",
+            "remove it yourself or choose another -d")  # fmt: skip
+    overwrite = ctx.settings.get_bool("overwrite")
     if os.path.ismount(dest) or mounts_below(dest):
-        die(f"something is mounted at or below {dest}", "unmount it (is the container running?)")
+        die(f"something is mounted at or below {dest} (is the container running?)",
+            "stop it and unmount it" + ("" if overwrite else ", then pass --overwrite to replace it"))  # fmt: skip
+    if not overwrite:
+        die(f"destination {dest} already exists", "pass --overwrite to replace it, or choose another -d")
+
+
+def not_replaceable(dest: Path) -> str | None:
+    """Why an existing `dest` is no build of ours that --overwrite may replace (None: it is one).
+
+    Ours means an empty directory or one holding MARKER, the summary every build writes: anything
+    else may be someone's data, which no option of ours deletes.
+    """
+    if dest.is_symlink():
+        return "is a symbolic link"
+    if not dest.is_dir():
+        return "exists and is not a directory"
+    if (dest / MARKER).is_file() or not any(dest.iterdir()):
+        return None
+    return f"exists and was not built by vmbuilder-lxc (it holds no {MARKER})"
 
 
 def remove_tree(path: Path) -> None:
@@ -277,6 +291,19 @@ def summarize(ctx: Context, status: str) -> dict[str, Any]:
     out.update(ctx.summary)
     out["settings"] = ctx.settings.as_dict()
     return out
+
+
+def summary_lines(ctx: Context) -> list[str]:
+    """What is printed after a successful build: how to use the result, then the notes about it.
+
+    Notes (ctx.summary["notes"], also in --json's output) are facts about the result, such as a
+    user who cannot log in; they come after the build, where they are read, not before its first step.
+    """
+    lines = []
+    for plugin in [ctx.hypervisor, *(p for p in ctx.plugins if p is not ctx.hypervisor)]:
+        lines += plugin.next_steps()
+    lines += [f"note: {text}" for text in dict.fromkeys(ctx.summary.get("notes") or [])]
+    return lines
 
 
 def build(ctx: Context) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from typing import Any
 import sh
 
 from . import aptnet
-from .log import LOG, OneLineError, Progress, UserError, verbosity
+from .log import HEARTBEAT, LOG, OneLineError, Progress, UserError, verbosity
 
 BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -289,7 +289,8 @@ def run(
 ) -> CommandResult:
     """Run a command, log it, and return its combined stdout/stderr.
 
-    `progress` names a long step: its output then drives a status line (see log.Progress).
+    `progress` names a long step: its output then drives a status line (see log.Progress), and its
+    label the heartbeat; a command without it is covered by the enclosing step's heartbeat.
     With check=True, an exit code outside `ok_codes` raises CommandError.
     """
     args = [os.fspath(a) for a in argv]
@@ -317,6 +318,8 @@ def run(
             LOG.debug("    | %s", line.rstrip("\n"))
         if bar:
             bar.update(line)
+        else:  # the enclosing step's heartbeat quotes it
+            HEARTBEAT.saw(line)
 
     kwargs: dict[str, object] = {
         "_bg": True,
@@ -334,7 +337,12 @@ def run(
     if cwd is not None:
         kwargs["_cwd"] = os.fspath(cwd)
     with _signals_deferred() as pending:
-        proc = command(*args[1:], **kwargs)
+        try:
+            proc = command(*args[1:], **kwargs)
+        except BaseException:
+            if bar:
+                bar.close()
+            raise
         group = int(proc.pid)  # its own session: the process group id is its pid
         _tell_reaper(f"+{group}")
     code: int
