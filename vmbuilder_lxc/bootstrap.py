@@ -81,17 +81,23 @@ def _target(target: Path) -> str:
     return str(target.absolute())
 
 
+def _shared_options(req: BootstrapRequest) -> list[str]:
+    """The options both tools spell alike (`--opt=VALUE`, one argument each), in the order both use."""
+    options = [f"--arch={req.arch}", f"--components={','.join(req.components)}"]
+    if req.variant:
+        options.append(f"--variant={req.variant}")
+    if req.include:
+        options.append(f"--include={','.join(req.include)}")
+    if req.keyring:
+        options.append(f"--keyring={req.keyring}")
+    return options
+
+
 def debootstrap_argv(req: BootstrapRequest, target: Path) -> list[str]:
     """debootstrap OPTIONS SUITE TARGET MIRROR [SCRIPT]; its option loop ends at the suite."""
     req.check()
-    argv = ["debootstrap", f"--arch={req.arch}", f"--components={','.join(req.components)}"]
-    if req.variant:
-        argv.append(f"--variant={req.variant}")
-    if req.include:
-        argv.append(f"--include={','.join(req.include)}")
-    if req.keyring:
-        argv.append(f"--keyring={req.keyring}")
-    else:
+    argv = ["debootstrap", *_shared_options(req)]
+    if not req.keyring:
         argv.append("--no-check-gpg")  # only reached with --insecure
     argv += [aptargs.operand(req.suite, "suite"), _target(target), aptargs.mirror(req.mirror)]
     if req.script:
@@ -102,14 +108,8 @@ def debootstrap_argv(req: BootstrapRequest, target: Path) -> list[str]:
 def mmdebstrap_argv(req: BootstrapRequest, target: Path) -> list[str]:
     """mmdebstrap OPTIONS -- SUITE TARGET SOURCES...; Getopt::Long ends option parsing at `--`."""
     req.check()
-    argv = ["mmdebstrap", "--mode=root", f"--arch={req.arch}", f"--components={','.join(req.components)}"]
-    if req.variant:
-        argv.append(f"--variant={req.variant}")
-    if req.include:
-        argv.append(f"--include={','.join(req.include)}")
-    if req.keyring:
-        argv.append(f"--keyring={req.keyring}")
-    else:  # only reached with --insecure
+    argv = ["mmdebstrap", "--mode=root", *_shared_options(req)]
+    if not req.keyring:  # only reached with --insecure
         argv += [f"--aptopt={opt}" for opt in INSECURE_APTOPTS]
     if req.proxy:
         argv.append("--aptopt=" + aptargs.apt_conf("Acquire::http::Proxy", aptargs.proxy(req.proxy)))
