@@ -34,10 +34,33 @@ MARKER = "vmbuilder-lxc.json"
 GUEST_FACTS = ("INIT", "CONTAINER_DETECT", "SYSTEMD_VERSION", "UPSTART_VERSION")
 
 
+def export_dir_for(dest: str | Path) -> Path:
+    """the directory that holds DEST"""
+    return Path(dest).expanduser().absolute().parent
+
+
 def _default_export_dir(s: Settings) -> str:
-    """the directory DEST is created in"""
-    dest = Path(str(s["dest"] or ".")).expanduser().absolute()
-    return str(dest.parent)
+    return str(export_dir_for(str(s["dest"] or ".")))
+
+
+def _default_compression(s: Settings) -> None:
+    return None  # each format's own compression (exports.runner.compression_for)
+
+
+# What --help and the docs say the defaults are, generated from what the code reads: the export
+# directory from export_dir_for, the compressions from the formats' table (exports.FORMATS).
+_default_export_dir.__doc__ = export_dir_for.__doc__
+_default_compression.__doc__ = "each format's own: " + exports.default_compressions()
+EXPORT_DIR_HELP = "where --export writes"
+COMPRESSION_HELP = "compression of the exports"
+LEVEL_HELP = "compression level passed to zstd (1-22), xz (0-9) or gzip (1-9)"
+KEEP_LISTS_HELP = "keep the apt package lists in the exports (they are stripped by default)"
+
+
+def default_help(text: str, default: object) -> str:
+    """`text (default: ...)` for the export command's plain argparse options, from the docstring
+    the build's Setting shows, so that both say the same."""
+    return f"{text} (default: {(getattr(default, '__doc__', None) or '').strip()})"
 
 
 EXPORT_DIR_HINT = "give --export-dir a directory on a writable disk"
@@ -67,18 +90,15 @@ class Export(Plugin):
             Setting("export", "also write these template archives: " + ", ".join(exports.FORMATS) + " "
                     "(comma separated; docs/exports.md)", "list", [], metavar="FORMAT",
                     validate=each(v.one_of(exports.FORMATS, "export format", fold=True)), group=GROUP),
-            Setting("export-dir", "where --export writes (default: the directory DEST is in)", metavar="DIR",
-                    default=_default_export_dir, validate=v.writable_dir("--export-dir", EXPORT_DIR_HINT),
+            Setting("export-dir", EXPORT_DIR_HELP, metavar="DIR", default=_default_export_dir,
+                    validate=v.writable_dir("--export-dir", EXPORT_DIR_HINT), needs=(EXPORTS,), group=GROUP),
+            Setting("compression", COMPRESSION_HELP, default=_default_compression, choices=exports.COMPRESSIONS,
                     needs=(EXPORTS,), group=GROUP),
-            Setting("compression", "compression of the exports (default: each format's own: tar none, lxc/lxd/"
-                    "incus/squashfs xz, sbuild zstd)", choices=exports.COMPRESSIONS, metavar="ALGO",
-                    needs=(EXPORTS,), group=GROUP),
-            Setting("compression-level", "compression level passed to zstd (1-22), xz (0-9) or gzip (1-9)", "int",
-                    metavar="N", validate=v.int_range(0, 22), relate=_check_level,
+            Setting("compression-level", LEVEL_HELP, "int", metavar="N", validate=v.int_range(0, 22),
+                    relate=_check_level,
                     needs=(EXPORTS, Needs(lambda s: s["compression"] != "none", "with --compression none")),
                     group=GROUP),
-            Setting("keep-apt-lists", "keep the apt package lists in the exports (they are stripped by default)",
-                    "bool", False, needs=(EXPORTS,), group=GROUP),
+            Setting("keep-apt-lists", KEEP_LISTS_HELP, "bool", False, needs=(EXPORTS,), group=GROUP),
             Setting("export-only", "keep only the exports: no DEST directory is left behind", "bool", False,
                     group=GROUP),
         ]  # fmt: skip
@@ -170,10 +190,11 @@ class Export(Plugin):
             metavar="FORMAT",
             help="formats, comma separated: " + ", ".join(exports.FORMATS),
         )
-        parser.add_argument("--export-dir", metavar="DIR", help="where to write (default: the directory DEST is in)")
-        parser.add_argument("--compression", choices=exports.COMPRESSIONS)
-        parser.add_argument("--compression-level", type=int, metavar="N")
-        parser.add_argument("--keep-apt-lists", action="store_true")
+        parser.add_argument("--export-dir", metavar="DIR", help=default_help("where to write", export_dir_for))
+        parser.add_argument("--compression", choices=exports.COMPRESSIONS,
+                            help=default_help(COMPRESSION_HELP, _default_compression))  # fmt: skip
+        parser.add_argument("--compression-level", type=int, metavar="N", help=LEVEL_HELP)
+        parser.add_argument("--keep-apt-lists", action="store_true", help=KEEP_LISTS_HELP)
         parser.add_argument("-o", "--overwrite", action="store_true", help="replace existing exports")
         parser.add_argument("--json", action="store_true", help="print a JSON summary")
         parser.add_argument("-v", "--verbose", action="store_true")
@@ -240,7 +261,7 @@ def _refuse_running(dest: Path) -> None:
 def export_existing(args: argparse.Namespace) -> dict[str, Any]:
     dest = Path(args.dest).expanduser().absolute()
     marker = _marker(dest)
-    out_dir = Path(args.export_dir or dest.parent).expanduser().absolute()
+    out_dir = Path(args.export_dir).expanduser().absolute() if args.export_dir else export_dir_for(dest)
     check_writable_dir(out_dir, "--export-dir", "give --export-dir a writable directory")
     formats = exports.parse_formats([f for item in args.export for f in item.split(",") if f.strip()])
     if not formats:

@@ -2,7 +2,16 @@
 (plain tar and CloudStack, LXC, LXD, Incus, squashfs, sbuild)."""
 
 from .base import COMPRESSIONS, ExportFormat, ExportJob
-from .registry import FORMATS, parse_formats
+from .registry import FORMATS, default_compressions, parse_formats
 from .runner import export, planned_outputs
 
-__all__ = ["COMPRESSIONS", "FORMATS", "ExportFormat", "ExportJob", "export", "parse_formats", "planned_outputs"]
+__all__ = [
+    "COMPRESSIONS",
+    "FORMATS",
+    "ExportFormat",
+    "default_compressions",
+    "ExportJob",
+    "export",
+    "parse_formats",
+    "planned_outputs",
+]

@@ -79,3 +79,6 @@ class ExportFormat:
     outputs: Callable[[ExportJob], list[str]]
     write: Callable[[ExportJob, Path], None]
     tools: tuple[str, ...] = ()  # commands it needs besides tar and the compressor
+    # (file, its default compression) for a file compressed apart from the rest (LXD's
+    # rootfs.squashfs): the writer reads its default here, so --help can say what it is.
+    parts: tuple[tuple[str, str], ...] = ()

@@ -53,11 +53,16 @@ def write_metadata_dir(job: ExportJob, flavour: str, into: Path) -> list[str]:
     return ["metadata.yaml", "templates"]
 
 
+SQUASHFS_PART = "rootfs.squashfs"
+# The split image's squashfs is compressed on its own: zstd unless --compression is given.
+PARTS = ((SQUASHFS_PART, SQUASHFS_DEFAULT),)
+
+
 def _names(job: ExportJob, flavour: str) -> tuple[str, str, str]:
     """(unified tarball, split metadata tarball, split squashfs) relative to --export-dir."""
     comp = SUFFIX[job.compression]
     return (f"{job.name}.{flavour}.tar{comp}", f"{job.name}.{flavour}/{flavour}.tar{comp}",
-            f"{job.name}.{flavour}/rootfs.squashfs")  # fmt: skip
+            f"{job.name}.{flavour}/{SQUASHFS_PART}")  # fmt: skip
 
 
 def _writer(flavour: str):  # type: ignore[no-untyped-def]
@@ -72,7 +77,8 @@ def _writer(flavour: str):  # type: ignore[no-untyped-def]
             write_tar(None, tmp / meta, epoch=job.epoch, compression=job.compression, extra=(Path(meta_dir), names),
                       level=level)  # fmt: skip
         # The squashfs keeps its own default (zstd: fast to build and to unpack) unless asked.
-        squashfs_job = job if job.compression_explicit else dataclasses.replace(job, compression=SQUASHFS_DEFAULT)
+        own = dict(PARTS)[SQUASHFS_PART]
+        squashfs_job = job if job.compression_explicit else dataclasses.replace(job, compression=own)
         write_squashfs(squashfs_job, tmp / squashfs)
 
     return write
@@ -89,6 +95,7 @@ def _format(flavour: str, product: str) -> ExportFormat:
         outputs=lambda job: list(_names(job, flavour)),
         write=_writer(flavour),
         tools=("mksquashfs",),
+        parts=PARTS,
     )
 
 
