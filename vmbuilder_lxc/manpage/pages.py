@@ -78,8 +78,9 @@ def main_page(plugins: dict[str, type[Plugin]], groups: list[Group], date: str) 
         "These options exist with every hypervisor and distro (a plugin limited to some says so); the "
         f"hypervisor's and the distro's own options are in their pages, and `{PROG} HYPERVISOR DISTRO "
         "--help` lists them all. Every option is also a configuration-file key (see CONFIGURATION FILES). "
-        "Boolean options have a `--no-` form that turns them off. List options may be repeated, and each "
-        "value may hold several items separated by commas."
+        "Boolean options that a configuration file can set, or that are on by default, have a `--no-` form "
+        "that turns them off. List options may be repeated, and each value may hold several items separated "
+        "by commas."
     )
     write_groups(page, groups, plugins)
     page.lines.append(".SH CONFIGURATION FILES")
