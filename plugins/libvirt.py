@@ -30,6 +30,12 @@ from .lxc import cgroup_layout, network_mode
 GROUP = "libvirt options"
 XML_MAX = 1 << 20  # a domain XML is a few KiB; anything beyond a megabyte is not one
 DEFAULT_MEM_MB = 1024  # libvirt needs a size; --mem overrides it
+
+
+def default_mem_text() -> str:
+    """The default limit as --help and the summary show it: "1024 MB (1 GiB)"."""
+    gib = f" ({DEFAULT_MEM_MB // 1024} GiB)" if DEFAULT_MEM_MB % 1024 == 0 else ""
+    return f"{DEFAULT_MEM_MB} MB{gib}"
 DEFAULT_NETWORK = "default"  # libvirt's usual NAT network
 XML_NAME = "libvirt.xml"  # DEST/libvirt.xml: the domain as defined
 
@@ -181,7 +187,7 @@ class Libvirt(Plugin):
                 "version": __version__,
                 "name": self.domain_name(),
                 "uuid": self._replacing.uuid if self._replacing else str(uuidlib.uuid4()),
-                "mem": s.get_int("mem") or DEFAULT_MEM_MB,
+                "mem": self.memory_mb(),
                 "cpus": s.get_int("cpus"),
                 "arch": kernel_arch(str(s["arch"])),
                 "init": self.context.facts.get("INIT_PATH", "/sbin/init"),
@@ -193,6 +199,10 @@ class Libvirt(Plugin):
                 "suite": s["suite"],
             },
         )
+
+    def memory_mb(self) -> int:
+        """The domain's memory limit: --mem, or DEFAULT_MEM_MB (a domain must have one)."""
+        return self.settings.get_int("mem") or DEFAULT_MEM_MB
 
     def finalize(self) -> None:
         if not self.uri:
@@ -208,6 +218,7 @@ class Libvirt(Plugin):
             "autostart": self.settings.get_bool("autostart"),
             "backend": self.connection().backend,
             "replaced": self._replacing.uuid if self._replacing else None,
+            "memory_mb": None if self.settings.get_str("libvirt-xml") else self.memory_mb(),
         }
 
     def deploy(self) -> None:
@@ -236,11 +247,19 @@ class Libvirt(Plugin):
         name = self.domain_name()
         return [
             f"  libvirt domain {name}:",
+            f"    memory limit:  {self._memory_text()}",
             f"    start it:      {virsh} start {name}",
             f"    login prompt:  {virsh} console {name}",
             f"    get a shell:   {virsh} lxc-enter-namespace {name} --noseclabel /bin/bash",
             f"    shut it down:  {virsh} shutdown {name}",
         ]
+
+    def _memory_text(self) -> str:
+        if self.settings.get_str("libvirt-xml"):
+            return "as --libvirt-xml sets it"
+        if self.settings["mem"]:
+            return f"{self.memory_mb()} MB (--mem)"
+        return f"{default_mem_text()}, the default; --mem changes it"
 
     # -- `vmbuilder lxc validate FILE` ------------------------------------------------------------
 

@@ -57,6 +57,13 @@ def lxcfs_state(mount: Path = LXCFS_MOUNT) -> str:
         return "stale"
 
 
+def libvirt_mem_default() -> str:
+    """The libvirt plugin's default memory limit, for --mem's help (imported late: it imports us)."""
+    from .libvirt import default_mem_text
+
+    return default_mem_text()
+
+
 def libvirt_uri(s: Settings) -> str | None:
     """The --libvirt URI when the libvirt plugin is loaded and asked to define a domain."""
     return s.get_str("libvirt") if "libvirt" in s.table else None
@@ -97,7 +104,8 @@ class LXC(Hypervisor):
                     validate=v.bridge, group=GROUP),
             Setting("mac", "MAC address of eth0 (default: random 00:16:3e:xx:xx:xx)", validate=v.mac,
                     needs=(HAS_NIC, BOOTS), group=GROUP),
-            Setting("mem", "memory limit in MB (also accepts 2G)", validate=v.memory_mb, metavar="MB",
+            Setting("mem", "memory limit in MB (also accepts 2G); without it: no limit, but with --libvirt "
+                    f"{libvirt_mem_default()}, as a domain needs one", validate=v.memory_mb, metavar="MB",
                     needs=(BOOTS,), group=GROUP),
             Setting("cpus", "CPU limit: a CFS quota of this many CPUs (nproc shows it only if lxcfs "
                     "runs with --enable-cfs)", "int", validate=v.int_range(1, 8192), needs=(BOOTS,),

@@ -236,9 +236,8 @@ def _main(args: list[str], state: dict[str, bool]) -> int:
     if state["json"]:
         print(json.dumps(summary, indent=2, sort_keys=True, default=str))
     else:
-        for plugin in [ctx.hypervisor, *(p for p in ctx.plugins if p is not ctx.hypervisor)]:
-            for line in plugin.next_steps():
-                LOG.info("%s", line)
+        for line in pipeline.summary_lines(ctx):
+            LOG.info("%s", line)
     return 0
 
 

@@ -421,7 +421,9 @@ class DebianFamily(Distro):
             LOG.warning("--ip without --gw: the guest gets no default route")
         self.check_initctl_listener()
         if self.profile() == "container" and not s["pass"] and not s["ssh-user-key"]:
-            LOG.info("note: user '%s' has no password and no SSH key; use lxc-attach to get in", s["user"])
+            # A fact about the result: shown in the summary after the build (pipeline.summary_lines).
+            ctx_notes = self.context.summary.setdefault("notes", [])
+            ctx_notes.append(f"user '{s['user']}' has no password and no SSH key; use lxc-attach to get in")
         if not self.imported:
             choose_backend(str(s["bootstrapper"]), self.bootstrap_request())
 
