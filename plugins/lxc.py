@@ -25,6 +25,7 @@ from vmbuilder_lxc.settings import Needs, Setting, Settings
 GROUP = "LXC options"
 DEFAULT_LXC_PATH = Path("/var/lib/lxc")
 DEFAULT_BRIDGE = "lxcbr0"
+LIBVIRT_NETWORK = "default"  # --network with --libvirt and no --bridge: libvirt's usual NAT network
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 LXCFS_MOUNT = Path("/var/lib/lxcfs")
 LXC_PATH_HINT = "give --lxc-path a directory on a writable disk"
@@ -90,20 +91,25 @@ def random_mac() -> str:
     return "00:16:3e:" + ":".join(f"{rng.randrange(256):02x}" for _ in range(3))
 
 
+def _default_mac(s: Settings) -> str:
+    """random 00:16:3e:xx:xx:xx"""
+    return random_mac()  # computed once: the LXC config and the libvirt domain share it
+
+
 class LXC(Hypervisor):
     name: ClassVar[str] = "lxc"
     description: ClassVar[str] = "LXC containers: DEST/rootfs plus DEST/config for lxc-start"
 
     def register_options(self) -> Sequence[Setting]:
         return [
-            Setting("network", "'none' for no network (loopback only), or with --libvirt a libvirt network "
-                    "(default: 'default' unless --bridge is given); for lxc-start a veth on "
-                    f"--bridge ({DEFAULT_BRIDGE})", default="bridge", metavar="NAME", validate=v.network_name,
-                    group=GROUP),
+            Setting("network", "what eth0 is attached to: bridge (a veth on --bridge), none (no network, "
+                    "loopback only), or a libvirt network NAME (needs --libvirt; with --libvirt and no --bridge "
+                    f"the default is '{LIBVIRT_NETWORK}')", default="bridge", metavar="NAME",
+                    validate=v.network_name, group=GROUP),
             Setting("bridge", "host bridge for the container's veth", default=DEFAULT_BRIDGE, metavar="BR",
                     validate=v.bridge, group=GROUP),
-            Setting("mac", "MAC address of eth0 (default: random 00:16:3e:xx:xx:xx)", validate=v.mac,
-                    needs=(HAS_NIC, BOOTS), group=GROUP),
+            Setting("mac", "MAC address of eth0", default=_default_mac, validate=v.mac, needs=(HAS_NIC, BOOTS),
+                    group=GROUP),
             Setting("mem", "memory limit in MB (also accepts 2G); without it: no limit, but with --libvirt "
                     f"{libvirt_mem_default()}, as a domain needs one", validate=v.memory_mb, metavar="MB",
                     needs=(BOOTS,), group=GROUP),
@@ -128,8 +134,6 @@ class LXC(Hypervisor):
                 die(f"-d {s['dest']} is not inside --lxc-path {lxc_path}", "give only one of -d and --lxc-path")
         kind, net = network_mode(s)
         self.context.facts["NETWORK"] = "none" if kind == "none" else f"{kind}:{net}"
-        if not s["mac"]:  # one MAC for both the LXC config and the libvirt domain
-            s.set("mac", random_mac())
 
     def preflight_check(self) -> None:
         s = self.settings
