@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .keyring import sha256_file
+from .locks import lock_or_wait
 from .log import LOG
 from .places import check_writable_dir
 from .run import pause_point, run
@@ -88,11 +89,7 @@ class BaseCache:
         """Hold the per-key lock; other builds of the same key wait (and say so)."""
         self.dir.mkdir(parents=True, exist_ok=True)
         with open(self.dir / f"{key}.lock", "a+") as fh:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                LOG.info("waiting for another build that is bootstrapping the same base (%s)", key)
-                fcntl.flock(fh, fcntl.LOCK_EX)
+            lock_or_wait(fh.fileno(), "waiting for another build that is bootstrapping the same base (%s)", key)
             try:
                 self._remove_partials(key)
                 yield

@@ -8,7 +8,6 @@ The rules are data (STRIP), each with the reason a template must not carry it.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import re
 import stat
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..guestfs import GuestFS
+from ..locks import lock_or_wait
 from ..log import LOG
 from ..run import run
 
@@ -163,11 +163,7 @@ def exclusive(rootfs: Path) -> Iterator[None]:
     as we read it"; so a second export waits (flock on the rootfs directory, gone with the process)."""
     fd = os.open(rootfs, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            LOG.info("waiting for another export of %s to finish", rootfs)
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        lock_or_wait(fd, "waiting for another export of %s to finish", rootfs)
         yield
     finally:
         os.close(fd)
