@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import stat
 import time
 from collections.abc import Sequence
@@ -22,11 +21,11 @@ from vmbuilder_lxc import exports
 from vmbuilder_lxc import validators as v
 from vmbuilder_lxc.exports.base import source_date_epoch
 from vmbuilder_lxc.log import LOG, UserError, die, setup_logging
+from vmbuilder_lxc.lxcstate import container_running
 from vmbuilder_lxc.options import each
 from vmbuilder_lxc.places import check_writable_dir
 from vmbuilder_lxc.plugin import Plugin
 from vmbuilder_lxc.render import Templates
-from vmbuilder_lxc.run import run
 from vmbuilder_lxc.settings import CommandParser, Needs, Setting, Settings
 
 GROUP = "Export options"
@@ -250,10 +249,7 @@ def _built_at(marker: dict[str, Any]) -> int:
 
 
 def _refuse_running(dest: Path) -> None:
-    if not shutil.which("lxc-info"):
-        return
-    state = run(["lxc-info", "-P", dest.parent, "-n", dest.name, "-s"], check=False).output
-    if "RUNNING" in state or "FROZEN" in state:
+    if container_running(dest):
         die(f"container {dest.name} is running; its files may change while they are read",
             f"stop it first: lxc-stop -P {dest.parent} -n {dest.name}")  # fmt: skip
 

@@ -18,8 +18,8 @@ from vmbuilder_lxc import __version__
 from vmbuilder_lxc import validators as v
 from vmbuilder_lxc.log import LOG, die
 from vmbuilder_lxc.lxcconf import guest_config_vars
+from vmbuilder_lxc.lxcstate import container_running
 from vmbuilder_lxc.plugin import Hypervisor
-from vmbuilder_lxc.run import run
 from vmbuilder_lxc.settings import Needs, Setting, Settings
 
 GROUP = "LXC options"
@@ -174,10 +174,7 @@ class LXC(Hypervisor):
             )
 
     def is_running(self) -> bool:
-        if not shutil.which("lxc-info"):
-            return False
-        result = run(["lxc-info", "-P", self.context.dest.parent, "-n", self.context.name, "-s"], check=False)
-        return "RUNNING" in result.output or "FROZEN" in result.output
+        return container_running(self.context.dest)
 
     def finalize(self) -> None:
         s = self.settings
