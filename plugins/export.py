@@ -23,13 +23,13 @@ from vmbuilder_lxc.exports.base import source_date_epoch
 from vmbuilder_lxc.log import LOG, UserError, die, setup_logging
 from vmbuilder_lxc.lxcstate import container_running
 from vmbuilder_lxc.options import each
+from vmbuilder_lxc.pipeline import MARKER
 from vmbuilder_lxc.places import check_writable_dir
 from vmbuilder_lxc.plugin import Plugin
 from vmbuilder_lxc.render import Templates
 from vmbuilder_lxc.settings import CommandParser, Needs, Setting, Settings
 
 GROUP = "Export options"
-MARKER = "vmbuilder-lxc.json"
 GUEST_FACTS = ("INIT", "CONTAINER_DETECT", "SYSTEMD_VERSION", "UPSTART_VERSION")
 
 
