@@ -75,11 +75,16 @@ def mounts_below(path: Path, mountinfo: Path = Path("/proc/self/mountinfo")) -> 
     return sorted(set(found), key=lambda p: len(p.parts), reverse=True)
 
 
+def unmount(point: Path | str) -> None:
+    """umount `point`; if that fails (busy), detach it lazily: the last resort, gone with its last user."""
+    if run(["umount", point], check=False).returncode != 0:
+        run(["umount", "-l", point], check=False)
+
+
 def unmount_below(path: Path) -> None:
-    """Unmount everything at or below `path`; lazy unmount is the last resort."""
+    """Unmount everything at or below `path`, deepest first."""
     for point in mounts_below(path):
-        if run(["umount", point], check=False).returncode != 0:
-            run(["umount", "-l", point], check=False)
+        unmount(point)
     left = mounts_below(path)
     if left:
         raise RuntimeError(f"could not unmount {', '.join(map(str, left))}")
@@ -160,9 +165,7 @@ class Chroot:
 
     def unmount_all(self) -> None:
         while self.mounted:
-            point = self.mounted.pop()
-            if run(["umount", point], check=False).returncode != 0:
-                run(["umount", "-l", point], check=False)
+            unmount(self.mounted.pop())
         unmount_below(self.root)
 
     # -- daemons, DNS and proxy -----------------------------------------------------------------
