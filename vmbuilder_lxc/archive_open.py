@@ -29,6 +29,7 @@ ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 GZIP_MAGIC = b"\x1f\x8b"
 BZIP2_MAGIC = b"BZh"
 XZ_MAGIC = b"\xfd7zXZ\x00"
+MAGICS = ((ZSTD_MAGIC, "zstd"), (XZ_MAGIC, "xz"), (GZIP_MAGIC, "gzip"), (BZIP2_MAGIC, "bzip2"))
 READ_HINT = "check that it is a tar archive (plain, gzip, bzip2, xz or zstd) and that it was downloaded completely"
 
 # A decompressed archive: the file itself, a decompressing reader or zstd's stdout.
@@ -156,6 +157,17 @@ def _zstd_headers(path: Path, label: str, wanted: Wanted | None, limits: Limits 
         raise UserError(f"cannot decompress {path}: {message or f'zstd exit code {code}'}", READ_HINT)
 
 
+def compression_of(head: bytes) -> str:
+    """The compression that a file's first bytes show (names lie): zstd, xz, gzip, bzip2 or none."""
+    return next((name for magic, name in MAGICS if head.startswith(magic)), "none")
+
+
+def compression(path: Path) -> str:
+    """How the file at `path` is compressed, by its first bytes (see compression_of)."""
+    with path.open("rb") as fh:
+        return compression_of(fh.read(len(XZ_MAGIC)))
+
+
 def read_headers(
     path: Path, wanted: Wanted | None = None, limits: Limits | None = None, label: str | None = None
 ) -> Iterator[Member]:
@@ -166,17 +178,17 @@ def read_headers(
     except OSError as exc:
         raise UserError(f"cannot read {path}: {exc.strerror}", "check the file name and its permissions") from None
     with fh:
-        magic = fh.read(len(XZ_MAGIC))
+        kind = compression_of(fh.read(len(XZ_MAGIC)))
         fh.seek(0)
-        if magic.startswith(ZSTD_MAGIC):
+        if kind == "zstd":
             yield from _zstd_headers(path, label, wanted, limits)
             return
         stream: _Stream = fh
-        if magic.startswith(GZIP_MAGIC):
+        if kind == "gzip":
             stream = gzip.GzipFile(fileobj=fh, mode="rb")
-        elif magic.startswith(BZIP2_MAGIC):
+        elif kind == "bzip2":
             stream = bz2.BZ2File(fh)
-        elif magic.startswith(XZ_MAGIC):
+        elif kind == "xz":
             stream = io.BufferedReader(_Decompressing(fh), 1 << 16)
         with stream:
             yield from _tar_headers(path, label, stream, wanted, limits)
