@@ -117,10 +117,22 @@ APT_SOURCES_ONE_LINE = Tweak(
     When(sources="one-line"),
 )
 
-LOCALE = Tweak(
+# The locale has two layouts; each distro's table picks the one its releases ship, by version range.
+LOCALE_DEFAULT = Tweak(
     "locale",
-    "C.UTF-8 unless --lang says otherwise; the host's LANG never leaks in.",
+    "C.UTF-8 unless --lang says otherwise; the host's LANG never leaks in. Before systemd 253 the "
+    "locales package keeps LANG in /etc/default/locale, which pam_env, update-locale and localed read.",
     (File("/etc/default/locale", "common/locale.j2"),),
+)
+
+LOCALE_CONF = Tweak(
+    "locale-conf",
+    "C.UTF-8 unless --lang says otherwise; the host's LANG never leaks in. From systemd 253 on, a "
+    "tmpfiles rule of systemd (debian.conf) makes /etc/default/locale a link to ../locale.conf at every "
+    "boot, so LANG written only there is lost at first boot; localed reads /etc/locale.conf, and so does "
+    "update-locale from noble and trixie on. Write /etc/locale.conf and make the link now, as the locales "
+    "package does: pam_env (through the link), localed and update-locale then read the one file.",
+    (File("/etc/locale.conf", "common/locale.j2"), Symlink("/etc/default/locale", "../locale.conf")),
 )
 
 TIMEZONE = Tweak(

@@ -5,6 +5,8 @@ per release.
 
 from __future__ import annotations
 
+import dataclasses
+
 from vmbuilder_lxc.tweaks import Enable, File, Tweak, When
 
 from . import common_tweaks as common
@@ -24,6 +26,10 @@ NETWORK_NETWORKD = Tweak(
     When(init="systemd", network="networkd"),
 )
 
+# bookworm has systemd 252; trixie (257) and later link /etc/default/locale to /etc/locale.conf.
+LOCALE_DEFAULT = dataclasses.replace(common.LOCALE_DEFAULT, when=When(until="12"))
+LOCALE_CONF = dataclasses.replace(common.LOCALE_CONF, when=When(since="13"))
+
 TWEAKS: tuple[Tweak, ...] = (
     common.FSTAB,
     common.HOSTNAME,
@@ -36,6 +42,7 @@ TWEAKS: tuple[Tweak, ...] = (
     common.RESOLV_CONF_STATIC,
     common.APT_SOURCES_DEB822,
     common.APT_SOURCES_ONE_LINE,
-    common.LOCALE,
+    LOCALE_DEFAULT,
+    LOCALE_CONF,
     common.TIMEZONE,
 )

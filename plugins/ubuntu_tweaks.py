@@ -4,6 +4,8 @@ upstart era's jobs, as data filtered by release. docs/tweaks-ubuntu.md lists the
 
 from __future__ import annotations
 
+import dataclasses
+
 from vmbuilder_lxc.tweaks import DropIn, File, Hook, Tweak, When
 
 from . import common_tweaks as common
@@ -25,6 +27,10 @@ NETPLAN_CONFIGURE_UDEV = Tweak(
     When(since="25.04", network="netplan"),
 )
 
+# mantic 23.10 has systemd 253, whose Debian packaging added the /etc/default/locale tmpfiles link.
+LOCALE_DEFAULT = dataclasses.replace(common.LOCALE_DEFAULT, when=When(until="23.04"))
+LOCALE_CONF = dataclasses.replace(common.LOCALE_CONF, when=When(since="23.10"))
+
 TWEAKS: tuple[Tweak, ...] = (
     common.FSTAB,
     *UPSTART_TWEAKS,
@@ -41,6 +47,7 @@ TWEAKS: tuple[Tweak, ...] = (
     common.RESOLV_CONF_STATIC,
     common.APT_SOURCES_DEB822,
     common.APT_SOURCES_ONE_LINE,
-    common.LOCALE,
+    LOCALE_DEFAULT,
+    LOCALE_CONF,
     common.TIMEZONE,
 )
