@@ -152,23 +152,24 @@ def tweak(fake_fs: FakeFilesystem, make_ctx: ContextFactory, monkeypatch: pytest
 # -- selection by release ------------------------------------------------------------------------
 
 
-ALWAYS = {"fstab", "hostname", "machine-id", "instance-secrets", "locale", "timezone", "ssh-host-keys"}
+ALWAYS = {"fstab", "hostname", "machine-id", "instance-secrets", "timezone", "ssh-host-keys"}
 
 
 @pytest.mark.parametrize(
     ("suite", "expected"),
     [
-        ("xenial", {"network-ifupdown", "resolv-conf-static", "apt-sources-one-line"}),
-        ("bionic", {"network-netplan", "resolv-conf-resolved", "apt-sources-one-line"}),
-        ("focal", {"network-netplan", "resolv-conf-resolved", "apt-sources-one-line"}),
-        ("jammy", {"network-netplan", "resolv-conf-resolved", "apt-sources-one-line"}),
-        ("noble", {"network-netplan", "resolv-conf-resolved", "apt-sources-deb822"}),
-        ("oracular", {"network-netplan", "resolv-conf-resolved", "apt-sources-deb822"}),
-        ("plucky", {"network-netplan", "netplan-configure-udev", "resolv-conf-resolved", "apt-sources-deb822"}),
-        ("questing", {"network-netplan", "netplan-configure-udev", "resolv-conf-resolved", "apt-sources-deb822"}),
+        ("xenial", {"locale", "network-ifupdown", "resolv-conf-static", "apt-sources-one-line"}),
+        ("bionic", {"locale", "network-netplan", "resolv-conf-resolved", "apt-sources-one-line"}),
+        ("focal", {"locale", "network-netplan", "resolv-conf-resolved", "apt-sources-one-line"}),
+        ("jammy", {"locale", "network-netplan", "resolv-conf-resolved", "apt-sources-one-line"}),
+        ("noble", {"locale-conf", "network-netplan", "resolv-conf-resolved", "apt-sources-deb822"}),
+        ("oracular", {"locale-conf", "network-netplan", "resolv-conf-resolved", "apt-sources-deb822"}),
+        ("plucky", {"locale-conf", "network-netplan", "netplan-configure-udev", "resolv-conf-resolved", "apt-sources-deb822"}),
+        ("questing", {"locale-conf", "network-netplan", "netplan-configure-udev", "resolv-conf-resolved", "apt-sources-deb822"}),
         (
             "resolute",
             {
+                "locale-conf",
                 "network-netplan",
                 "netplan-configure-udev",
                 "resolv-conf-resolved",
@@ -517,9 +518,20 @@ def test_guard_covers_merged_usr_paths(fs: FakeFilesystem) -> None:
 
 
 def test_directories_in_dpkg_lists_do_not_block_files_below_them(fs: FakeFilesystem) -> None:
+    """dpkg lists directories too (/etc/ssh/sshd_config.d): only the exact paths it lists are owned."""
     make_rootfs(fs)
+    fs.create_file(ROOT / "var/lib/dpkg/info/openssh-client.list", contents="/.\n/etc/ssh\n/etc/ssh/ssh_config\n")
     guest = Guest(ROOT, lambda n, v: "", {}, {})
-    guest.write("/etc/ssh/sshd_config.d/50-site.conf", "PasswordAuthentication no\n", 0o644)
+    assert {"/etc/ssh", "/etc/ssh/sshd_config.d"} <= guest.owned_files()  # the directories are listed
+    guest.write("/etc/ssh/sshd_config.d/50-site.conf", "PasswordAuthentication no\n", 0o600)
+    written = ROOT / "etc/ssh/sshd_config.d/50-site.conf"
+    assert written.read_text() == "PasswordAuthentication no\n"
+    assert stat.S_IMODE(written.stat().st_mode) == 0o600
+    guest.symlink("/etc/ssh/sshd_config.d/60-link.conf", "50-site.conf")
+    assert os.readlink(ROOT / "etc/ssh/sshd_config.d/60-link.conf") == "50-site.conf"
+    # ...while a file listed in the same directory is still refused
+    with pytest.raises(OwnedFileError):
+        guest.write("/etc/ssh/ssh_config", "Host *\n", 0o644)
 
 
 # -- the other action types -------------------------------------------------------------------------------
