@@ -31,6 +31,7 @@ from .exports.stage import drop_proxy_lines
 from .formats import chpasswd_line, sudoers_user
 from .guestfs import GuestFS
 from .keyring import require_keyring, sha256_file
+from .localegen import enable_locale, locale_a_name, supported_entry
 from .log import LOG, die, note, step
 from .mirrors import default_mirror
 from .options import each
@@ -683,10 +684,27 @@ class DebianFamily(Distro):
         self.configure_users()
 
     def configure_locale(self) -> None:
+        """Generate --lang the way the guest's locales package keeps it through its upgrades.
+
+        LANG itself is written by the locale tweaks (the file each release reads). The locales
+        package of Debian (and of Ubuntu from noble on) rebuilds what /etc/locale.gen enables at every
+        upgrade, and Debian's locale-gen ignores its arguments: so the locale is enabled there first
+        (a file the postinst made, which no package owns), then locale-gen runs (Ubuntu's takes the
+        name as well). `locale -a` tells whether the guest has it now; a name it cannot build is refused.
+        """
         lang = str(self.settings["lang"])
         if lang in ("C.UTF-8", "C", "POSIX"):
             return
+        gen, listed = "/etc/locale.gen", "/usr/share/i18n/SUPPORTED"
+        with self.context.guestfs() as fs:
+            supported = fs.read_text(listed, errors="replace") if fs.is_file(listed) else ""
+            entry = supported_entry(supported, lang)
+            if entry and fs.is_file(gen) and not fs.is_symlink(gen):  # a link to SUPPORTED builds them all
+                fs.write_text(gen, enable_locale(fs.read_text(gen, errors="replace"), entry), 0o644)
         self.run_in_target("locale-gen", lang)
+        if locale_a_name(lang) not in self.run_in_target("locale", "-a").lines:
+            die(f"--lang {lang} is not a locale that {self.release.describe()} can generate",
+                f"use a name listed in the guest's {listed}, e.g. en_US.UTF-8")  # fmt: skip
 
     def configure_users(self) -> None:
         s = self.settings

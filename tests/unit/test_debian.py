@@ -270,16 +270,16 @@ def test_sid_bootstraps_from_one_suite(tweak: TweakFactory) -> None:
 
 
 ALWAYS = {"fstab", "hostname", "machine-id", "instance-secrets", "ssh-host-keys", "network-networkd",
-          "resolv-conf-resolved", "locale", "timezone"}  # fmt: skip
+          "resolv-conf-resolved", "timezone"}  # fmt: skip
 
 
 @pytest.mark.parametrize(
     ("suite", "extra"),
     [
-        ("bookworm", {"apt-sources-one-line"}),
-        ("trixie", {"apt-sources-deb822"}),
-        ("forky", {"apt-sources-deb822", "initctl-listener"}),  # systemd 262: no systemd-initctl
-        ("sid", {"apt-sources-deb822", "initctl-listener"}),
+        ("bookworm", {"locale", "apt-sources-one-line"}),
+        ("trixie", {"locale-conf", "apt-sources-deb822"}),
+        ("forky", {"locale-conf", "apt-sources-deb822", "initctl-listener"}),  # systemd 262: no systemd-initctl
+        ("sid", {"locale-conf", "apt-sources-deb822", "initctl-listener"}),
     ],
 )
 def test_tweaks_selected_per_release(tweak: TweakFactory, suite: str, extra: set[str]) -> None:
