@@ -21,6 +21,11 @@ DISTRO_INFO_DIR = Path("/usr/share/distro-info")
 ALIASES = ("devel", "lts", "stable")
 
 
+def version_key(text: str) -> tuple[int, ...]:
+    """A dotted release version as numbers: '23.04' -> (23, 4)."""
+    return tuple(int(p) for p in text.split("."))
+
+
 def _date(text: str | None) -> dt.date | None:
     text = (text or "").strip()
     return dt.date.fromisoformat(text) if text else None
@@ -43,6 +48,14 @@ class Release:
         """Numeric version for range checks; unversioned (sid) sorts last."""
         parts = re.findall(r"\d+", self.version)
         return tuple(int(p) for p in parts) if parts else (9999,)
+
+    def in_range(self, since: str | None, until: str | None) -> bool:
+        """From version `since` through `until`, both inclusive and optional. `until` compares only
+        as many parts as it has, so until '12' includes a 12.x point release."""
+        key = self.version_key
+        if since and key < version_key(since):
+            return False
+        return not (until and key[: len(version_key(until))] > version_key(until))
 
     def is_devel(self, today: dt.date) -> bool:
         """In development: opened (created) but not released yet; ubuntu-distro-info's rule."""

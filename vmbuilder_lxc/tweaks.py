@@ -23,10 +23,7 @@ from .formats import line
 from .guestfs import GuestFS
 from .shellhooks import run_builtin
 from .suites import Release
-
-
-def version_key(text: str) -> tuple[int, ...]:
-    return tuple(int(p) for p in text.split("."))
+from .suites import version_key as version_key  # distro.py's import of it
 
 
 @dataclass(frozen=True)
@@ -59,10 +56,7 @@ class When:
     installed: str | None = None  # a package that must be installed in the guest
 
     def matches(self, release: Release, facts: GuestFacts, guest: Guest) -> bool:
-        key = release.version_key
-        if self.since and key < version_key(self.since):
-            return False
-        if self.until and key[: len(version_key(self.until))] > version_key(self.until):
+        if not release.in_range(self.since, self.until):
             return False
         if self.init and facts.init != self.init:
             return False
