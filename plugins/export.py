@@ -19,7 +19,6 @@ from typing import Any, ClassVar
 
 from vmbuilder_lxc import exports
 from vmbuilder_lxc import validators as v
-from vmbuilder_lxc.exports.base import source_date_epoch
 from vmbuilder_lxc.log import LOG, UserError, die, setup_logging
 from vmbuilder_lxc.lxcstate import container_running
 from vmbuilder_lxc.options import each
@@ -27,6 +26,7 @@ from vmbuilder_lxc.pipeline import MARKER
 from vmbuilder_lxc.places import check_writable_dir
 from vmbuilder_lxc.plugin import Plugin
 from vmbuilder_lxc.render import Templates
+from vmbuilder_lxc.reproducible import source_date_epoch
 from vmbuilder_lxc.settings import CommandParser, Needs, Setting, Settings
 
 GROUP = "Export options"

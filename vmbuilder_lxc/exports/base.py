@@ -3,27 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..log import die
-
 COMPRESSIONS = ("zstd", "xz", "gzip", "none")
 # Which --variant a format needs: a bootable container, a buildd chroot, or either.
 PROFILES = ("container", "buildd", "any")
-
-
-def source_date_epoch(fallback: int) -> int:
-    """SOURCE_DATE_EPOCH (reproducible-builds.org) when set, else `fallback`."""
-    text = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
-    if not text:
-        return fallback
-    if not text.isdigit():
-        die(f"SOURCE_DATE_EPOCH={text!r} is not a number of seconds", "set it to a Unix time, e.g. $(date +%s)")
-    return int(text)
 
 
 def _no_render(name: str, variables: dict[str, Any]) -> str:

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..guestedit import drop_proxy_lines, rewrite
 from ..guestfs import GuestFS
 from ..locks import lock_or_wait
 from ..log import LOG
@@ -23,7 +24,6 @@ from ..run import run
 
 STAGE_SUFFIX = ".vmbuilder-export"
 HOST_RESOLV = Path("/etc/resolv.conf")
-PROXY_LINE = re.compile(r"^\s*Acquire::[A-Za-z]+::Proxy\b|^\s*(export\s+)?(https?|ftp|no|all)_proxy=", re.I | re.M)
 
 
 @dataclass(frozen=True)
@@ -60,35 +60,6 @@ STRIP: tuple[Strip, ...] = (
 )  # fmt: skip
 
 
-def _replace(fs: GuestFS, path: str, data: bytes) -> None:
-    """Write a file that may be a hard link into the rootfs: a new inode renamed over it (never
-    written in place), keeping mode, owner and times."""
-    st = fs.lstat(path)
-    fs.write_bytes(path, data, stat.S_IMODE(st.st_mode), uid=st.st_uid, gid=st.st_gid, parents=False)
-    fs.utime(path, (st.st_atime_ns, st.st_mtime_ns))
-
-
-def drop_proxy_lines(path: Path | str, fs: GuestFS | None = None) -> bool:
-    """Remove proxy settings from a config file (unlinking it if nothing else is left); True if
-    there were any. Also used on the bootstrap's base, where mmdebstrap keeps its --aptopt lines.
-    `path` is a guest path of `fs`, or without `fs` a host path, confined to its directory."""
-    if fs is None:
-        with GuestFS(Path(path).parent) as parent:
-            return drop_proxy_lines(Path(path).name, parent)
-    name = str(path)
-    if fs.is_symlink(name) or not fs.is_file(name):
-        return False
-    text = fs.read_text(name, follow=False, errors="replace")
-    if not PROXY_LINE.search(text):
-        return False
-    kept = [ln for ln in text.splitlines(keepends=True) if not PROXY_LINE.search(ln)]
-    if any(ln.strip() for ln in kept):
-        _replace(fs, name, "".join(kept).encode())
-    else:
-        fs.unlink(name)
-    return True
-
-
 def apply_strip(root: Path, rule: Strip) -> list[str]:
     """Apply one rule to the view at `root`; returns the paths it changed (relative). Patterns are
     matched and files changed through guestfs: no symlink in the view leads a change out of it."""
@@ -109,7 +80,7 @@ def _apply_strip(fs: GuestFS, rule: Strip) -> list[str]:
             elif rule.action == "empty":
                 if not_regular or fs.lstat(path).st_size == 0:
                     continue
-                _replace(fs, path, b"")
+                rewrite(fs, path, b"")
             elif rule.action == "host-resolv":
                 if not_regular:
                     continue
@@ -119,7 +90,7 @@ def _apply_strip(fs: GuestFS, rule: Strip) -> list[str]:
                     same = False
                 if not same:
                     continue
-                _replace(fs, path, b"")
+                rewrite(fs, path, b"")
             elif rule.action == "unproxy":
                 if not drop_proxy_lines(path, fs):
                     continue
@@ -194,5 +165,5 @@ def with_files(root: Path, files: dict[str, bytes], label: str) -> Iterator[Path
                 if fs.is_symlink(rel) or not fs.is_file(rel):
                     fs.write_bytes(rel, data, 0o644)  # replaces a symlink; never writes through it
                 else:
-                    _replace(fs, rel, data)
+                    rewrite(fs, rel, data)
         yield view

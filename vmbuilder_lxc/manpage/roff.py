@@ -11,7 +11,7 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 
 from .. import __version__
-from ..exports.base import source_date_epoch
+from ..reproducible import source_date_epoch
 
 DOCS = "/usr/share/doc/vmbuilder-lxc"
 
