@@ -107,7 +107,8 @@ def main_page(plugins: dict[str, type[Plugin]], groups: list[Group], date: str) 
         ("VMBUILDER_LIBVIRT_BACKEND", "Set to `virsh` to talk to libvirt through `virsh` even when the "
          "libvirt Python binding is installed."),
         ("TERM", "On a terminal whose TERM is not `dumb` the progress of a long step is one line "
-         "rewritten in place; elsewhere a heartbeat line is printed every 15 seconds."),
+         "rewritten in place; elsewhere, while a step runs, a heartbeat line comes after every 15 seconds "
+         "without output."),
         ("PATH", "Searched after /usr/local/sbin, /usr/local/bin, /usr/sbin, /usr/bin, /sbin and /bin for "
          "the tools a build runs. They run with a clean environment (LC_ALL=C.UTF-8, "
          "DEBIAN_FRONTEND=noninteractive), so the host's locale does not leak into the guest."),
