@@ -40,6 +40,7 @@ from .run import run
 from .settings import Needs, Setting, Settings
 from .suites import Release, ReleaseTable
 from .tweaks import Guest, GuestFacts, Tweak, apply, select, version_key
+from .verified import verified
 
 # (first version, facts): later rows override earlier ones from their version on.
 FactsTable = Sequence[tuple[str, dict[str, object]]]
@@ -168,7 +169,7 @@ class DebianFamily(Distro):
                     needs=(Needs(lambda s: not s.get_bool("insecure"), "with --insecure (nothing is verified)"),),
                     group=INSTALL),
             Setting("list-suites", "print every release this plugin knows (init system, network, "
-                    "support) and exit", "bool", False, in_config=False, group=INSTALL),
+                    "how the tests verify it, support) and exit", "bool", False, in_config=False, group=INSTALL),
             *template_import.template_settings(INSTALL),
             # users
             Setting("user", "name of the initial user (in the sudo group)", default=self.default_user,
@@ -291,25 +292,34 @@ class DebianFamily(Distro):
         return ReleaseTable.load(self.name)
 
     def resolve_suite(self, text: str, today: dt.date | None = None) -> Release:
+        today = today or dt.date.today()
         table = self.releases()
         release = table.find(text, today)
         if release is None:
             release = self.probe_unknown_suite(text, table)
+        buildable = table.buildable(today, self.unsupported)  # suggestions: never eol, refused or unopened
         if release is None:
-            known = ", ".join(table.names(self.min_version))
-            die(f"unknown {self.name} suite '{text}'", f"use --suite with one of: {known}, devel, lts, stable")
+            known = ", ".join([*buildable, "devel", "lts", "stable"])
+            die(f"unknown {self.name} suite '{text}'", f"use --suite with one of: {known}")
         why = self.unsupported(release)
         if why:
-            die(why, f"choose a newer --suite ({', '.join(table.names(self.min_version)[-4:])}, ...)")
+            die(why, f"choose a newer --suite ({', '.join(buildable[-4:])}, ...)")
+        why = release.not_open(today)
+        if why and not self.archive_fields(release.series):  # distro-info's dates are plans: the archive decides
+            die(why, f"choose a suite the archive has ({', '.join(buildable[-4:])}, ...)")
         return release
+
+    def archive_fields(self, name: str) -> dict[str, str]:
+        """The Release fields of dists/NAME on the mirror; empty when the mirror does not serve it."""
+        mirror = str(self.settings["install-mirror"] or self.settings["mirror"])
+        return fetch_release_fields(f"{mirror.rstrip('/')}/dists/{name}/InRelease")
 
     def probe_unknown_suite(self, text: str, table: ReleaseTable) -> Release | None:
         """A suite distro-info-data does not know yet, but the archive serves (a new devel series)."""
         name = text.strip().lower()
         if not re.fullmatch(r"[a-z]+", name):
             return None
-        mirror = str(self.settings["install-mirror"] or self.settings["mirror"])
-        info = fetch_release_fields(f"{mirror.rstrip('/')}/dists/{name}/InRelease")
+        info = self.archive_fields(name)
         if not info:
             return None
         codename = info.get("Codename", name)
@@ -327,14 +337,18 @@ class DebianFamily(Distro):
         today = today or dt.date.today()
         table = self.releases()
         releases = list(table.releases)
-        if table.find("devel", today) is None:
+        devel = table.find("devel", today)
+        if devel is None:
             # distro-info-data lags behind a new development series; the archive knows it.
             devel = self.probe_unknown_suite("devel", table)
             if devel is not None and devel.series not in table.names():
                 releases.append(devel)
+            elif devel is not None:  # listed with a future date, but the archive already serves it
+                devel = next(r for r in releases if r.series == devel.series)
         rows = []
         for release in releases:
-            why = self.unsupported(release)
+            opened = release is devel  # the archive said so, whatever distro-info-data's dates say
+            why = self.unsupported(release) or (None if opened else release.not_open(today))
             facts = self.release_facts(release) if not why else None
             rows.append(
                 {
@@ -342,18 +356,19 @@ class DebianFamily(Distro):
                     "version": release.version or "-",
                     "codename": release.codename,
                     "released": str(release.released or "-"),
-                    "status": release.status(today),
+                    "status": "devel" if opened else release.status(today),
                     "init": facts.init if facts else "-",
                     "network": facts.network if facts else "-",
+                    "verified": verified(self.name, release.series, devel=release is devel).label,
                     "supported": "no: " + why if why else "yes",
                 }
             )
         return rows
 
-    def report(self) -> str | None:
+    def report(self, today: dt.date | None = None) -> str | None:
         if not self.settings.get_bool("list-suites"):
             return None
-        rows = self.suite_rows()
+        rows = self.suite_rows(today)
         if self.settings.get_bool("json"):
             return json.dumps(rows, indent=2)
         heads = list(rows[0]) if rows else []

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -168,10 +169,69 @@ def test_unknown_suite_lists_the_known_ones(ubuntu: DebianFamily, monkeypatch: p
         ubuntu.resolve_suite("frobnicate", dt.date(2025, 11, 21))
     assert asked == ["http://mirror.test/ubuntu/dists/frobnicate/InRelease"]
     assert err.value.message == "unknown ubuntu suite 'frobnicate'"
-    hint = err.value.hint or ""
-    assert hint.startswith("use --suite with one of: lucid, maverick, natty, oneiric, precise")
-    assert "hardy" not in hint and "karmic" not in hint  # too old to be offered
-    assert hint.endswith("stonking, devel, lts, stable")
+    # Only what builds now: no eol release (trusty, xenial, oracular), nothing too old (hardy), and not
+    # stonking, which distro-info-data lists but whose archive opens on 2026-04-24.
+    assert err.value.hint == "use --suite with one of: jammy, noble, plucky, questing, resolute, devel, lts, stable"
+
+
+@pytest.mark.parametrize(
+    ("today", "offered"),
+    [
+        (dt.date(2026, 4, 23), "jammy, noble, questing, resolute"),  # plucky eol 2026-01-15; stonking not open yet
+        (dt.date(2026, 5, 1), "jammy, noble, questing, resolute, stonking"),  # stonking opened 2026-04-24
+    ],
+)
+def test_suggestions_follow_the_date(
+    ubuntu: DebianFamily, monkeypatch: pytest.MonkeyPatch, today: dt.date, offered: str
+) -> None:
+    monkeypatch.setattr("vmbuilder_lxc.distro.fetch_release_fields", lambda url: {})
+    with pytest.raises(UserError) as err:
+        ubuntu.resolve_suite("frobnicate", today)
+    assert err.value.hint == f"use --suite with one of: {offered}, devel, lts, stable"
+
+
+def test_buildable_leaves_out_what_the_plugin_refuses(table: ReleaseTable) -> None:
+    today = dt.date(2025, 11, 21)
+    assert table.buildable(today, lambda r: None) == ["jammy", "noble", "plucky", "questing", "resolute"]
+    assert table.buildable(today, lambda r: "no" if r.series == "noble" else None) == [
+        "jammy", "plucky", "questing", "resolute",
+    ]  # fmt: skip
+
+
+def test_a_series_not_opened_yet_is_refused_when_the_archive_lacks_it(
+    ubuntu: DebianFamily, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[str] = []
+
+    def fake_fetch(url: str) -> dict[str, str]:
+        asked.append(url)
+        return {}
+
+    monkeypatch.setattr("vmbuilder_lxc.distro.fetch_release_fields", fake_fetch)
+    with pytest.raises(UserError) as err:
+        ubuntu.resolve_suite("stonking", dt.date(2025, 11, 21))
+    assert asked == ["http://mirror.test/ubuntu/dists/stonking/InRelease"]
+    assert err.value.message == (
+        "Ubuntu 26.10 (stonking) has no archive yet (distro-info-data says it opens on 2026-04-24)"
+    )
+    assert err.value.hint == "choose a suite the archive has (noble, plucky, questing, resolute, ...)"
+
+
+def test_a_series_not_opened_yet_builds_once_the_archive_serves_it(
+    ubuntu: DebianFamily, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """distro-info-data's creation date is a plan; an archive that already serves the series wins."""
+    monkeypatch.setattr("vmbuilder_lxc.distro.fetch_release_fields", lambda url: {"Codename": "stonking"})
+    assert ubuntu.resolve_suite("stonking", dt.date(2025, 11, 21)).series == "stonking"
+
+
+def test_opened_series_do_not_ask_the_archive(ubuntu: DebianFamily, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_network(url: str) -> dict[str, str]:
+        raise AssertionError(f"network access to {url}")
+
+    monkeypatch.setattr("vmbuilder_lxc.distro.fetch_release_fields", no_network)
+    assert ubuntu.resolve_suite("stonking", dt.date(2026, 5, 1)).series == "stonking"
+    assert ubuntu.resolve_suite("resolute", dt.date(2025, 11, 21)).series == "resolute"
 
 
 def test_version_like_unknown_suite_is_not_probed(ubuntu: DebianFamily, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -234,40 +294,81 @@ def no_archive(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("vmbuilder_lxc.distro.fetch_release_fields", lambda url: {})
 
 
-def list_suites(fake_fs: FakeFilesystem, make_ctx: ContextFactory, *argv: str) -> str | None:
+TODAY = dt.date(2025, 11, 21)
+
+
+def list_suites(fake_fs: FakeFilesystem, make_ctx: ContextFactory, *argv: str, today: dt.date = TODAY) -> str | None:
     ctx = make_ctx("--list-suites", "--arch", "amd64", "--mirror", "http://mirror.test/ubuntu", *argv)
     assert isinstance(ctx.distro, DebianFamily)
-    return ctx.distro.report()
+    return ctx.distro.report(today)
+
+
+def table_rows(text: str) -> dict[str, dict[str, str]]:
+    """The --list-suites table by series and column, cut at the header's column starts (cells hold spaces)."""
+    header, *lines = text.splitlines()
+    starts = [m.start() for m in re.finditer(r"\S+", header)]
+    names = header.lower().split()
+    rows = {}
+    for line in lines:
+        cells = [line[a:b].strip() for a, b in zip(starts, [*starts[1:], None], strict=True)]
+        rows[cells[0]] = dict(zip(names, cells, strict=True))
+    return rows
 
 
 def test_list_suites_shows_every_release_with_init_and_support(
     fake_fs: FakeFilesystem, make_ctx: ContextFactory, no_archive: None
 ) -> None:
     fake_fs.create_file(CSV_PATH, contents=CSV)
-    text = list_suites(fake_fs, make_ctx) or ""
-    rows = {line.split()[0]: line for line in text.splitlines()[1:]}
+    text = list_suites(fake_fs, make_ctx, today=dt.date(2026, 5, 1)) or ""
     assert text.splitlines()[0].split() == [
-        "SERIES", "VERSION", "CODENAME", "RELEASED", "STATUS", "INIT", "NETWORK", "SUPPORTED",
+        "SERIES", "VERSION", "CODENAME", "RELEASED", "STATUS", "INIT", "NETWORK", "VERIFIED", "SUPPORTED",
     ]  # fmt: skip
+    rows = table_rows(text)
     assert list(rows)[0] == "warty" and list(rows)[-1] == "stonking"
-    for series in ("lucid", "maverick", "natty", "oneiric", "precise", "trusty", "utopic"):
-        assert rows[series].split()[-3:] == ["upstart", "ifupdown", "yes"], rows[series]
-    for series in ("vivid", "xenial"):
-        assert rows[series].split()[-3:] == ["systemd", "ifupdown", "yes"]
-    for series in ("bionic", "noble", "resolute", "stonking"):
-        assert rows[series].split()[-3:] == ["systemd", "netplan", "yes"]
-    assert "no: Ubuntu 8.04 (hardy) predates lucid 10.04" in rows["hardy"]
-    assert " eol " in rows["lucid"]
+    upstart = ("lucid", "maverick", "natty", "oneiric", "precise", "trusty", "utopic")
+    expect = {s: ("upstart", "ifupdown") for s in upstart} | {s: ("systemd", "ifupdown") for s in ("vivid", "xenial")}
+    expect |= {s: ("systemd", "netplan") for s in ("bionic", "noble", "resolute", "stonking")}
+    for series, (init, network) in expect.items():
+        assert (rows[series]["init"], rows[series]["network"], rows[series]["supported"]) == (init, network, "yes")
+    assert rows["hardy"]["supported"].startswith("no: Ubuntu 8.04 (hardy) predates lucid 10.04")
+    assert rows["lucid"]["status"] == "eol"
+    assert rows["stonking"]["status"] == "devel"
+
+
+def test_a_series_not_opened_yet_is_not_supported(
+    fake_fs: FakeFilesystem, make_ctx: ContextFactory, no_archive: None
+) -> None:
+    """On 2025-11-21 stonking is only a row in distro-info-data: its archive opens on 2026-04-24."""
+    fake_fs.create_file(CSV_PATH, contents=CSV)
+    stonking = table_rows(list_suites(fake_fs, make_ctx) or "")["stonking"]
+    assert stonking["status"] == "future"
+    assert stonking["supported"] == (
+        "no: Ubuntu 26.10 (stonking) has no archive yet (distro-info-data says it opens on 2026-04-24)"
+    )
+    assert (stonking["init"], stonking["network"]) == ("-", "-")
+
+
+def test_a_future_series_the_archive_already_serves_is_supported(
+    fake_fs: FakeFilesystem, make_ctx: ContextFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing is in development by distro-info-data's dates, and the archive's devel is that future row."""
+    fake_fs.create_file(CSV_PATH, contents=CSV)
+    monkeypatch.setattr(
+        "vmbuilder_lxc.distro.fetch_release_fields", lambda url: {"Codename": "stonking", "Version": "26.10"}
+    )
+    rows = table_rows(list_suites(fake_fs, make_ctx, today=dt.date(2026, 4, 23)) or "")
+    assert len([r for r in rows if r == "stonking"]) == 1
+    assert (rows["stonking"]["status"], rows["stonking"]["supported"]) == ("devel", "yes")
+    assert rows["stonking"]["verified"] == "booted (lxc)"  # test_boot.py boots whatever devel is
 
 
 def test_a_release_added_to_distro_info_is_listed_without_a_code_change(
     fake_fs: FakeFilesystem, make_ctx: ContextFactory, no_archive: None
 ) -> None:
     fake_fs.create_file(CSV_PATH, contents=CSV + "27.04,Tenacious Tapir,tenacious,2026-10-15,2027-04-22,2028-01-15\n")
-    text = list_suites(fake_fs, make_ctx) or ""
-    row = text.splitlines()[-1].split()
-    assert row[:3] == ["tenacious", "27.04", "Tenacious"]
-    assert row[-3:] == ["systemd", "netplan", "yes"]
+    row = list(table_rows(list_suites(fake_fs, make_ctx, today=dt.date(2027, 1, 1)) or "").values())[-1]
+    assert (row["series"], row["version"], row["codename"]) == ("tenacious", "27.04", "Tenacious Tapir")
+    assert (row["init"], row["network"], row["supported"]) == ("systemd", "netplan", "yes")
 
 
 def test_list_suites_as_json(fake_fs: FakeFilesystem, make_ctx: ContextFactory, no_archive: None) -> None:
@@ -275,6 +376,8 @@ def test_list_suites_as_json(fake_fs: FakeFilesystem, make_ctx: ContextFactory, 
     rows = json.loads(list_suites(fake_fs, make_ctx, "--json") or "")
     lucid = next(r for r in rows if r["series"] == "lucid")
     assert (lucid["init"], lucid["supported"], lucid["version"]) == ("upstart", "yes", "10.04")
+    assert lucid["verified"] == "fixture only"
+    assert next(r for r in rows if r["series"] == "noble")["verified"] == "booted (lxc, libvirt)"
 
 
 def test_no_report_without_list_suites(fake_fs: FakeFilesystem, make_ctx: ContextFactory) -> None:
@@ -293,10 +396,12 @@ def test_list_suites_adds_the_devel_series_the_archive_serves(
         return {"Codename": "tenacious", "Version": "27.04"}
 
     monkeypatch.setattr("vmbuilder_lxc.distro.fetch_release_fields", fake_fetch)
-    last = (list_suites(fake_fs, make_ctx) or "").splitlines()[-1].split()
+    last = list(table_rows(list_suites(fake_fs, make_ctx, today=dt.date(2027, 1, 1)) or "").values())[-1]
     assert asked == ["http://mirror.test/ubuntu/dists/devel/InRelease"]
-    assert last[:2] == ["tenacious", "27.04"] and "devel" in last
-    assert last[-3:] == ["systemd", "netplan", "yes"]
+    assert (last["series"], last["version"], last["status"]) == ("tenacious", "27.04", "devel")
+    assert (last["init"], last["network"], last["verified"], last["supported"]) == (
+        "systemd", "netplan", "booted (lxc)", "yes",
+    )  # fmt: skip
 
 
 @pytest.mark.parametrize(
