@@ -69,16 +69,14 @@ class Context:
     def guest_path(self, path: str) -> Path:
         """The host path of an absolute guest path, its directory resolved inside the rootfs (as a
         chroot would). For naming and reading only: write with install_file() or guestfs()."""
-        if not path.startswith("/"):
-            raise ValueError(f"guest path {path!r} must be absolute")
+        path = GuestFS.absolute(path)
         with self.guestfs() as fs:
             return fs.host_path(path)
 
     def install_file(self, path: str, contents: str, mode: int = 0o644) -> Path:
         """Write a guest file through the confined path: a symlink at `path` is replaced, and no
         symlink in its directories can lead out of the rootfs."""
-        if not path.startswith("/"):
-            raise ValueError(f"guest path {path!r} must be absolute")
+        path = GuestFS.absolute(path)
         with self.guestfs() as fs:
             fs.write_text(path, contents, mode)
             return fs.host_path(path)

@@ -416,6 +416,20 @@ class GuestFS:
         parent = _split(path)[0]
         return self.root / parent.lstrip("/") / name  # a fake file system: the lexical path
 
+    def is_plain(self, path: str) -> bool:
+        """True if no symlink in `path`'s directories leads elsewhere: host_path() is then the lexical
+        path below the real root, so a tool that opens it on the host (dpkg-divert --root) opens the
+        file a chroot would."""
+        return self.host_path(path) == Path(os.path.realpath(self.root)) / path.lstrip("/")
+
+    @staticmethod
+    def absolute(path: str) -> str:
+        """`path`, if it is an absolute guest path (ValueError otherwise): the plugin API (Context)
+        takes no root-relative ones."""
+        if not path.startswith("/"):
+            raise ValueError(f"guest path {path!r} must be absolute")
+        return path
+
 
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)

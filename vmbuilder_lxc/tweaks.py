@@ -11,7 +11,6 @@ cannot undo a tweak.
 
 from __future__ import annotations
 
-import os
 import stat
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -361,8 +360,7 @@ class Guest:
     def check_plain(self, guest_path: str) -> None:
         """Refuse a path with a symlink in its directories, for tools that open paths on the host
         (dpkg-divert --root): the path they open must be the one resolved inside the rootfs."""
-        lexical = Path(os.path.realpath(self.root)) / guest_path.lstrip("/")
-        if self.path(guest_path) != lexical:
+        if not self.fs.is_plain(guest_path):
             raise UnsafePathError(f"refusing {guest_path}: a symlink in its directories leads elsewhere")
 
     def owned_files(self) -> set[str]:

@@ -326,3 +326,25 @@ def test_context_install_file_replaces_a_link(world: World) -> None:
     assert host.read_text() == "nameserver 10.0.0.1\n"
     with pytest.raises(OSError):
         ctx.install_file("/loop1/x", "x")
+
+
+def test_is_plain_only_without_a_symlink_in_the_directories(world: World, fs: GuestFS) -> None:
+    (world.root / "srv").symlink_to("etc")  # a directory link that stays inside
+    (world.root / "etc/sub").mkdir()
+    assert fs.is_plain("/etc/sub/f") and fs.is_plain("/etc/x")  # a final symlink is the tool's own business
+    assert not fs.is_plain("/srv/sub/f")  # resolved to /etc/sub/f: a host tool would open another path
+
+
+def test_the_plugin_api_takes_only_absolute_guest_paths(world: World) -> None:
+    from vmbuilder_lxc.context import Context
+
+    class AtRoot(Context):
+        rootfs = world.root
+
+    ctx = AtRoot.__new__(AtRoot)
+    assert GuestFS.absolute("/etc/x") == "/etc/x"
+    for call in (ctx.guest_path, lambda p: ctx.install_file(p, "x")):
+        with pytest.raises(ValueError, match="must be absolute"):
+            call("etc/hostname")
+    (world.root / "srv").symlink_to("etc")
+    assert ctx.guest_path("/srv/hostname") == world.root.resolve() / "etc/hostname"
