@@ -30,6 +30,23 @@ def build_web1(builder: Builder, suite: str, dest: Path, ssh_key: Path) -> Build
     return build
 
 
+def assert_lang(c: Container, lang: str, label: str) -> None:
+    """After boot, a fresh login and systemd-localed both see the build's LANG (issue 13).
+
+    Container.enter runs lxc-attach with --clear-env, so no LANG of the host's can stand in for it.
+    `su -l` is a login as pam_env makes it (the way ssh and the console log in); localectl asks
+    localed, which reads /etc/locale.conf. A locale that was not generated makes `locale` complain.
+    """
+    login = c.sh("su -l root -c locale 2>&1")
+    assert login.splitlines()[0] == f"LANG={lang}", f"{label}: a login shell's locale:\n{login}"
+    assert "annot set" not in login and "No such file" not in login, f"{label}: {login}"
+    if lang != "C.UTF-8":
+        wanted = lang.replace("UTF-8", "utf8")
+        assert wanted in c.sh("locale -a").split(), f"{label}: {lang} was not generated"
+    status = c.sh("localectl status")
+    assert f"LANG={lang}" in status, f"{label}: localectl status:\n{status}"
+
+
 def host_key_fingerprint(rootfs: Path) -> str:
     out = subprocess.run(
         ["ssh-keygen", "-l", "-f", str(rootfs / "etc/ssh/ssh_host_ed25519_key.pub")],
@@ -60,6 +77,7 @@ def test_container_boots_and_is_configured(
     assert c.failed_units() == []
     assert c.sh("systemctl is-system-running") == "running"
     assert c.sh("hostname") == "web1"
+    assert_lang(c, "C.UTF-8", suite)
     groups = c.sh("id -nG alice").split()
     assert "sudo" in groups
     assert c.sh("passwd -S alice").split()[1] == "L", "alice's password must be locked"
@@ -85,20 +103,35 @@ def test_container_boots_and_is_configured(
 def test_second_container_from_cache_gets_its_own_identity(
     builder: Builder, ssh_key: Path, tmp_path: Path, container: Callable[[Path], Container], lxcfs: Path
 ) -> None:
-    """Acceptance 2 and 5: a cache hit, faster than the cold build, with fresh machine-id and keys."""
+    """Acceptance 2 and 5: a cache hit, faster than the cold build, with fresh machine-id and keys.
+
+    The second build also sets --lang, which must survive the first boot (issue 13)."""
     first = build_web1(builder, "noble", tmp_path / "a/web1", ssh_key)
-    second = builder.run("--suite", "noble", "--network", "none", "-d", str(tmp_path / "b/web2")).check()
+    second = builder.run("--suite", "noble", "--network", "none", "--lang", "de_DE.UTF-8",
+                         "-d", str(tmp_path / "b/web2")).check()  # fmt: skip
     assert second.summary["cache"]["hit"] is True
     assert "cache hit" in second.stderr
     cold = FIRST_BUILDS["noble"]
     if cold.summary["cache"]["hit"] is False:
         assert second.seconds < cold.seconds, f"cache hit {second.seconds:.1f}s vs cold {cold.seconds:.1f}s"
-    for build in (first, second):
+    for build, lang in ((first, "C.UTF-8"), (second, "de_DE.UTF-8")):
         c = container(build.dest)
         assert c.wait_running(30) == "running"
+        assert_lang(c, lang, build.dest.name)
         c.stop()
     assert (first.rootfs / "etc/machine-id").read_text() != (second.rootfs / "etc/machine-id").read_text()
     assert host_key_fingerprint(first.rootfs) != host_key_fingerprint(second.rootfs)
+
+
+def test_lang_survives_the_first_boot_on_jammy(
+    builder: Builder, tmp_path: Path, container: Callable[[Path], Container], lxcfs: Path
+) -> None:
+    """--lang on the last release that keeps LANG in /etc/default/locale (noble: the test above)."""
+    build = builder.run("--suite", "jammy", "--network", "none", "--lang", "de_DE.UTF-8",
+                        "-d", str(tmp_path / "l1")).check()  # fmt: skip
+    c = container(build.dest)
+    assert c.wait_running(30) == "running", c.failed_units()
+    assert_lang(c, "de_DE.UTF-8", "jammy")
 
 
 def test_memory_limit_is_visible_through_lxcfs(

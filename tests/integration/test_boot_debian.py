@@ -17,6 +17,7 @@ import pytest
 from vmbuilder_lxc.verified import LXC, booted
 
 from .conftest import Build, Builder, Container, boot_within
+from .test_boot import assert_lang
 
 SUITES = booted("debian", LXC)  # vmbuilder_lxc/verified.py: what --list-suites shows as booted
 BUILDS: dict[str, Build] = {}
@@ -57,6 +58,7 @@ def test_debian_boots_to_running(
     assert c.failed_units() == []
     assert c.sh("systemctl is-system-running") == "running"
     assert c.sh("hostname") == "deb1"
+    assert_lang(c, "C.UTF-8", suite)
     assert "sudo" in c.sh("id -nG alice").split()
     assert c.sh("passwd -S root").split()[1] == "L", "root must be locked"
     assert re.fullmatch(r"[0-9a-f]{32}", c.sh("cat /etc/machine-id"))
@@ -85,10 +87,14 @@ def test_bridge() -> Iterator[str]:
         subprocess.run(["ip", "link", "del", TEST_BRIDGE], check=False)
 
 
-@pytest.mark.parametrize(("ip", "expected"), [("dhcp", None), ("10.213.7.10", "10.213.7.10/24")])
+# The static build also sets --lang (trixie links /etc/default/locale to /etc/locale.conf at boot).
+@pytest.mark.parametrize(
+    ("ip", "expected", "lang"), [("dhcp", None, "C.UTF-8"), ("10.213.7.10", "10.213.7.10/24", "de_DE.UTF-8")]
+)
 def test_networkd_configures_eth0_without_blocking_boot(
     ip: str,
     expected: str | None,
+    lang: str,
     builder: Builder,
     tmp_path: Path,
     container: Callable[[Path], Container],
@@ -96,7 +102,8 @@ def test_networkd_configures_eth0_without_blocking_boot(
     test_bridge: str,
 ) -> None:
     """With an eth0 and no DHCP answer boot does not wait; a static --ip is applied by networkd."""
-    args = ["--bridge", test_bridge, "--ip", ip] + (["--gw", "10.213.7.1", "--dns", "10.213.7.1"] if expected else [])
+    args = ["--bridge", test_bridge, "--ip", ip, "--lang", lang]
+    args += ["--gw", "10.213.7.1", "--dns", "10.213.7.1"] if expected else []
     b = build(builder, "trixie", tmp_path / "net1", *args)
     started = time.monotonic()
     c = container(b.dest)
@@ -112,4 +119,5 @@ def test_networkd_configures_eth0_without_blocking_boot(
         assert expected in c.sh("ip -4 -o addr show dev eth0")
         assert "default via 10.213.7.1" in c.sh("ip -4 route")
         assert "10.213.7.1" in c.sh("resolvectl dns eth0")
+    assert_lang(c, lang, f"trixie --lang {lang}")
     assert c.failed_units() == []
