@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 from vmbuilder_lxc import exports
 from vmbuilder_lxc import validators as v
-from vmbuilder_lxc.log import LOG, UserError, die, setup_logging
+from vmbuilder_lxc.log import LOG, UserError, die
 from vmbuilder_lxc.lxcstate import container_running
 from vmbuilder_lxc.options import each
 from vmbuilder_lxc.pipeline import MARKER
@@ -175,7 +175,7 @@ class Export(Plugin):
     # -- `vmbuilder lxc export DEST` ------------------------------------------------------------
 
     @staticmethod
-    def export_parser() -> argparse.ArgumentParser:
+    def export_parser() -> CommandParser:
         """The parser of `vmbuilder lxc export` (built apart so that the man page can list it)."""
         parser = CommandParser(
             prog="vmbuilder lxc export",
@@ -195,16 +195,13 @@ class Export(Plugin):
         parser.add_argument("--compression-level", type=int, metavar="N", help=LEVEL_HELP)
         parser.add_argument("--keep-apt-lists", action="store_true", help=KEEP_LISTS_HELP)
         parser.add_argument("-o", "--overwrite", action="store_true", help="replace existing exports")
-        parser.add_argument("--json", action="store_true", help="print a JSON summary")
-        parser.add_argument("-v", "--verbose", action="store_true")
-        parser.add_argument("--debug", action="store_true")
+        parser.add_output_options("print a JSON summary")
         return parser
 
     @staticmethod
     def export_command(argv: list[str]) -> int:
         """Export a finished build (DEST holds rootfs/ and vmbuilder-lxc.json) again."""
-        args = Export.export_parser().parse_args(argv)
-        setup_logging(2 if args.debug else 1 if args.verbose else 0)
+        args = Export.export_parser().parse_command(argv)
         summary = export_existing(args)
         if args.json:
             print(json.dumps(summary, indent=2, sort_keys=True))

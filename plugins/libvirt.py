@@ -9,7 +9,6 @@ before any bootstrap work. docs/libvirt.md has the details.
 
 from __future__ import annotations
 
-import argparse
 import json
 import stat
 import uuid as uuidlib
@@ -266,7 +265,7 @@ class Libvirt(Plugin):
     # -- `vmbuilder lxc validate FILE` ------------------------------------------------------------
 
     @staticmethod
-    def validate_parser() -> argparse.ArgumentParser:
+    def validate_parser() -> CommandParser:
         """The parser of `vmbuilder lxc validate` (built apart so that the man page can list it)."""
         parser = CommandParser(
             prog="vmbuilder lxc validate",
@@ -277,15 +276,13 @@ class Libvirt(Plugin):
             "--rootfs", metavar="DIR", help="the guest's root (default: the root <filesystem>'s source)"
         )
         parser.add_argument("--libvirt", metavar="URI", help="also check the name and UUID against this connection")
-        parser.add_argument("--json", action="store_true", help="print the findings as JSON")
-        parser.add_argument("-v", "--verbose", action="store_true", help=argparse.SUPPRESS)
-        parser.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+        parser.add_output_options("print the findings as JSON")
         return parser
 
     @staticmethod
     def validate_command(argv: list[str]) -> int:
         """Check a domain XML file the way a build checks its own; exit 1 on errors."""
-        args = Libvirt.validate_parser().parse_args(argv)
+        args = Libvirt.validate_parser().parse_command(argv)
         xml = read_domain_xml(Path(args.file), args.file)
         if args.rootfs and not Path(args.rootfs).is_dir():
             raise UserError(f"--rootfs {args.rootfs} is not a directory", "give the guest's root directory")

@@ -8,7 +8,6 @@ host's apt trust (/etc/apt/trusted.gpg.d), unlike installing the .deb with dpkg.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import os
 import shutil
@@ -17,9 +16,10 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
-from .log import LOG, UserError, setup_logging
+from .log import LOG, UserError
 from .mirrors import default_mirror
 from .run import run
+from .settings import CommandParser
 
 UBUNTU_KEYRING = Path("/usr/share/keyrings/ubuntu-archive-keyring.gpg")
 DEBIAN_KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
@@ -135,9 +135,9 @@ def fetch_ubuntu_keyring(mirror: str | None = None, dest: Path = KEYRING_DIR) ->
     return installed
 
 
-def fetch_parser() -> argparse.ArgumentParser:
+def fetch_parser() -> CommandParser:
     """The parser of vmbuilder-fetch-keyring (built apart so that the man page can list it)."""
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="vmbuilder-fetch-keyring",
         description="Install the Ubuntu archive keyring on a host that has no ubuntu-keyring package.",
     )
@@ -148,8 +148,11 @@ def fetch_parser() -> argparse.ArgumentParser:
 
 def fetch_main(argv: list[str] | None = None) -> int:
     """Console script: vmbuilder-fetch-keyring [--mirror URL] [--dest DIR]."""
-    args = fetch_parser().parse_args(argv)
-    setup_logging(0)
+    try:
+        args = fetch_parser().parse_command(argv)
+    except UserError as exc:  # a mistake in the arguments: one line, exit 2, as in vmbuilder
+        print(f"vmbuilder-fetch-keyring: error: {exc}", file=sys.stderr)
+        return 2
     try:
         fetch_ubuntu_keyring(args.mirror, args.dest)
     except UserError as exc:

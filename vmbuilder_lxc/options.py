@@ -8,7 +8,7 @@ from typing import Any
 from . import validators as v
 from .bootstrap import BACKENDS
 from .cache import DEFAULT_CACHE_DIR
-from .settings import Needs, Setting, Settings
+from .settings import DEBUG_HELP, VERBOSE_HELP, Needs, Setting, Settings
 
 GENERAL = "General options"
 CACHE_HINT = "give --cache-dir a directory on a writable disk, or pass --no-cache"
@@ -47,8 +47,8 @@ def core_settings() -> list[Setting]:
         Setting("overwrite", "replace DEST if it holds an earlier build", "bool", False, short="-o", **common),
         Setting("config", "read this config file after /etc/vmbuilder.cfg and ~/.vmbuilder.cfg (repeatable)",
                 "list", [], short="-c", metavar="FILE", in_config=False, validate=each(v.path_text), **common),
-        Setting("verbose", "show every command that is run", "bool", False, short="-v", **common),
-        Setting("debug", "show commands, their output and tracebacks", "bool", False, **common),
+        Setting("verbose", VERBOSE_HELP, "bool", False, short="-v", **common),
+        Setting("debug", DEBUG_HELP, "bool", False, **common),
         Setting("json", "print a machine-readable summary on stdout", "bool", False, **common),
         Setting("templates", "search DIR for template overrides first (repeatable)", "list", [],
                 metavar="DIR", validate=each(v.existing_dir), **common),

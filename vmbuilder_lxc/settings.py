@@ -22,7 +22,7 @@ from typing import Any, Literal, NoReturn
 
 from . import compat, pathchecks
 from . import validators as v
-from .log import LOG, UserError
+from .log import LOG, UserError, setup_logging
 
 SettingType = Literal["str", "int", "bool", "list"]
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
@@ -373,9 +373,30 @@ class _Parser(argparse.ArgumentParser):
         raise UserError(message, hint)
 
 
+# The help of -v and --debug, in a build's options (options.py) and in every command's.
+VERBOSE_HELP = "show every command that is run"
+DEBUG_HELP = "show commands, their output and tracebacks"
+
+
 class CommandParser(_Parser):
-    """The parser for a plugin's own command (`vmbuilder lxc export`, `validate`): a mistake is the
-    same one-line error, exit 2, as one in a build's options (argparse prints usage and two lines)."""
+    """The parser for a command of its own (`vmbuilder lxc export`, `validate`, vmbuilder-fetch-keyring):
+    a mistake is the same one-line error, exit 2, as one in a build's options (argparse prints usage
+    and two lines). The output options, and the logging they ask for, are the same in each."""
+
+    def __init__(self, prog: str, description: str) -> None:
+        super().__init__(prog=prog, description=description)
+
+    def add_output_options(self, json_help: str) -> None:
+        """--json (what it prints is the command's), -v/--verbose and --debug (as in a build)."""
+        self.add_argument("--json", action="store_true", help=json_help)
+        self.add_argument("-v", "--verbose", action="store_true", help=VERBOSE_HELP)
+        self.add_argument("--debug", action="store_true", help=DEBUG_HELP)
+
+    def parse_command(self, argv: Sequence[str] | None) -> argparse.Namespace:
+        """The arguments, with logging set up as they ask (quiet unless -v or --debug is given)."""
+        args = self.parse_args(argv)
+        setup_logging(2 if getattr(args, "debug", False) else 1 if getattr(args, "verbose", False) else 0)
+        return args
 
 
 def build_parser(prog: str, table: Iterable[Setting], description: str = "", epilog: str = "") -> _Parser:
