@@ -6,6 +6,8 @@ Each entry names the problem it solves; docs/tweaks-*.md list them per release w
 
 from __future__ import annotations
 
+import dataclasses
+
 from vmbuilder_lxc.tweaks import DropIn, Enable, File, Hook, Mask, Remove, Symlink, Truncate, Tweak, When
 
 FSTAB = Tweak(
@@ -140,3 +142,38 @@ TIMEZONE = Tweak(
     "UTC unless --timezone says otherwise, recorded by tzdata itself so that its upgrades keep it.",
     (Hook("timezone", ("/etc/localtime",)),),
 )
+
+
+def locale_tweaks(until: str, since: str) -> tuple[Tweak, Tweak]:
+    """The locale layout by release: /etc/default/locale up to version `until`, /etc/locale.conf
+    (with /etc/default/locale linked to it) from version `since` on."""
+    return (
+        dataclasses.replace(LOCALE_DEFAULT, when=When(until=until)),
+        dataclasses.replace(LOCALE_CONF, when=When(since=since)),
+    )
+
+
+def distro_table(
+    *, network: tuple[Tweak, ...], locale: tuple[Tweak, ...], upstart: tuple[Tweak, ...] = ()
+) -> tuple[Tweak, ...]:
+    """A distro's tweak table: the shared tweaks with the distro's own in between, in the order
+    they apply. `network` is the distro's network configuration, `locale` its locale_tweaks();
+    `upstart` (the upstart era's jobs) come right after fstab and bring the upstart releases' D-Bus
+    machine-id tweak with them."""
+    return (
+        FSTAB,
+        *upstart,
+        HOSTNAME,
+        MACHINE_ID,
+        *((DBUS_MACHINE_ID,) if upstart else ()),
+        INSTANCE_SECRETS,
+        SSH_HOST_KEYS,
+        INITCTL_LISTENER,
+        *network,
+        RESOLV_CONF_RESOLVED,
+        RESOLV_CONF_STATIC,
+        APT_SOURCES_DEB822,
+        APT_SOURCES_ONE_LINE,
+        *locale,
+        TIMEZONE,
+    )

@@ -5,8 +5,6 @@ per release.
 
 from __future__ import annotations
 
-import dataclasses
-
 from vmbuilder_lxc.tweaks import Enable, File, Tweak, When
 
 from . import common_tweaks as common
@@ -26,23 +24,8 @@ NETWORK_NETWORKD = Tweak(
     When(init="systemd", network="networkd"),
 )
 
-# bookworm has systemd 252; trixie (257) and later link /etc/default/locale to /etc/locale.conf.
-LOCALE_DEFAULT = dataclasses.replace(common.LOCALE_DEFAULT, when=When(until="12"))
-LOCALE_CONF = dataclasses.replace(common.LOCALE_CONF, when=When(since="13"))
-
-TWEAKS: tuple[Tweak, ...] = (
-    common.FSTAB,
-    common.HOSTNAME,
-    common.MACHINE_ID,
-    common.INSTANCE_SECRETS,
-    common.SSH_HOST_KEYS,
-    common.INITCTL_LISTENER,
-    NETWORK_NETWORKD,
-    common.RESOLV_CONF_RESOLVED,
-    common.RESOLV_CONF_STATIC,
-    common.APT_SOURCES_DEB822,
-    common.APT_SOURCES_ONE_LINE,
-    LOCALE_DEFAULT,
-    LOCALE_CONF,
-    common.TIMEZONE,
+TWEAKS: tuple[Tweak, ...] = common.distro_table(
+    network=(NETWORK_NETWORKD,),
+    # bookworm has systemd 252; trixie (257) and later link /etc/default/locale to /etc/locale.conf.
+    locale=common.locale_tweaks(until="12", since="13"),
 )

@@ -4,8 +4,6 @@ upstart era's jobs, as data filtered by release. docs/tweaks-ubuntu.md lists the
 
 from __future__ import annotations
 
-import dataclasses
-
 from vmbuilder_lxc.tweaks import DropIn, File, Hook, Tweak, When
 
 from . import common_tweaks as common
@@ -27,27 +25,9 @@ NETPLAN_CONFIGURE_UDEV = Tweak(
     When(since="25.04", network="netplan"),
 )
 
-# mantic 23.10 has systemd 253, whose Debian packaging added the /etc/default/locale tmpfiles link.
-LOCALE_DEFAULT = dataclasses.replace(common.LOCALE_DEFAULT, when=When(until="23.04"))
-LOCALE_CONF = dataclasses.replace(common.LOCALE_CONF, when=When(since="23.10"))
-
-TWEAKS: tuple[Tweak, ...] = (
-    common.FSTAB,
-    *UPSTART_TWEAKS,
-    common.HOSTNAME,
-    common.MACHINE_ID,
-    common.DBUS_MACHINE_ID,
-    common.INSTANCE_SECRETS,
-    common.SSH_HOST_KEYS,
-    common.INITCTL_LISTENER,
-    NETWORK_NETPLAN,
-    common.NETWORK_IFUPDOWN,
-    NETPLAN_CONFIGURE_UDEV,
-    common.RESOLV_CONF_RESOLVED,
-    common.RESOLV_CONF_STATIC,
-    common.APT_SOURCES_DEB822,
-    common.APT_SOURCES_ONE_LINE,
-    LOCALE_DEFAULT,
-    LOCALE_CONF,
-    common.TIMEZONE,
+TWEAKS: tuple[Tweak, ...] = common.distro_table(
+    upstart=UPSTART_TWEAKS,
+    network=(NETWORK_NETPLAN, common.NETWORK_IFUPDOWN, NETPLAN_CONFIGURE_UDEV),
+    # mantic 23.10 has systemd 253, whose Debian packaging added the /etc/default/locale tmpfiles link.
+    locale=common.locale_tweaks(until="23.04", since="23.10"),
 )
