@@ -54,6 +54,8 @@ EXPORT_DIR_HELP = "where --export writes"
 COMPRESSION_HELP = "compression of the exports"
 LEVEL_HELP = "compression level passed to zstd (1-22), xz (0-9) or gzip (1-9)"
 KEEP_LISTS_HELP = "keep the apt package lists in the exports (they are stripped by default)"
+EXPORT_DESCRIPTION = "Write template archives of a finished build (its DEST directory)."
+DEST_HELP = "a directory built by vmbuilder (holds rootfs/)"
 
 
 def default_help(text: str, default: object) -> str:
@@ -177,11 +179,7 @@ class Export(Plugin):
     @staticmethod
     def export_parser() -> CommandParser:
         """The parser of `vmbuilder lxc export` (built apart so that the man page can list it)."""
-        parser = CommandParser(
-            prog="vmbuilder lxc export",
-            description="Write template archives of a finished build (its DEST directory).",
-        )
-        parser.add_argument("dest", metavar="DEST", help="a directory built by vmbuilder (holds rootfs/)")
+        parser = CommandParser("vmbuilder lxc export", EXPORT_DESCRIPTION, operand=("DEST", DEST_HELP))
         parser.add_argument(
             "--export",
             action="append",

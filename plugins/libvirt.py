@@ -38,6 +38,7 @@ def default_mem_text() -> str:
 
 
 DEFAULT_NETWORK = LIBVIRT_NETWORK  # libvirt's usual NAT network; --network's help names it
+VALIDATE_DESCRIPTION = "Check a libvirt-lxc domain XML for what the LXC driver rejects or ignores."
 XML_NAME = "libvirt.xml"  # DEST/libvirt.xml: the domain as defined
 
 
@@ -267,11 +268,7 @@ class Libvirt(Plugin):
     @staticmethod
     def validate_parser() -> CommandParser:
         """The parser of `vmbuilder lxc validate` (built apart so that the man page can list it)."""
-        parser = CommandParser(
-            prog="vmbuilder lxc validate",
-            description="Check a libvirt-lxc domain XML for what the LXC driver rejects or ignores.",
-        )
-        parser.add_argument("file", metavar="FILE", help="the domain XML")
+        parser = CommandParser("vmbuilder lxc validate", VALIDATE_DESCRIPTION, operand=("FILE", "the domain XML"))
         parser.add_argument(
             "--rootfs", metavar="DIR", help="the guest's root (default: the root <filesystem>'s source)"
         )

@@ -383,8 +383,11 @@ class CommandParser(_Parser):
     a mistake is the same one-line error, exit 2, as one in a build's options (argparse prints usage
     and two lines). The output options, and the logging they ask for, are the same in each."""
 
-    def __init__(self, prog: str, description: str) -> None:
+    def __init__(self, prog: str, description: str, operand: tuple[str, str] | None = None) -> None:
+        """`operand`: the command's one positional argument as (METAVAR, help); its dest is metavar.lower()."""
         super().__init__(prog=prog, description=description)
+        if operand is not None:
+            self.add_argument(operand[0].lower(), metavar=operand[0], help=operand[1])
 
     def add_output_options(self, json_help: str) -> None:
         """--json (what it prints is the command's), -v/--verbose and --debug (as in a build)."""
