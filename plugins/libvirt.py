@@ -24,17 +24,10 @@ from vmbuilder_lxc.plugin import Plugin
 from vmbuilder_lxc.settings import CommandParser, Setting
 from vmbuilder_lxc.virt import Connection, DomainInfo, connect
 
-from .lxc import LIBVIRT_NETWORK, cgroup_layout, network_mode
+from .lxc import DEFAULT_MEM_MB, LIBVIRT_NETWORK, cgroup_layout, default_mem_text, network_mode
 
 GROUP = "libvirt options"
 XML_MAX = 1 << 20  # a domain XML is a few KiB; anything beyond a megabyte is not one
-DEFAULT_MEM_MB = 1024  # libvirt needs a size; --mem overrides it
-
-
-def default_mem_text() -> str:
-    """The default limit as --help and the summary show it: "1024 MB (1 GiB)"."""
-    gib = f" ({DEFAULT_MEM_MB // 1024} GiB)" if DEFAULT_MEM_MB % 1024 == 0 else ""
-    return f"{DEFAULT_MEM_MB} MB{gib}"
 
 
 DEFAULT_NETWORK = LIBVIRT_NETWORK  # libvirt's usual NAT network; --network's help names it

@@ -58,11 +58,13 @@ def lxcfs_state(mount: Path = LXCFS_MOUNT) -> str:
         return "stale"
 
 
-def libvirt_mem_default() -> str:
-    """The libvirt plugin's default memory limit, for --mem's help (imported late: it imports us)."""
-    from .libvirt import default_mem_text
+DEFAULT_MEM_MB = 1024  # a libvirt domain needs a size; --mem overrides it
 
-    return default_mem_text()
+
+def default_mem_text() -> str:
+    """The libvirt default limit as --help and the summary show it: "1024 MB (1 GiB)"."""
+    gib = f" ({DEFAULT_MEM_MB // 1024} GiB)" if DEFAULT_MEM_MB % 1024 == 0 else ""
+    return f"{DEFAULT_MEM_MB} MB{gib}"
 
 
 def libvirt_uri(s: Settings) -> str | None:
@@ -111,7 +113,7 @@ class LXC(Hypervisor):
             Setting("mac", "MAC address of eth0", default=_default_mac, validate=v.mac, needs=(HAS_NIC, BOOTS),
                     group=GROUP),
             Setting("mem", "memory limit in MB (also accepts 2G); without it: no limit, but with --libvirt "
-                    f"{libvirt_mem_default()}, as a domain needs one", validate=v.memory_mb, metavar="MB",
+                    f"{default_mem_text()}, as a domain needs one", validate=v.memory_mb, metavar="MB",
                     needs=(BOOTS,), group=GROUP),
             Setting("cpus", "CPU limit: a CFS quota of this many CPUs (nproc shows it only if lxcfs "
                     "runs with --enable-cfs)", "int", validate=v.int_range(1, 8192), needs=(BOOTS,),

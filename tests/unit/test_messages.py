@@ -22,6 +22,7 @@ from vmbuilder_lxc import distro as distro_module
 from vmbuilder_lxc.log import HEARTBEAT_SECONDS, Heartbeat, Progress, UserError, setup_logging, step
 
 libvirt_module: Any = importlib.import_module("vmbuilder_lxc.plugins.libvirt")
+lxc_module: Any = importlib.import_module("vmbuilder_lxc.plugins.lxc")
 
 
 # -- DEST: --overwrite is offered only where it would work ----------------------------------------------
@@ -153,8 +154,8 @@ def test_cli_prints_the_summary_lines_after_the_build(
 def test_mem_help_shows_the_libvirt_default_from_its_constant(
     no_host_config: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert libvirt_module.default_mem_text() == "1024 MB (1 GiB)"
-    monkeypatch.setattr(libvirt_module, "DEFAULT_MEM_MB", 2048)
+    assert lxc_module.default_mem_text() == "1024 MB (1 GiB)"
+    monkeypatch.setattr(lxc_module, "DEFAULT_MEM_MB", 2048)
     try:
         cli.main(["lxc", "ubuntu", "--help"])
     except SystemExit:
