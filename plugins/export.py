@@ -30,7 +30,7 @@ from vmbuilder_lxc.reproducible import source_date_epoch
 from vmbuilder_lxc.settings import CommandParser, Needs, Setting, Settings
 
 GROUP = "Export options"
-GUEST_FACTS = ("INIT", "CONTAINER_DETECT", "SYSTEMD_VERSION", "UPSTART_VERSION")
+KEPT_HOOK_ENV = ("INIT", "CONTAINER_DETECT", "SYSTEMD_VERSION", "UPSTART_VERSION")
 
 
 def export_dir_for(dest: str | Path) -> Path:
@@ -127,22 +127,22 @@ class Export(Plugin):
     def job(self, root: Path) -> exports.ExportJob:
         s = self.settings
         ctx = self.context
-        facts = ctx.facts
+        hook_env = ctx.hook_env
         return exports.ExportJob(
             root=root,
             out_dir=Path(str(s["export-dir"])).expanduser().absolute(),
             name=ctx.name,
-            distro=facts.get("DISTRO", ctx.distro_name),
-            suite=facts.get("SUITE", ""),
-            version=facts.get("RELEASE_VERSION", ""),
-            arch=str(s["arch"]) if "arch" in s.table else facts.get("ARCH", ""),
+            distro=hook_env.get("DISTRO", ctx.distro_name),
+            suite=hook_env.get("SUITE", ""),
+            version=hook_env.get("RELEASE_VERSION", ""),
+            arch=str(s["arch"]) if "arch" in s.table else hook_env.get("ARCH", ""),
             variant=str(s["variant"]) if "variant" in s.table else "minbase",
             hostname=str(s["hostname"]) if "hostname" in s.table else ctx.name,
             epoch=source_date_epoch(self.build_time),
             compression=s.get_str("compression") or "",
             compression_level=s.get_int("compression-level"),
             dest_rootfs=ctx.dest / "rootfs" if ctx.keep_dest else None,
-            facts=dict(facts),
+            hook_env=dict(hook_env),
             render=ctx.render,
         )
 
@@ -155,7 +155,7 @@ class Export(Plugin):
     def finalize(self) -> None:
         ctx = self.context
         # What a later `vmbuilder lxc export DEST` needs to know about the guest.
-        ctx.summary["guest_facts"] = {k: ctx.facts.get(k, "") for k in GUEST_FACTS}
+        ctx.summary["guest_facts"] = {k: ctx.hook_env.get(k, "") for k in KEPT_HOOK_ENV}
         formats = self.formats()
         if not formats:
             return
@@ -268,7 +268,7 @@ def export_existing(args: argparse.Namespace) -> dict[str, Any]:
     _refuse_running(dest)
     release = _table(marker, "release")
     settings = _table(marker, "settings")
-    facts = {k: str(v) for k, v in (_table(marker, "guest_facts") or {"INIT": release.get("init", "")}).items()}
+    hook_env = {k: str(v) for k, v in (_table(marker, "guest_facts") or {"INIT": release.get("init", "")}).items()}
     templates = Templates([Path(p) for p in settings.get("templates") or []])
     job = exports.ExportJob(
         root=dest / "rootfs",
@@ -284,7 +284,7 @@ def export_existing(args: argparse.Namespace) -> dict[str, Any]:
         compression=args.compression or "",
         compression_level=args.compression_level,
         dest_rootfs=dest / "rootfs",
-        facts=facts,
+        hook_env=hook_env,
         render=templates.render,
     )
     result = exports.export(dest / "rootfs", formats, job, keep=keep_set(args.keep_apt_lists), overwrite=args.overwrite)

@@ -85,7 +85,7 @@ class Libvirt(Plugin):
     def preflight_check(self) -> None:
         if not self.uri:
             return
-        if self.context.facts.get("PROFILE") == "buildd":
+        if self.context.hook_env.get("PROFILE") == "buildd":
             die("--libvirt cannot register a buildd chroot (--variant buildd): it has no init to boot",
                 "drop --libvirt, or build a container (--variant minbase)")  # fmt: skip
         conn = self.connection()
@@ -123,7 +123,7 @@ class Libvirt(Plugin):
 
     def _warn_cgroup_v1(self) -> None:
         """systemd 258+ needs cgroup v2 controllers, which libvirt 9 cannot give it on a v1/hybrid host."""
-        systemd = self.context.facts.get("SYSTEMD_VERSION", "")
+        systemd = self.context.hook_env.get("SYSTEMD_VERSION", "")
         layout = str(cgroup_layout()["cgroup_layout"])
         if systemd.isdigit() and int(systemd) >= 258 and not layout.startswith("unified"):
             LOG.warning(
@@ -185,7 +185,7 @@ class Libvirt(Plugin):
                 "mem": self.memory_mb(),
                 "cpus": s.get_int("cpus"),
                 "arch": kernel_arch(str(s["arch"])),
-                "init": self.context.facts.get("INIT_PATH", "/sbin/init"),
+                "init": self.context.hook_env.get("INIT_PATH", "/sbin/init"),
                 "rootfs": str(self.context.dest / "rootfs"),
                 "network": kind,
                 "network_name": net,

@@ -82,9 +82,9 @@ def network_mode(s: Settings) -> tuple[str, str]:
     return "network", network
 
 
-def is_buildd(facts: dict[str, str]) -> bool:
+def is_buildd(hook_env: dict[str, str]) -> bool:
     """A buildd chroot (--variant buildd) has no init: it gets no LXC config, and nothing boots it."""
-    return facts.get("PROFILE") == "buildd"
+    return hook_env.get("PROFILE") == "buildd"
 
 
 def random_mac() -> str:
@@ -135,7 +135,7 @@ class LXC(Hypervisor):
             elif self.context.dest.parent != base:
                 die(f"-d {s['dest']} is not inside --lxc-path {lxc_path}", "give only one of -d and --lxc-path")
         kind, net = network_mode(s)
-        self.context.facts["NETWORK"] = "none" if kind == "none" else f"{kind}:{net}"
+        self.context.hook_env["NETWORK"] = "none" if kind == "none" else f"{kind}:{net}"
 
     def preflight_check(self) -> None:
         s = self.settings
@@ -144,7 +144,7 @@ class LXC(Hypervisor):
             v.container_name(ctx.name)
         except ValueError as exc:
             die(f"invalid container name '{ctx.name}' (from -d): {exc}", "choose another -d")
-        kind = "" if is_buildd(ctx.facts) else network_mode(s)[0]  # a chroot has no network to check
+        kind = "" if is_buildd(ctx.hook_env) else network_mode(s)[0]  # a chroot has no network to check
         if kind == "network" and not libvirt_uri(s):
             die(
                 f"--network {s['network']}: named networks need libvirt; lxc-start only knows bridges",
@@ -182,7 +182,7 @@ class LXC(Hypervisor):
         s = self.settings
         ctx = self.context
         assert ctx.workdir is not None
-        if is_buildd(ctx.facts):
+        if is_buildd(ctx.hook_env):
             ctx.summary["lxc"] = {"config": None, "why": "a buildd chroot does not boot (--variant buildd)"}
             return
         lxcpath = ctx.dest.parent
@@ -194,7 +194,7 @@ class LXC(Hypervisor):
             "includes": [],
             "rootfs": str(ctx.dest / "rootfs"),
             "hostname": s["hostname"],
-            **guest_config_vars(str(s["arch"]), ctx.facts),
+            **guest_config_vars(str(s["arch"]), ctx.hook_env),
             "network": "none" if s["network"] == "none" else "veth",
             "bridge": s["bridge"],
             "mac": s["mac"] or random_mac(),
@@ -223,7 +223,7 @@ class LXC(Hypervisor):
     def next_steps(self) -> list[str]:
         if not self.context.keep_dest:  # --export-only
             return []
-        if is_buildd(self.context.facts):
+        if is_buildd(self.context.hook_env):
             return [f"Buildd chroot {self.context.name} is ready in {self.context.dest / 'rootfs'} (it does not "
                     "boot, so there is no LXC config); docs/sbuild.md shows how sbuild and schroot use it"]  # fmt: skip
         if libvirt_uri(self.settings):  # libvirt runs it; lxc-start on the same rootfs would boot it twice

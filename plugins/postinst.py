@@ -103,11 +103,11 @@ class PostInst(Plugin):
         script = s.get_str("execscript")
         if script:
             LOG.info("running --execscript %s", script)
-            run_script(Path(script), ctx.rootfs, ctx.facts)
+            run_script(Path(script), ctx.rootfs, ctx.hook_env)
 
     def install_firstboot_job(self, script: str) -> None:
         """A job of the guest's own init: an upstart job up to utopic, a systemd unit after."""
-        if self.context.facts.get("INIT") == "upstart":
+        if self.context.hook_env.get("INIT") == "upstart":
             self.install_from_template("/etc/init/vmbuilder-firstboot.conf", "upstart/firstboot.conf.j2",
                                        {"script": script})  # fmt: skip
             return

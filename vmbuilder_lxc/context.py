@@ -30,7 +30,7 @@ class Context:
     workdir: Path | None = None
     chroot: Chroot | None = None
     templates: Templates | None = None
-    facts: dict[str, str] = field(default_factory=dict)
+    hook_env: dict[str, str] = field(default_factory=dict)  # hook scripts' environment (SUITE, ARCH, ...)
     summary: dict[str, Any] = field(default_factory=dict)
     keep_dest: bool = True  # False with --export-only: the build exists only for its exports
 
@@ -82,7 +82,8 @@ class Context:
             return fs.host_path(path)
 
     def template_context(self) -> dict[str, Any]:
-        return {"settings": self.settings.as_dict(), "facts": dict(self.facts), "name": self.name}
+        # `facts` is the name that --templates overrides know the hook environment by: kept.
+        return {"settings": self.settings.as_dict(), "facts": dict(self.hook_env), "name": self.name}
 
     def render(self, template: str, extra: dict[str, Any] | None = None) -> str:
         if self.templates is None:

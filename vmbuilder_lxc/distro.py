@@ -384,7 +384,7 @@ class DebianFamily(Distro):
         self.release = self.resolve_suite(str(s["suite"]))
         self.facts = self.release_facts(self.release)
         ctx = self.context
-        ctx.facts.update(
+        ctx.hook_env.update(
             {
                 "DISTRO": self.name,
                 "SUITE": self.release.series,
@@ -591,8 +591,8 @@ class DebianFamily(Distro):
         ctx = self.context
         dirs = [Path(p) for p in self.settings.get_list("hook-dir")]
         note("running %s for %s/%s from %s", backend, req.suite, req.arch, req.mirror)
-        bootstrap(backend, req, ctx.rootfs, env_extra=ctx.facts, setup_hooks=shellhooks.stage_scripts(dirs, "setup"))
-        shellhooks.run_stage(dirs, "essential", ctx.rootfs, ctx.facts)
+        bootstrap(backend, req, ctx.rootfs, env_extra=ctx.hook_env, setup_hooks=shellhooks.stage_scripts(dirs, "setup"))
+        shellhooks.run_stage(dirs, "essential", ctx.rootfs, ctx.hook_env)
         s = self.settings
         needs_apt = (
             backend == "debootstrap" or s["addpkg"] or s["removepkg"] or s["seedfile"] or self.unwanted_packages()
@@ -659,7 +659,7 @@ class DebianFamily(Distro):
             "domain": domain or "",
             "fqdn": f"{hostname}.{domain}" if domain else hostname,
             "iface": "eth0",
-            "nic": self.context.facts.get("NETWORK", "") != "none",
+            "nic": self.context.hook_env.get("NETWORK", "") != "none",
             "dhcp": not static,
             "address": s["ip"] if static else "",
             "prefix": s["mask"],
@@ -687,7 +687,7 @@ class DebianFamily(Distro):
         if self.imported:  # the rootfs is container-ready: only identity and the initial user
             return template_import.configure(self, self.imported)
         ctx = self.context
-        guest = Guest(ctx.rootfs, lambda name, variables: ctx.render(name, variables), self.guest_vars(), ctx.facts)
+        guest = Guest(ctx.rootfs, lambda name, variables: ctx.render(name, variables), self.guest_vars(), ctx.hook_env)
         chosen = self.select_tweaks(guest)
         LOG.debug("tweaks for %s: %s", self.release.series, ", ".join(t.name for t in chosen))
         ctx.summary["tweaks"] = apply(chosen, guest)

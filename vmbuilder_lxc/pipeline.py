@@ -336,9 +336,9 @@ def _build(ctx: Context) -> dict[str, Any]:
     try:
         created_parents += _make_workdir(ctx)
         made = True
-        ctx.facts.update({"DEST": str(ctx.dest), "NAME": ctx.name, "BUILD_DIR": str(ctx.workdir)})
-        template = ctx.facts.get("TEMPLATE")
-        release = ctx.facts.get("RELEASE", ctx.distro_name)
+        ctx.hook_env.update({"DEST": str(ctx.dest), "NAME": ctx.name, "BUILD_DIR": str(ctx.workdir)})
+        template = ctx.hook_env.get("TEMPLATE")
+        release = ctx.hook_env.get("RELEASE", ctx.distro_name)
         with step(f"Unpacking the template {template}" if template else f"Bootstrapping {release}"):
             ctx.distro.bootstrap()
         with Chroot(ctx.rootfs, apt_proxy=ctx.settings.get_str("proxy")) as chroot:
@@ -348,11 +348,11 @@ def _build(ctx: Context) -> dict[str, Any]:
                 pause_point("configure")
             if shellhooks.stage_scripts(hook_dirs(ctx), "customize"):
                 with step("Running customize hooks"):
-                    shellhooks.run_stage(hook_dirs(ctx), "customize", ctx.rootfs, ctx.facts)
+                    shellhooks.run_stage(hook_dirs(ctx), "customize", ctx.rootfs, ctx.hook_env)
             ctx.chroot = None
         with step("Finishing the guest"):
             call_hook(ctx.plugins, "post_install")
-            shellhooks.run_stage(hook_dirs(ctx), "finalize", ctx.rootfs, ctx.facts)
+            shellhooks.run_stage(hook_dirs(ctx), "finalize", ctx.rootfs, ctx.hook_env)
             call_hook(ctx.plugins, "finalize")
         if ctx.keep_dest:
             with step(f"Moving the result into place at {ctx.dest}"):

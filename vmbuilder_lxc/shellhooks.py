@@ -69,7 +69,7 @@ def digest(dirs: Sequence[Path], stages: Sequence[str] = CACHED_STAGES) -> str:
 def run_script(
     script: Path,
     rootfs: Path,
-    facts: Mapping[str, str],
+    hook_env: Mapping[str, str],
     *,
     interpreter: Sequence[str] = (),
     input: str | None = None,
@@ -77,22 +77,22 @@ def run_script(
 ) -> None:
     """Run a script on the host with the rootfs as $1 and the build facts in its environment;
     a non-zero exit stops the build, naming the script and its exit code."""
-    env = clean_env({**facts, **extra, "ROOTFS": str(rootfs)})
+    env = clean_env({**hook_env, **extra, "ROOTFS": str(rootfs)})
     result = run([*interpreter, script, rootfs], env=env, check=False, input=input)
     if result.returncode != 0:
         raise HookError(script, result.returncode, result.lines[-20:])
 
 
-def run_stage(dirs: Sequence[Path], stage: str, rootfs: Path, facts: Mapping[str, str]) -> list[str]:
+def run_stage(dirs: Sequence[Path], stage: str, rootfs: Path, hook_env: Mapping[str, str]) -> list[str]:
     """Run the user's hooks for one stage; a failing hook stops the build."""
     ran = []
     for script in stage_scripts(dirs, stage):
         LOG.info("running %s hook %s", stage, script)
-        run_script(script, rootfs, facts, STAGE=stage)
+        run_script(script, rootfs, hook_env, STAGE=stage)
         ran.append(str(script))
     return ran
 
 
-def run_builtin(name: str, rootfs: Path, facts: Mapping[str, str], input: str | None = None) -> None:
+def run_builtin(name: str, rootfs: Path, hook_env: Mapping[str, str], input: str | None = None) -> None:
     """Run one of the packaged shell hooks (hooks/NAME.sh) with the build facts."""
-    run_script(hooks_dir() / f"{name}.sh", rootfs, facts, interpreter=("sh", "-eu"), input=input)
+    run_script(hooks_dir() / f"{name}.sh", rootfs, hook_env, interpreter=("sh", "-eu"), input=input)

@@ -342,7 +342,7 @@ def prepare(distro: DebianFamily) -> Template:
         elif s["arch"] != template.arch:
             die(f"--arch {s['arch']}, but template {path} is {template.arch}", "drop --arch")
     distro.context.summary["template"] = template.summary()
-    distro.context.facts["TEMPLATE"] = str(path)
+    distro.context.hook_env["TEMPLATE"] = str(path)
     return template
 
 
@@ -407,7 +407,7 @@ def configure(distro: DebianFamily, template: Template) -> None:
     if ctx.chroot is not None:  # commands in the template's rootfs get their own /proc (see Chroot)
         ctx.chroot.pid_namespace = True
     variables = distro.guest_vars()
-    guest = Guest(ctx.rootfs, lambda name, values: ctx.render(name, values), variables, ctx.facts)
+    guest = Guest(ctx.rootfs, lambda name, values: ctx.render(name, values), variables, ctx.hook_env)
     names: Sequence[str] = IDENTITY_TWEAKS + (("ssh-host-keys",) if template.ours else ())
     chosen = [t for t in distro.select_tweaks(guest) if t.name in names]
     record: list[dict[str, Any]] = [

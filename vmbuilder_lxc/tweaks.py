@@ -291,7 +291,7 @@ class Truncate:
 
 @dataclass(frozen=True)
 class Hook:
-    """Run hooks/NAME.sh with the build facts and the tweak variables in its environment.
+    """Run hooks/NAME.sh with the hook environment and the tweak variables in its environment.
 
     `paths` names the guest files the hook writes, for the build record.
     """
@@ -300,7 +300,7 @@ class Hook:
     paths: tuple[str, ...] = ()
 
     def apply(self, guest: Guest) -> list[str]:
-        env = {**guest.facts, **{f"VM_{k.upper()}": _env_value(v) for k, v in guest.vars.items()}}
+        env = {**guest.hook_env, **{f"VM_{k.upper()}": _env_value(v) for k, v in guest.vars.items()}}
         run_builtin(self.name, guest.root, env)
         return list(self.paths)
 
@@ -335,12 +335,12 @@ class Guest:
         root: Path,
         render: Callable[[str, dict[str, Any]], str],
         variables: dict[str, Any],
-        facts: dict[str, str],
+        hook_env: dict[str, str],
     ) -> None:
         self.root = root
         self.render = render
         self.vars = variables
-        self.facts = facts
+        self.hook_env = hook_env
         self._owned: set[str] | None = None
         self._installed: set[str] | None = None
         self._fs: GuestFS | None = None

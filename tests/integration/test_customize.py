@@ -8,8 +8,8 @@ from pathlib import Path
 
 from .conftest import Builder, Container, leftovers
 
-FACTS = "ROOTFS|SUITE|ARCH|STAGE|HOSTNAME|DISTRO|RELEASE_VERSION|DEST|NAME"
-RECORDER = '#!/bin/sh\n{{ echo "arg=$1"; env | grep -E \'^(' + FACTS + ")=' | sort; }} > {out}/$STAGE.env\n"
+HOOK_ENV = "ROOTFS|SUITE|ARCH|STAGE|HOSTNAME|DISTRO|RELEASE_VERSION|DEST|NAME"
+RECORDER = '#!/bin/sh\n{{ echo "arg=$1"; env | grep -E \'^(' + HOOK_ENV + ")=' | sort; }} > {out}/$STAGE.env\n"
 
 
 def executable(path: Path, text: str) -> Path:

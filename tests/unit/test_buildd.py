@@ -78,10 +78,10 @@ def test_the_profile_gives_its_own_cache_key(fake_fs: FakeFilesystem, make_ctx: 
     assert manifests["minbase"]["packages"] != manifests["buildd"]["packages"]
 
 
-def test_facts_and_summary_name_the_profile(fake_fs: FakeFilesystem, make_ctx: ContextFactory) -> None:
+def test_hook_env_and_summary_name_the_profile(fake_fs: FakeFilesystem, make_ctx: ContextFactory) -> None:
     ctx = configured(fake_fs, make_ctx, "--suite", "noble", "--variant", "buildd")
-    assert ctx.facts["PROFILE"] == "buildd" and ctx.summary["profile"] == "buildd"
-    assert configured(fake_fs, make_ctx, "--suite", "noble").facts["PROFILE"] == "container"
+    assert ctx.hook_env["PROFILE"] == "buildd" and ctx.summary["profile"] == "buildd"
+    assert configured(fake_fs, make_ctx, "--suite", "noble").hook_env["PROFILE"] == "container"
 
 
 def test_settings_a_chroot_cannot_use_are_named(
@@ -114,7 +114,7 @@ def tweaked(fs: FakeFilesystem, make_ctx: ContextFactory, *argv: str) -> tuple[C
     fs.create_file(ROOT / "var/lib/systemd/random-seed", contents="seed")
     ctx = configured(fs, make_ctx, *argv)
     distro = distro_of(ctx)
-    guest = Guest(ctx.rootfs, lambda name, variables: ctx.render(name, variables), distro.guest_vars(), ctx.facts)
+    guest = Guest(ctx.rootfs, ctx.render, distro.guest_vars(), ctx.hook_env)
     chosen = distro.select_tweaks(guest)
     apply(chosen, guest)
     return ctx, [t.name for t in chosen]
@@ -148,7 +148,7 @@ def test_buildd_sources_are_the_containers(fake_fs: FakeFilesystem, make_ctx: Co
     os.unlink(ROOT / sources.lstrip("/"))
     ctx = configured(fake_fs, make_ctx, "--suite", "noble")
     distro = distro_of(ctx)
-    guest = Guest(ctx.rootfs, lambda name, variables: ctx.render(name, variables), distro.guest_vars(), ctx.facts)
+    guest = Guest(ctx.rootfs, ctx.render, distro.guest_vars(), ctx.hook_env)
     apply([t for t in distro.tweak_table() if t.name == "apt-sources-deb822"], guest)
     assert Chroot().read(sources) == buildd
     assert "Suites: noble noble-updates" in buildd

@@ -126,7 +126,7 @@ def tweak(fake_fs: FakeFilesystem, debian_ctx: Callable[..., Context], monkeypat
         assert isinstance(distro, DebianFamily)
         if not ROOT.exists():
             make_rootfs(fake_fs, UNIT_DIR.get(distro.release.series, "/usr/lib/systemd/system"))
-        guest = Guest(ctx.rootfs, lambda name, variables: ctx.render(name, variables), distro.guest_vars(), ctx.facts)
+        guest = Guest(ctx.rootfs, ctx.render, distro.guest_vars(), ctx.hook_env)
         chosen = distro.select_tweaks(guest)
         record = apply(chosen, guest) if do_apply else []
         return Tweaked(ctx, distro, [t.name for t in chosen], record)
@@ -291,7 +291,7 @@ def test_tweaks_selected_per_release(tweak: TweakFactory, suite: str, extra: set
 def test_initctl_listener_where_systemd_has_none(tweak: TweakFactory, suite: str, who: str) -> None:
     """systemd 258 and newer ship no systemd-initctl; libvirt's `virsh shutdown` then needs ours."""
     t = tweak("--suite", suite)
-    assert t.ctx.facts["INITCTL_LISTENER"] == who
+    assert t.ctx.hook_env["INITCTL_LISTENER"] == who
     socket = "/etc/systemd/system/vmbuilder-initctl.socket"
     if who == "systemd":
         assert not t.exists(socket) and not t.exists("/etc/systemd/system/systemd-initctl.socket")
@@ -372,7 +372,7 @@ def test_networkd_static_without_gateway_or_dns(tweak: TweakFactory) -> None:
 def test_networkd_without_a_nic_is_harmless(tweak: TweakFactory) -> None:
     """--network none: the file matches no link, and nothing waits for one."""
     t = tweak("--suite", "trixie", "--network", "none")
-    assert t.ctx.facts["NETWORK"] == "none"
+    assert t.ctx.hook_env["NETWORK"] == "none"
     assert _network_file(t)["Link"] == {"RequiredForOnline": ["no"]}
     assert not t.exists("/etc/systemd/system/network-online.target.wants/systemd-networkd-wait-online.service")
 

@@ -70,7 +70,7 @@ def job_for(root: Path, out: Path, **kw: Any) -> exports.ExportJob:
     fields: dict[str, Any] = dict(
         root=root, out_dir=out, name="web1", distro="ubuntu", suite="noble", version="24.04", arch="amd64",
         variant="minbase", hostname="web1", epoch=EPOCH, compression="", compression_level=1,
-        facts={"INIT": "systemd"}, render=Templates().render,
+        hook_env={"INIT": "systemd"}, render=Templates().render,
     )  # fmt: skip
     fields.update(kw)
     return exports.ExportJob(**fields)

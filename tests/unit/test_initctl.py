@@ -395,7 +395,7 @@ def check_absent(t: Tweaked) -> None:
 def test_resolute_gets_the_listener_by_default(tweak: TweakFactory) -> None:  # noqa: F811
     t = tweak("--suite", "resolute")
     check_installed(t)
-    assert t.ctx.facts["INITCTL_LISTENER"] == "vmbuilder"
+    assert t.ctx.hook_env["INITCTL_LISTENER"] == "vmbuilder"
     assert t.ctx.summary["initctl_listener"] == "vmbuilder"
     assert t.distro.facts.initctl is False, "the release facts keep their meaning"
 
@@ -403,14 +403,14 @@ def test_resolute_gets_the_listener_by_default(tweak: TweakFactory) -> None:  # 
 def test_noble_keeps_systemd_initctl_by_default(tweak: TweakFactory) -> None:  # noqa: F811
     t = tweak("--suite", "noble")
     check_absent(t)
-    assert t.ctx.facts["INITCTL_LISTENER"] == "systemd"
+    assert t.ctx.hook_env["INITCTL_LISTENER"] == "systemd"
 
 
 def test_always_replaces_systemd_initctl(tweak: TweakFactory) -> None:  # noqa: F811
     """How the integration test proves our listener under a real libvirtd: noble, which libvirt 9.0 can boot."""
     t = tweak("--suite", "noble", "--initctl-listener", "always")
     check_installed(t)
-    assert t.ctx.facts["INITCTL_LISTENER"] == "vmbuilder"
+    assert t.ctx.hook_env["INITCTL_LISTENER"] == "vmbuilder"
     assert t.distro.facts.initctl is True and t.distro.tweak_facts().initctl is False
 
 
@@ -423,7 +423,7 @@ def test_never_installs_nothing_and_warns_where_nothing_listens(
 ) -> None:
     t = tweak("--suite", suite, "--initctl-listener", "never")
     check_absent(t)
-    assert t.ctx.facts["INITCTL_LISTENER"] == who
+    assert t.ctx.hook_env["INITCTL_LISTENER"] == who
     capsys.readouterr()
     t.distro.check_initctl_listener()
     warned = [ln for ln in capsys.readouterr().err.splitlines() if "initctl" in ln]

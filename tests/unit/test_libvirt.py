@@ -73,14 +73,14 @@ def test_network_defaults_to_libvirts_default_network(no_host_config: Path, make
     ctx = make_ctx("--libvirt", "lxc:///", "-d", "/srv/ct/web1")
     for p in ctx.plugins:
         p.set_defaults()
-    assert ctx.settings["network"] == "default" and ctx.facts["NETWORK"] == "network:default"
+    assert ctx.settings["network"] == "default" and ctx.hook_env["NETWORK"] == "network:default"
 
 
 def test_a_bridge_keeps_the_bridge(no_host_config: Path, make_ctx: ContextFactory) -> None:
     ctx = make_ctx("--libvirt", "lxc:///", "--bridge", "br0", "-d", "/srv/ct/web1")
     for p in ctx.plugins:
         p.set_defaults()
-    assert ctx.facts["NETWORK"] == "bridge:br0"
+    assert ctx.hook_env["NETWORK"] == "bridge:br0"
 
 
 @pytest.mark.parametrize(("argv", "message"), [

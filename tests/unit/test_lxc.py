@@ -192,7 +192,7 @@ def test_finalize_uses_a_given_mac(fake_fs: FakeFilesystem, make_ctx: ContextFac
     k = keys(Path("/build/config").read_text().splitlines())
     assert k["lxc.net.0.hwaddr"] == "00:16:3e:aa:bb:cc"
     assert k["lxc.net.0.link"] == "br0"
-    assert ctx.facts["NETWORK"] == "bridge:br0"
+    assert ctx.hook_env["NETWORK"] == "bridge:br0"
 
 
 def test_lxc_path_sets_dest_from_the_hostname(fake_fs: FakeFilesystem, make_ctx: ContextFactory) -> None:

@@ -58,7 +58,7 @@ class Ctx:
         self.settings = Settings(overwrite=overwrite)
         self.workdir: Path | None = None
         self.plugins = list(plugins)
-        self.facts: dict[str, str] = {}
+        self.hook_env: dict[str, str] = {}
         self.summary: dict[str, Any] = {}
         self.chroot: Any = None
         self.hypervisor_name = "lxc"

@@ -18,7 +18,7 @@ def configure(fake_fs: FakeFilesystem, make_ctx: ContextFactory, init: str) -> N
     fake_fs.create_dir(ROOTFS)
     ctx = make_ctx("--firstboot", "/host/first.sh", "--mirror", "http://mirror.test/ubuntu")
     ctx.workdir = ROOTFS.parent
-    ctx.facts["INIT"] = init
+    ctx.hook_env["INIT"] = init
     (postinst,) = [p for p in ctx.plugins if p.name == "postinst"]
     postinst.configure_os()
 

@@ -25,7 +25,7 @@ from vmbuilder_lxc.shellhooks import (
     unknown_scripts,
 )
 
-FACTS = {"SUITE": "noble", "ARCH": "amd64", "DISTRO": "ubuntu", "HOSTNAME": "web1"}
+HOOK_ENV = {"SUITE": "noble", "ARCH": "amd64", "DISTRO": "ubuntu", "HOSTNAME": "web1"}
 
 
 def hook(directory: Path, name: str, body: str = "", *, executable: bool = True) -> Path:
@@ -150,7 +150,7 @@ def test_run_stage_passes_rootfs_and_facts(tmp_path: Path, monkeypatch: pytest.M
     rootfs.mkdir()
     dumping_hook(hooks, "customize-10", out)
     dumping_hook(hooks, "setup-10", out)  # another stage: must not run
-    ran = run_stage([hooks], "customize", rootfs, FACTS)
+    ran = run_stage([hooks], "customize", rootfs, HOOK_ENV)
     assert ran == [str(hooks / "customize-10")]
     env = read_env(out / "customize-10.env")
     assert env["ARG1"] == str(rootfs)
@@ -169,7 +169,7 @@ def test_run_stage_runs_hooks_in_order(tmp_path: Path) -> None:
     log = tmp_path / "order"
     for name in ("essential-b", "essential-a", "essential-c"):
         hook(tmp_path / "hooks", name, f'echo {name} >> "{log}"')
-    run_stage([tmp_path / "hooks"], "essential", tmp_path, FACTS)
+    run_stage([tmp_path / "hooks"], "essential", tmp_path, HOOK_ENV)
     assert log.read_text().split() == ["essential-a", "essential-b", "essential-c"]
 
 
@@ -178,7 +178,7 @@ def test_failing_hook_raises_hook_error(tmp_path: Path) -> None:
     hook(hooks, "finalize-10", 'echo "checking"; echo "something is wrong" >&2; exit 3')
     later = hook(hooks, "finalize-20", f'touch "{tmp_path}/later-ran"')
     with pytest.raises(HookError) as err:
-        run_stage([hooks], "finalize", tmp_path, FACTS)
+        run_stage([hooks], "finalize", tmp_path, HOOK_ENV)
     assert str(err.value) == f"hook {hooks / 'finalize-10'} failed with exit code 3"
     assert err.value.returncode == 3
     assert err.value.tail == ["checking", "something is wrong"]
@@ -188,11 +188,11 @@ def test_failing_hook_raises_hook_error(tmp_path: Path) -> None:
 def test_hook_killed_by_a_signal(tmp_path: Path) -> None:
     hook(tmp_path / "hooks", "customize", "kill -KILL $$")
     with pytest.raises(HookError, match="failed with exit code -9"):
-        run_stage([tmp_path / "hooks"], "customize", tmp_path, FACTS)
+        run_stage([tmp_path / "hooks"], "customize", tmp_path, HOOK_ENV)
 
 
 def test_no_hooks_run_nothing(tmp_path: Path) -> None:
-    assert run_stage([], "setup", tmp_path, FACTS) == []
+    assert run_stage([], "setup", tmp_path, HOOK_ENV) == []
 
 
 # -- packaged hooks (hooks/NAME.sh) ---------------------------------------------------------------------

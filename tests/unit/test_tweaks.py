@@ -125,8 +125,8 @@ def tweak(fake_fs: FakeFilesystem, make_ctx: ContextFactory, monkeypatch: pytest
     fake_fs.create_file(DISTRO_INFO_DIR / "ubuntu.csv", contents=CSV)
     hooks: list[HookCall] = []
 
-    def fake_run_builtin(name: str, rootfs: Path, facts: dict[str, str], input: str | None = None) -> None:
-        hooks.append(HookCall(name, rootfs, dict(facts)))
+    def fake_run_builtin(name: str, rootfs: Path, hook_env: dict[str, str], input: str | None = None) -> None:
+        hooks.append(HookCall(name, rootfs, dict(hook_env)))
 
     monkeypatch.setattr(tweaks_module, "run_builtin", fake_run_builtin)
 
@@ -140,7 +140,7 @@ def tweak(fake_fs: FakeFilesystem, make_ctx: ContextFactory, monkeypatch: pytest
         distro = ctx.distro
         assert isinstance(distro, DebianFamily)
         # What DebianFamily.configure_os() does before it needs a chroot.
-        guest = Guest(ctx.rootfs, lambda name, variables: ctx.render(name, variables), distro.guest_vars(), ctx.facts)
+        guest = Guest(ctx.rootfs, ctx.render, distro.guest_vars(), ctx.hook_env)
         chosen = distro.select_tweaks(guest)
         already = len(hooks)
         record = apply(chosen, guest) if do_apply else []
@@ -241,13 +241,13 @@ def test_release_facts(tweak: TweakFactory) -> None:
     )
 
 
-def test_set_defaults_records_the_release_in_facts_and_summary(tweak: TweakFactory) -> None:
+def test_set_defaults_records_the_release_in_hook_env_and_summary(tweak: TweakFactory) -> None:
     ctx = tweak("--suite", "24.04", do_apply=False).ctx
-    assert ctx.facts["SUITE"] == "noble"
-    assert ctx.facts["RELEASE"] == "Ubuntu 24.04 (noble)"
-    assert ctx.facts["ARCH"] == "amd64"
-    assert ctx.facts["HOSTNAME"] == "web1"
-    assert ctx.facts["NETWORK"] == "bridge:lxcbr0"
+    assert ctx.hook_env["SUITE"] == "noble"
+    assert ctx.hook_env["RELEASE"] == "Ubuntu 24.04 (noble)"
+    assert ctx.hook_env["ARCH"] == "amd64"
+    assert ctx.hook_env["HOSTNAME"] == "web1"
+    assert ctx.hook_env["NETWORK"] == "bridge:lxcbr0"
     assert ctx.summary["release"]["network"] == "netplan"
 
 
@@ -434,7 +434,7 @@ def test_timezone_is_set_by_the_timezone_hook(tweak: TweakFactory) -> None:
     [call] = [c for c in t.hooks if c.name == "timezone"]
     assert (call.name, call.root) == ("timezone", ROOT)
     assert call.env["VM_TIMEZONE"] == "Europe/Berlin"
-    assert call.env["SUITE"] == "noble"  # the build facts
+    assert call.env["SUITE"] == "noble"  # the hook environment
     assert call.env["VM_DNS"] == "10.0.3.1 1.1.1.1"  # lists are space separated
     assert call.env["VM_DHCP"] == "1"
     record = next(r for r in t.record if r["name"] == "timezone")

@@ -132,7 +132,7 @@ def upstart_tree(
             plugin.set_defaults()
         distro = ctx.distro
         assert isinstance(distro, DebianFamily)
-        guest = Guest(ROOT, lambda name, variables: ctx.render(name, variables), distro.guest_vars(), ctx.facts)
+        guest = Guest(ROOT, lambda name, variables: ctx.render(name, variables), distro.guest_vars(), ctx.hook_env)
         chosen = distro.select_tweaks(guest)
         apply(chosen, guest)
         return Tree(release, [t.name for t in chosen], BUILTIN_FSTAB)

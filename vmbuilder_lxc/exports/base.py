@@ -33,7 +33,7 @@ class ExportJob:
     epoch: int
     compression: str
     dest_rootfs: Path | None = None
-    facts: dict[str, str] = field(default_factory=dict, compare=False)  # the build's (INIT, ...)
+    hook_env: dict[str, str] = field(default_factory=dict, compare=False)  # the build's (INIT, ...)
     compression_level: int | None = None
     compression_explicit: bool = False  # --compression was given (not each format's default)
     render: Callable[[str, dict[str, Any]], str] = field(default=_no_render, compare=False, repr=False)

@@ -41,7 +41,7 @@ def device_nodes(root: Path) -> list[str]:
 
 
 def meta_files(job: ExportJob) -> dict[str, str]:
-    variables = {"job": job, **guest_config_vars(job.arch, job.facts)}
+    variables = {"job": job, **guest_config_vars(job.arch, job.hook_env)}
     files = {
         "config": job.render("exports/lxc-config.j2", {**variables, "userns": False}),
         "config-user": job.render("exports/lxc-config.j2", {**variables, "userns": True}),
