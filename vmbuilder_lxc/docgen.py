@@ -51,7 +51,8 @@ def options_markdown(hypervisor: str = "lxc", distro: str = "ubuntu") -> str:
         "Every option is also a config-file key: `--name VALUE` on the command line is `name = VALUE` in",
         "`/etc/vmbuilder.cfg`, `~/.vmbuilder.cfg` or a `-c FILE`, in the `[DEFAULT]`, "
         f"`[{hypervisor}]` or `[{distro}]` section.",
-        "Boolean options also have a `--no-` form. List options may be repeated or take commas.",
+        "A boolean option that a config file may set, or that is on by default, also has a `--no-` form.",
+        "List options may be repeated or take commas.",
         "",
     ]
     for title, settings in groups.items():
@@ -62,7 +63,7 @@ def options_markdown(hypervisor: str = "lxc", distro: str = "ubuntu") -> str:
 
 
 def _row(s: Setting) -> str:
-    flags = ", ".join(f"`{f}`" for f in s.flags)
+    flags = ", ".join(f"`{f}`" for f in s.flags + ([f"--no-{s.name}"] if s.negatable else []))
     key = f"`{s.name}`" if s.in_config else "(command line only)"
     meaning = s.help + (f" ({', '.join(s.choices)})" if s.choices else "")
     return f"| {flags} | {key} | {_default(s)} | {meaning} |"
