@@ -1,6 +1,6 @@
 """The `debian` distro plugin: Debian 12 bookworm, 13 trixie, the testing suite and sid.
 
-Like the ubuntu plugin, it is data on top of DebianFamily: RELEASE_FACTS says what a release looks
+Like the ubuntu plugin, it is data on top of DebianFamily: RELEASE_TRAITS says what a release looks
 like inside, BASE_PACKAGES what a server container needs, and debian_tweaks.py what makes it
 container-safe. The only behaviour of its own is where Debian keeps things that Ubuntu keeps
 elsewhere: the security archive is a sibling of the main one, sid has no -updates or -security
@@ -13,7 +13,7 @@ import datetime as dt
 from pathlib import Path
 from typing import ClassVar
 
-from vmbuilder_lxc.distro import DebianFamily, FactsTable, PackagesTable
+from vmbuilder_lxc.distro import DebianFamily, PackagesTable, TraitsTable
 from vmbuilder_lxc.keyring import DEBIAN_KEYRING
 from vmbuilder_lxc.suites import Release
 from vmbuilder_lxc.tweaks import Tweak
@@ -21,9 +21,9 @@ from vmbuilder_lxc.tweaks import Tweak
 from .buildd_tweaks import BUILDD_TWEAKS
 from .debian_tweaks import TWEAKS
 
-# (first version, facts) – later rows override earlier ones; sid (no version) gets every row.
+# (first version, traits) – later rows override earlier ones; sid (no version) gets every row.
 # systemd versions are those of each suite's Packages index (sid and forky: 262 in November 2026).
-RELEASE_FACTS: FactsTable = [
+RELEASE_TRAITS: TraitsTable = [
     ("12", {"init": "systemd", "network": "networkd", "sources": "one-line", "resolved": True,
             "overrides": False, "container_detect": False, "systemd_version": 252}),
     ("13", {"sources": "deb822", "systemd_version": 257}),
@@ -66,7 +66,7 @@ class Debian(DebianFamily):
     default_components: ClassVar[tuple[str, ...]] = ("main",)
     default_user: ClassVar[str] = "debian"
     min_version: ClassVar[tuple[int, ...]] = (12,)
-    facts_table: ClassVar[FactsTable] = RELEASE_FACTS
+    traits_table: ClassVar[TraitsTable] = RELEASE_TRAITS
     packages_table: ClassVar[PackagesTable] = BASE_PACKAGES
     buildd_packages_table: ClassVar[PackagesTable] = BUILDD_PACKAGES
     arch_table: ClassVar[PackagesTable] = ARCHITECTURES

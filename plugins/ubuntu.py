@@ -1,6 +1,6 @@
 """The `ubuntu` distro plugin: every Ubuntu release from lucid 10.04 (upstart) to the devel series.
 
-Everything release-specific is data: RELEASE_FACTS says what a release looks like inside (init
+Everything release-specific is data: RELEASE_TRAITS says what a release looks like inside (init
 system and its features, network stack, sources format), BASE_PACKAGES what a server container
 needs, and the tweak table in ubuntu_tweaks.py what makes it container-safe. The code is
 DebianFamily's, shared with the debian plugin.
@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar
 
-from vmbuilder_lxc.distro import DebianFamily, FactsTable, PackagesTable
+from vmbuilder_lxc.distro import DebianFamily, PackagesTable, TraitsTable
 from vmbuilder_lxc.keyring import UBUNTU_KEYRING
 from vmbuilder_lxc.suites import Release
 from vmbuilder_lxc.tweaks import Tweak
@@ -20,9 +20,9 @@ from .buildd_tweaks import BUILDD_TWEAKS
 from .ubuntu_tweaks import TWEAKS
 from .upstart_tweaks import MANAGER_MOUNTS
 
-# (first version, facts) – later rows override earlier ones from their version on. Sources: the
+# (first version, traits) – later rows override earlier ones from their version on. Sources: the
 # upstart and systemd packages of each release (see docs/releases.md).
-RELEASE_FACTS: FactsTable = [
+RELEASE_TRAITS: TraitsTable = [
     ("10.04", {"init": "upstart", "upstart_version": "0.6.5", "network": "ifupdown", "sources": "one-line",
                "resolved": False, "overrides": False, "container_detect": False}),
     ("10.10", {"upstart_version": "0.6.6"}),
@@ -116,7 +116,7 @@ class Ubuntu(DebianFamily):
     default_components: ClassVar[tuple[str, ...]] = ("main", "restricted", "universe")
     default_user: ClassVar[str] = "ubuntu"
     min_version: ClassVar[tuple[int, ...]] = (10, 4)
-    facts_table: ClassVar[FactsTable] = RELEASE_FACTS
+    traits_table: ClassVar[TraitsTable] = RELEASE_TRAITS
     packages_table: ClassVar[PackagesTable] = BASE_PACKAGES
     buildd_packages_table: ClassVar[PackagesTable] = BUILDD_PACKAGES
     buildd_tweaks: ClassVar[tuple[Tweak, ...]] = BUILDD_TWEAKS

@@ -2,7 +2,7 @@
 bootstrap through the cache, the package phase, users, and applying the distro's tweak table.
 
 A distro plugin subclasses DebianFamily and supplies only data: its keyring, debootstrap script,
-components, release facts, base packages and tweak table. Ubuntu and Debian share every line of
+components, release traits, base packages and tweak table. Ubuntu and Debian share every line of
 code below.
 """
 
@@ -39,11 +39,11 @@ from .plugin import Distro
 from .run import run
 from .settings import Needs, Setting, Settings
 from .suites import Release, ReleaseTable
-from .tweaks import Guest, GuestFacts, Tweak, apply, select, version_key
+from .tweaks import Guest, ReleaseTraits, Tweak, apply, select, version_key
 from .verified import verified
 
-# (first version, facts): later rows override earlier ones from their version on.
-FactsTable = Sequence[tuple[str, dict[str, object]]]
+# (first version, traits): later rows override earlier ones from their version on.
+TraitsTable = Sequence[tuple[str, dict[str, object]]]
 # (first version, last version or None, packages).
 PackagesTable = Sequence[tuple[str, str | None, tuple[str, ...]]]
 
@@ -106,7 +106,7 @@ class DebianFamily(Distro):
     default_components: ClassVar[tuple[str, ...]] = ("main",)
     default_user: ClassVar[str] = "ubuntu"
     min_version: ClassVar[tuple[int, ...]] = ()
-    facts_table: ClassVar[FactsTable] = ()
+    traits_table: ClassVar[TraitsTable] = ()
     packages_table: ClassVar[PackagesTable] = ()
     unwanted_table: ClassVar[PackagesTable] = ()
     # (first version, last version or None, architectures): what the archive has a base system for.
@@ -119,7 +119,7 @@ class DebianFamily(Distro):
     template_vars: ClassVar[dict[str, Any]] = {}  # extra data for the tweak templates
 
     release: Release
-    facts: GuestFacts
+    traits: ReleaseTraits
     imported: template_import.Template | None = None  # --from-template: deployed instead of bootstrapped
 
     # -- settings -------------------------------------------------------------------------------
@@ -216,15 +216,15 @@ class DebianFamily(Distro):
 
     # -- release data ---------------------------------------------------------------------------
 
-    def release_facts(self, release: Release) -> GuestFacts:
-        """Merge the facts table up to the release; systemd-initctl ships up to systemd 257."""
+    def release_traits(self, release: Release) -> ReleaseTraits:
+        """Merge the traits table up to the release; systemd-initctl ships up to systemd 257."""
         values: dict[str, object] = {}
-        for since, facts in self.facts_table:
+        for since, traits in self.traits_table:
             if release.version_key >= version_key(since):
-                values.update(facts)
+                values.update(traits)
         if "initctl" not in values and values.get("init") == "systemd":
             values["initctl"] = int(str(values.get("systemd_version", 0))) < 258
-        return GuestFacts(**values)  # type: ignore[arg-type]
+        return ReleaseTraits(**values)  # type: ignore[arg-type]
 
     def _from_table(self, table: PackagesTable) -> list[str]:
         key = self.release.version_key
@@ -248,27 +248,27 @@ class DebianFamily(Distro):
     def tweak_table(self) -> Sequence[Tweak]:
         return self.buildd_tweaks if self.profile() == "buildd" else self.tweaks
 
-    def tweak_facts(self) -> GuestFacts:
-        """The facts that select the tweaks: the release's, with --initctl-listener applied.
+    def tweak_traits(self) -> ReleaseTraits:
+        """The traits that select the tweaks: the release's, with --initctl-listener applied.
 
         `initctl` says whether the release itself listens on /run/initctl; the listener tweaks
         apply where it is False. `always` installs ours in place of the release's, `never` nowhere.
         """
         mode = self.settings.get_str("initctl-listener") or "auto"
         if mode == "always":
-            return dataclasses.replace(self.facts, initctl=False)
+            return dataclasses.replace(self.traits, initctl=False)
         if mode == "never":
-            return dataclasses.replace(self.facts, initctl=True)
-        return self.facts
+            return dataclasses.replace(self.traits, initctl=True)
+        return self.traits
 
     def initctl_listener(self) -> str:
         """Who reads /run/initctl in the guest: vmbuilder (ours), systemd (systemd-initctl) or none."""
-        if not self.tweak_facts().initctl:
+        if not self.tweak_traits().initctl:
             return "vmbuilder"
-        return "systemd" if self.facts.initctl else "none"
+        return "systemd" if self.traits.initctl else "none"
 
     def select_tweaks(self, guest: Guest) -> list[Tweak]:
-        return select(self.tweak_table(), self.release, self.tweak_facts(), guest)
+        return select(self.tweak_table(), self.release, self.tweak_traits(), guest)
 
     def mmdebstrap_ok(self) -> bool:
         return not self.mmdebstrap_since or self.release.version_key >= version_key(self.mmdebstrap_since)
@@ -349,7 +349,7 @@ class DebianFamily(Distro):
         for release in releases:
             opened = release is devel  # the archive said so, whatever distro-info-data's dates say
             why = self.unsupported(release) or (None if opened else release.not_open(today))
-            facts = self.release_facts(release) if not why else None
+            traits = self.release_traits(release) if not why else None
             rows.append(
                 {
                     "series": release.series,
@@ -357,8 +357,8 @@ class DebianFamily(Distro):
                     "codename": release.codename,
                     "released": str(release.released or "-"),
                     "status": "devel" if opened else release.status(today),
-                    "init": facts.init if facts else "-",
-                    "network": facts.network if facts else "-",
+                    "init": traits.init if traits else "-",
+                    "network": traits.network if traits else "-",
                     "verified": verified(self.name, release.series, devel=release is devel).label,
                     "supported": "no: " + why if why else "yes",
                 }
@@ -382,7 +382,7 @@ class DebianFamily(Distro):
         if s["from-template"]:  # checks the whole archive; adopts its release unless --suite was given
             self.imported = template_import.prepare(self)
         self.release = self.resolve_suite(str(s["suite"]))
-        self.facts = self.release_facts(self.release)
+        self.traits = self.release_traits(self.release)
         ctx = self.context
         ctx.hook_env.update(
             {
@@ -392,10 +392,10 @@ class DebianFamily(Distro):
                 "RELEASE_VERSION": self.release.version,
                 "ARCH": str(s["arch"]),
                 "HOSTNAME": str(s["hostname"]),
-                "INIT": self.facts.init,
-                "UPSTART_VERSION": self.facts.upstart_version,
-                "SYSTEMD_VERSION": str(self.facts.systemd_version or ""),
-                "CONTAINER_DETECT": "yes" if self.facts.container_detect else "no",
+                "INIT": self.traits.init,
+                "UPSTART_VERSION": self.traits.upstart_version,
+                "SYSTEMD_VERSION": str(self.traits.systemd_version or ""),
+                "CONTAINER_DETECT": "yes" if self.traits.container_detect else "no",
                 "INITCTL_LISTENER": self.initctl_listener(),
                 "PROFILE": self.profile(),
                 "HYPERVISOR": ctx.hypervisor_name,
@@ -407,8 +407,8 @@ class DebianFamily(Distro):
             "series": self.release.series,
             "version": self.release.version,
             "codename": self.release.codename,
-            "init": self.facts.init,
-            "network": self.facts.network,
+            "init": self.traits.init,
+            "network": self.traits.network,
         }
         ctx.summary["initctl_listener"] = self.initctl_listener()
         ctx.summary["profile"] = self.profile()
@@ -675,11 +675,11 @@ class DebianFamily(Distro):
             "mirror": aptargs.mirror(mirror),
             "security_mirror": aptargs.mirror(security, "--security-mirror"),
             "distro": self.name,
-            "init": self.facts.init,
+            "init": self.traits.init,
             "pockets": list(self.pockets()),
             "keyring": str(self.keyring_path),  # where the guest's own keyring package puts it
             "user": s["user"],
-            "systemd_version": self.facts.systemd_version,
+            "systemd_version": self.traits.systemd_version,
             **self.template_vars,
         }
 

@@ -209,7 +209,7 @@ def newest_systemd_258(today: dt.date | None = None) -> list[str]:
         bare = cls.__new__(cls)
         try:
             for release in served(cls, today):
-                version = bare.release_facts(release).systemd_version
+                version = bare.release_traits(release).systemd_version
                 if int(version or 0) >= 258:
                     found.append(f"{name} {release.series}")
         except (UserError, TypeError, ValueError):

@@ -26,7 +26,7 @@ from .suites import version_key as version_key  # distro.py's import of it
 
 
 @dataclass(frozen=True)
-class GuestFacts:
+class ReleaseTraits:
     """What a release looks like inside, as far as tweaks care."""
 
     init: str = "systemd"  # systemd | upstart
@@ -54,22 +54,22 @@ class When:
     initctl: bool | None = None  # False: nothing in the release listens on /run/initctl
     installed: str | None = None  # a package that must be installed in the guest
 
-    def matches(self, release: Release, facts: GuestFacts, guest: Guest) -> bool:
+    def matches(self, release: Release, traits: ReleaseTraits, guest: Guest) -> bool:
         if not release.in_range(self.since, self.until):
             return False
-        if self.init and facts.init != self.init:
+        if self.init and traits.init != self.init:
             return False
-        if self.network and facts.network != self.network:
+        if self.network and traits.network != self.network:
             return False
-        if self.sources and facts.sources != self.sources:
+        if self.sources and traits.sources != self.sources:
             return False
-        if self.resolved is not None and facts.resolved != self.resolved:
+        if self.resolved is not None and traits.resolved != self.resolved:
             return False
-        if self.overrides is not None and facts.overrides != self.overrides:
+        if self.overrides is not None and traits.overrides != self.overrides:
             return False
-        if self.container_detect is not None and facts.container_detect != self.container_detect:
+        if self.container_detect is not None and traits.container_detect != self.container_detect:
             return False
-        if self.initctl is not None and facts.initctl != self.initctl:
+        if self.initctl is not None and traits.initctl != self.initctl:
             return False
         return not (self.installed and not guest.is_installed(self.installed))
 
@@ -431,8 +431,8 @@ def _env_value(value: Any) -> str:
     return str(line(text, "a hook variable", "a hook's environment"))
 
 
-def select(tweaks: Iterable[Tweak], release: Release, facts: GuestFacts, guest: Guest) -> list[Tweak]:
-    return [t for t in tweaks if t.when.matches(release, facts, guest)]
+def select(tweaks: Iterable[Tweak], release: Release, traits: ReleaseTraits, guest: Guest) -> list[Tweak]:
+    return [t for t in tweaks if t.when.matches(release, traits, guest)]
 
 
 def apply(tweaks: Sequence[Tweak], guest: Guest) -> list[dict[str, Any]]:

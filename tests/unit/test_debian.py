@@ -1,4 +1,4 @@
-"""The debian plugin: suites, release facts, base packages, and its tweaks on a (fake) rootfs.
+"""The debian plugin: suites, release traits, base packages, and its tweaks on a (fake) rootfs.
 
 Like test_tweaks.py for Ubuntu, the variables come from the real DebianFamily.guest_vars() of a
 context configured like `vmbuilder lxc debian --suite SUITE ...`, rendered with the packaged
@@ -28,7 +28,7 @@ from vmbuilder_lxc.log import UserError
 from vmbuilder_lxc.mirrors import DEBOOTSTRAP_BIN, DEBOOTSTRAP_SCRIPTS
 from vmbuilder_lxc.render import Templates
 from vmbuilder_lxc.suites import DISTRO_INFO_DIR
-from vmbuilder_lxc.tweaks import DropIn, File, Guest, GuestFacts, apply
+from vmbuilder_lxc.tweaks import DropIn, File, Guest, ReleaseTraits, apply
 
 MIRROR = "http://mirror.test/debian"
 SECURITY = "http://mirror.test/debian-security"
@@ -174,16 +174,16 @@ def test_unknown_suite_lists_the_supported_ones(debian: DebianFamily, monkeypatc
     assert err.value.hint == "use --suite with one of: bookworm, trixie, forky, sid, devel, lts, stable"
 
 
-# -- release facts, packages, defaults -----------------------------------------------------------------
+# -- release traits, packages, defaults -----------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
     ("suite", "sources", "systemd"),
     [("bookworm", "one-line", 252), ("trixie", "deb822", 257), ("forky", "deb822", 262), ("sid", "deb822", 262)],
 )
-def test_release_facts(debian: DebianFamily, suite: str, sources: str, systemd: int) -> None:
-    facts = debian.release_facts(debian.resolve_suite(suite, TODAY))
-    assert facts == GuestFacts(
+def test_release_traits(debian: DebianFamily, suite: str, sources: str, systemd: int) -> None:
+    traits = debian.release_traits(debian.resolve_suite(suite, TODAY))
+    assert traits == ReleaseTraits(
         init="systemd", network="networkd", sources=sources, resolved=True, systemd_version=systemd,
         initctl=systemd < 258,
     )  # fmt: skip

@@ -265,7 +265,7 @@ def test_cgroup_layouts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, layout:
         assert "systemd.unified_cgroup_hierarchy=1" in r.fix
 
 
-def test_systemd_258_suites_come_from_the_facts_table(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_systemd_258_suites_come_from_the_traits_table(monkeypatch: pytest.MonkeyPatch) -> None:
     ubuntu = discover()["ubuntu"]
     monkeypatch.setattr(host, "distros", lambda: {"ubuntu": ubuntu})
     monkeypatch.setattr(

@@ -30,7 +30,7 @@ from tests.unit.test_tweaks import TWEAKS, Tweaked, TweakFactory, tweak  # noqa:
 from vmbuilder_lxc.log import UserError
 from vmbuilder_lxc.render import Templates
 from vmbuilder_lxc.suites import Release
-from vmbuilder_lxc.tweaks import Guest, GuestFacts, When
+from vmbuilder_lxc.tweaks import Guest, ReleaseTraits, When
 
 INITREQ_MAGIC = 0x03091969
 CMD_RUNLVL = 1
@@ -354,20 +354,20 @@ def test_service_reads_the_fifo_on_stdin_and_logs_to_the_journal() -> None:
 
 
 @pytest.mark.parametrize(
-    ("facts", "selected"),
+    ("traits", "selected"),
     [
-        (GuestFacts(init="systemd", systemd_version=259, initctl=False), True),  # resolute
-        (GuestFacts(init="systemd", systemd_version=262, initctl=False), True),  # Debian forky
-        (GuestFacts(init="systemd", systemd_version=255, initctl=True), False),  # noble
-        (GuestFacts(init="upstart", initctl=False), False),  # upstart has its own job
+        (ReleaseTraits(init="systemd", systemd_version=259, initctl=False), True),  # resolute
+        (ReleaseTraits(init="systemd", systemd_version=262, initctl=False), True),  # Debian forky
+        (ReleaseTraits(init="systemd", systemd_version=255, initctl=True), False),  # noble
+        (ReleaseTraits(init="upstart", initctl=False), False),  # upstart has its own job
     ],
 )
-def test_when_initctl(facts: GuestFacts, selected: bool) -> None:
+def test_when_initctl(traits: ReleaseTraits, selected: bool) -> None:
     release = Release("ubuntu", "x", "26.04", "X", None, None, None)
     guest = Guest(Path("/nonexistent"), lambda n, v: "", {}, {})
     systemd_tweak = next(t for t in TWEAKS if t.name == "initctl-listener")
     assert systemd_tweak.when == When(init="systemd", initctl=False)
-    assert systemd_tweak.when.matches(release, facts, guest) is selected
+    assert systemd_tweak.when.matches(release, traits, guest) is selected
 
 
 def check_installed(t: Tweaked) -> None:
@@ -397,7 +397,7 @@ def test_resolute_gets_the_listener_by_default(tweak: TweakFactory) -> None:  # 
     check_installed(t)
     assert t.ctx.hook_env["INITCTL_LISTENER"] == "vmbuilder"
     assert t.ctx.summary["initctl_listener"] == "vmbuilder"
-    assert t.distro.facts.initctl is False, "the release facts keep their meaning"
+    assert t.distro.traits.initctl is False, "the release traits keep their meaning"
 
 
 def test_noble_keeps_systemd_initctl_by_default(tweak: TweakFactory) -> None:  # noqa: F811
@@ -411,7 +411,7 @@ def test_always_replaces_systemd_initctl(tweak: TweakFactory) -> None:  # noqa: 
     t = tweak("--suite", "noble", "--initctl-listener", "always")
     check_installed(t)
     assert t.ctx.hook_env["INITCTL_LISTENER"] == "vmbuilder"
-    assert t.distro.facts.initctl is True and t.distro.tweak_facts().initctl is False
+    assert t.distro.traits.initctl is True and t.distro.tweak_traits().initctl is False
 
 
 @pytest.mark.parametrize(("suite", "who"), [("noble", "systemd"), ("resolute", "none")])

@@ -26,7 +26,7 @@ from vmbuilder_lxc.localegen import enable_locale, locale_a_name, supported_entr
 from vmbuilder_lxc.log import UserError
 from vmbuilder_lxc.run import CommandResult
 from vmbuilder_lxc.suites import DISTRO_INFO_DIR, Release
-from vmbuilder_lxc.tweaks import Guest, GuestFacts, Tweak, apply
+from vmbuilder_lxc.tweaks import Guest, ReleaseTraits, Tweak, apply
 
 LOCALE_TWEAKS = {"locale", "locale-conf"}
 UBUNTU_TWEAKS: tuple[Tweak, ...] = importlib.import_module("vmbuilder_lxc.plugins.ubuntu_tweaks").TWEAKS
@@ -166,7 +166,7 @@ def release(distro: str, series: str, version: str) -> Release:
 def test_exactly_one_layout_per_release(fake_fs: FakeFilesystem, table: tuple[Tweak, ...], rel: Release,
                                         expected: str) -> None:  # fmt: skip
     guest = Guest(ROOT, lambda name, variables: "", {}, {})
-    chosen = [t.name for t in table if t.name in LOCALE_TWEAKS and t.when.matches(rel, GuestFacts(), guest)]
+    chosen = [t.name for t in table if t.name in LOCALE_TWEAKS and t.when.matches(rel, ReleaseTraits(), guest)]
     assert chosen == [expected]
 
 

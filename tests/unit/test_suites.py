@@ -272,7 +272,7 @@ def test_releases_before_lucid_are_refused(ubuntu: DebianFamily, suite: str) -> 
 )  # fmt: skip
 def test_old_releases_are_not_refused(ubuntu: DebianFamily, suite: str, init: str) -> None:
     release = ubuntu.resolve_suite(suite, dt.date(2025, 11, 21))
-    assert ubuntu.release_facts(release).init == init
+    assert ubuntu.release_traits(release).init == init
 
 
 @pytest.mark.parametrize(("suite", "series"), [("xenial", "xenial"), ("16.04", "xenial"), ("lts", "noble")])

@@ -30,10 +30,10 @@ from vmbuilder_lxc.tweaks import (
     Enable,
     File,
     Guest,
-    GuestFacts,
     Hook,
     Mask,
     OwnedFileError,
+    ReleaseTraits,
     Remove,
     Symlink,
     Truncate,
@@ -227,16 +227,16 @@ def test_guest_without_dpkg_status_has_nothing_installed(fs: FakeFilesystem) -> 
 )
 def test_when_version_ranges(fs: FakeFilesystem, when: When, version: str, matches: bool) -> None:
     release = Release("ubuntu", "x", version, "X", None, None, None)
-    assert when.matches(release, GuestFacts(), Guest(Path("/"), lambda n, v: "", {}, {})) is matches
+    assert when.matches(release, ReleaseTraits(), Guest(Path("/"), lambda n, v: "", {}, {})) is matches
 
 
-def test_release_facts(tweak: TweakFactory) -> None:
+def test_release_traits(tweak: TweakFactory) -> None:
     distro = tweak("--suite", "xenial", do_apply=False).distro
-    assert distro.facts == GuestFacts(
+    assert distro.traits == ReleaseTraits(
         init="systemd", network="ifupdown", sources="one-line", resolved=False, systemd_version=229, initctl=True
     )
     distro = tweak("--suite", "noble", do_apply=False, rootfs=False).distro
-    assert distro.facts == GuestFacts(
+    assert distro.traits == ReleaseTraits(
         init="systemd", network="netplan", sources="deb822", resolved=True, systemd_version=255, initctl=True
     )
 
@@ -463,7 +463,7 @@ def test_applying_twice_gives_the_same_tree(tweak: TweakFactory) -> None:
     first = tweak("--suite", "noble")
     snapshot = {p: (p.is_symlink(), os.readlink(p) if p.is_symlink() else p.read_bytes())
                 for p in ROOT.rglob("*") if p.is_file() or p.is_symlink()}  # fmt: skip
-    apply(select(TWEAKS, first.distro.release, first.distro.facts, first.guest), first.guest)
+    apply(select(TWEAKS, first.distro.release, first.distro.traits, first.guest), first.guest)
     again = {p: (p.is_symlink(), os.readlink(p) if p.is_symlink() else p.read_bytes())
              for p in ROOT.rglob("*") if p.is_file() or p.is_symlink()}  # fmt: skip
     assert again == snapshot
