@@ -55,7 +55,7 @@ NETWORK = "Network options"
 LOCALE = "Locale and time"
 
 # --variant -> what is built: a bootable container, or a chroot for sbuild/schroot (docs/sbuild.md).
-PROFILES = {"minbase": "container", "buildd": "buildd", "default": "container"}
+VARIANT_PROFILE = {"minbase": "container", "buildd": "buildd", "default": "container"}
 # Settings a buildd chroot has no use for: it has only a locked root and never boots.
 BUILDD_IGNORES = ("user", "name", "pass", "uid", "rootpass", "ssh-key", "ssh-user-key", "lang", "timezone",
                   "ip", "gw", "dns")  # fmt: skip
@@ -143,14 +143,14 @@ class DebianFamily(Distro):
             Setting("initctl-listener", "our listener on /run/initctl for libvirt-lxc's virsh shutdown and "
                     "reboot: where the release has none (auto), in place of systemd-initctl too (always), "
                     "or not at all (never)", default="auto", choices=INITCTL_LISTENER_MODES,
-                    needs=(Needs(lambda s: PROFILES.get(str(s["variant"])) != "buildd",
+                    needs=(Needs(lambda s: VARIANT_PROFILE.get(str(s["variant"])) != "buildd",
                                  "with --variant buildd (a chroot has no init)"),), group=OS),
             # installation
             Setting("suite", "release to install: codename, version, or devel/lts/stable",
                     default="lts", validate=v.suite, group=INSTALL),
             Setting("variant", "debootstrap variant of the base; buildd builds a chroot for sbuild and "
                     "schroot instead of a container (docs/sbuild.md)", default=default_variant,
-                    choices=tuple(PROFILES), group=INSTALL),
+                    choices=tuple(VARIANT_PROFILE), group=INSTALL),
             Setting("mirror", "archive mirror written into the guest's apt sources",
                     default=self._default_mirror, metavar="URL", validate=v.mirror, group=INSTALL),
             Setting("install-mirror", "mirror used only while building (e.g. a local cache)",
@@ -236,7 +236,7 @@ class DebianFamily(Distro):
 
     def profile(self) -> str:
         """container or buildd, from --variant."""
-        return PROFILES[str(self.settings["variant"])]
+        return VARIANT_PROFILE[str(self.settings["variant"])]
 
     def base_packages(self) -> list[str]:
         return self._from_table(self.buildd_packages_table if self.profile() == "buildd" else self.packages_table)

@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 COMPRESSIONS = ("zstd", "xz", "gzip", "none")
-# Which --variant a format needs: a bootable container, a buildd chroot, or either.
-PROFILES = ("container", "buildd", "any")
+# The values of ExportFormat.profile: the --variant a format needs (a bootable container, a buildd chroot,
+# or either).
+FORMAT_PROFILES = ("container", "buildd", "any")
 
 
 def _no_render(name: str, variables: dict[str, Any]) -> str:
