@@ -20,7 +20,7 @@ from . import __version__, compat, pipeline
 from .context import Context
 from .log import LOG, UserError, setup_logging
 from .options import core_settings
-from .plugin import Plugin, PluginError, by_kind, call_report, commands_for, discover
+from .plugin import Distro, Plugin, PluginError, by_kind, call_report, commands_for, discover
 from .render import Templates
 from .run import INTERRUPT_SIGNALS, BuildError, BuildInterrupted, CommandError, interrupt_exit_code
 from .settings import SYSTEM_CONFIG, USER_CONFIG, Setting, Settings, build_parser
@@ -116,6 +116,11 @@ def make_context(hypervisor: str, distro: str, plugins: dict[str, type[Plugin]])
             except ValueError as exc:
                 raise PluginError(cls.name, "register_options", exc) from exc
         ctx.plugins.append(plugin)
+    # Context holds the distro and the hypervisor as fields: `classes` made them first and last.
+    distro_plugin, ctx.hypervisor = ctx.plugins[0], ctx.plugins[-1]
+    if not isinstance(distro_plugin, Distro):
+        raise UserError(f"distro plugin '{distro}' is not a Distro", "subclass vmbuilder_lxc.plugin.Distro")
+    ctx.distro = distro_plugin
     return ctx
 
 

@@ -24,6 +24,7 @@ from .cli import GLOBAL_FLAGS, GLOBAL_VALUE_FLAGS, build_command_parser, make_co
 from .distro import NATIVE_MACHINES, DebianFamily
 from .log import UserError
 from .plugin import Plugin, by_kind, command_parsers, commands_for, discover
+from .plugintypes import DistroPlugin
 from .settings import Setting
 from .suites import ALIASES
 
@@ -69,7 +70,7 @@ def value_for(
     return Value(PATH_KINDS.get(metavar or "", "text"))
 
 
-def suite_value(distro: Plugin) -> Value | None:
+def suite_value(distro: DistroPlugin) -> Value | None:
     """The suites a Debian-family plugin builds, from distro-info-data only (the archive probe for a
     devel series newer than distro-info-data needs the network, so it is left to TAB time's csv)."""
     if not isinstance(distro, DebianFamily):

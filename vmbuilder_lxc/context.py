@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING, Any
 
 from .guestfs import GuestFS
 from .log import UserError
+from .plugintypes import BuildPlugin, DistroPlugin
 from .render import Templates
 from .settings import Settings
 
 if TYPE_CHECKING:
     from .chroot import Chroot
-    from .plugin import Distro, Hypervisor, Plugin
     from .run import CommandResult
 
 
@@ -26,25 +26,17 @@ class Context:
     settings: Settings
     hypervisor_name: str
     distro_name: str
-    plugins: list[Plugin] = field(default_factory=list)
+    plugins: list[BuildPlugin] = field(default_factory=list)
     workdir: Path | None = None
     chroot: Chroot | None = None
     templates: Templates | None = None
     hook_env: dict[str, str] = field(default_factory=dict)  # hook scripts' environment (SUITE, ARCH, ...)
     summary: dict[str, Any] = field(default_factory=dict)
     keep_dest: bool = True  # False with --export-only: the build exists only for its exports
-
-    @property
-    def distro(self) -> Distro:
-        from .plugin import Distro
-
-        return next(p for p in self.plugins if isinstance(p, Distro))
-
-    @property
-    def hypervisor(self) -> Hypervisor:
-        from .plugin import Hypervisor
-
-        return next(p for p in self.plugins if isinstance(p, Hypervisor))
+    # Two of `plugins`, set by cli.make_context once they exist (a plugin is made with its Context,
+    # so they cannot be constructor arguments). Typed by Protocol: this module never imports plugin.py.
+    distro: DistroPlugin = field(init=False, repr=False, compare=False)
+    hypervisor: BuildPlugin = field(init=False, repr=False, compare=False)
 
     @property
     def dest(self) -> Path:

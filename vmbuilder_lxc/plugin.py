@@ -26,6 +26,7 @@ from .settings import Setting, Settings
 
 if TYPE_CHECKING:
     from .context import Context
+    from .plugintypes import BuildPlugin
     from .run import CommandResult
 
 ENTRY_POINT_GROUP = "vmbuilder_lxc.plugins"
@@ -176,7 +177,7 @@ def by_kind(plugins: dict[str, type[Plugin]], kind: str) -> dict[str, type[Plugi
     return {n: c for n, c in sorted(plugins.items()) if c.kind == kind}
 
 
-def call_hook(plugins: Sequence[Plugin], hook: str, *args: Any) -> None:
+def call_hook(plugins: Sequence[BuildPlugin], hook: str, *args: Any) -> None:
     """Call `hook` on each plugin in order; wrap unexpected exceptions with the plugin's name."""
     for plugin in plugins:
         fn = getattr(plugin, hook)
@@ -213,7 +214,7 @@ def command_parsers(plugins: dict[str, type[Plugin]], hypervisor: str) -> dict[s
     return dict(sorted(found.items()))
 
 
-def call_report(plugin: Plugin) -> str | None:
+def call_report(plugin: BuildPlugin) -> str | None:
     """The plugin's report hook, with errors named after the plugin as call_hook does."""
     try:
         return plugin.report()
