@@ -164,8 +164,14 @@ ALWAYS = {"fstab", "hostname", "machine-id", "instance-secrets", "timezone", "ss
         ("jammy", {"locale", "network-netplan", "resolv-conf-resolved", "apt-sources-one-line"}),
         ("noble", {"locale-conf", "network-netplan", "resolv-conf-resolved", "apt-sources-deb822"}),
         ("oracular", {"locale-conf", "network-netplan", "resolv-conf-resolved", "apt-sources-deb822"}),
-        ("plucky", {"locale-conf", "network-netplan", "netplan-configure-udev", "resolv-conf-resolved", "apt-sources-deb822"}),
-        ("questing", {"locale-conf", "network-netplan", "netplan-configure-udev", "resolv-conf-resolved", "apt-sources-deb822"}),
+        (
+            "plucky",
+            {"locale-conf", "network-netplan", "netplan-configure-udev", "resolv-conf-resolved", "apt-sources-deb822"},
+        ),
+        (
+            "questing",
+            {"locale-conf", "network-netplan", "netplan-configure-udev", "resolv-conf-resolved", "apt-sources-deb822"},
+        ),
         (
             "resolute",
             {
