@@ -1,4 +1,4 @@
-"""The `export` plugin: template archives for other consumers, from a build or from a finished one.
+"""The `export` plugin: image archives for other consumers, from a build or from a finished one.
 
 `--export tar,lxc,lxd,incus,squashfs,sbuild` writes them into --export-dir at the end of a build,
 beside the rootfs directory or, with --export-only, instead of it. `vmbuilder lxc export DEST`

@@ -1,4 +1,4 @@
-"""Opening a template tarball: the compression from its magic bytes, then the headers through tarstream.
+"""Opening an image tarball (--from-template): the compression from its magic bytes, then the headers through tarstream.
 
 The file is read forward once. Decompression is streamed (gzip, bzip2, xz in-process, zstd through
 the zstd command) with bounded memory: xz's dictionary is capped at XZ_MEMLIMIT, which LZMAFile

@@ -1,6 +1,6 @@
-"""Refusing unsafe template tarballs before anything is extracted.
+"""Refusing unsafe image tarballs (--from-template) before anything is extracted.
 
-A template tarball (ours or another tool's: LXC's rootfs.tar.xz, an LXD unified tarball whose
+An image tarball (ours or another tool's: LXC's rootfs.tar.xz, an LXD unified tarball whose
 rootfs is under rootfs/, a plain rootfs tar, sbuild's .tar.zst) is extracted as root, so one crafted
 member could write anywhere on the host: an absolute or `..` name, a file written through a symlink
 that an earlier member planted, a hardlink to a host file, a directory whose owner and mode land on
@@ -372,7 +372,7 @@ def safe_extract(
     written before the whole archive has been checked, including that its contents fit in the free
     space at `dest`. Device nodes (only allowed under dev/) are not extracted; their names are
     returned and logged. The archive must not change between the check and the extraction: keep
-    templates where only root can write.
+    images where only root can write.
     """
     strip_parts = _strip_parts(strip)
     if dest.exists() or dest.is_symlink():

@@ -116,8 +116,8 @@ class Chroot:
     def __init__(self, root: Path, *, apt_proxy: str | None = None) -> None:
         self.root = root
         self.apt_proxy = apt_proxy
-        # With a template's rootfs, each command gets its own PID namespace and /proc: the build's
-        # proc shows the host's processes, and a template symlink through /proc/1/root would lead a
+        # With an imported image's rootfs, each command gets its own PID namespace and /proc: the build's
+        # proc shows the host's processes, and an image's symlink through /proc/1/root would lead a
         # chroot'd useradd or chpasswd to the host's files. In its own namespace /proc/1 is the
         # command itself, whose root is the chroot. (Off for bootstraps: ischroot and
         # systemd-detect-virt --chroot in maintainer scripts compare / with /proc/1/root.)

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from . import __version__, aptargs, aptnet, shellhooks, template_import
+from . import __version__, aptargs, aptnet, image_import, shellhooks
 from . import validators as v
 from .bootstrap import INSECURE_APTOPTS, BootstrapRequest, bootstrap, choose_backend
 from .cache import BaseCache, cache_key, check_cache_dir
@@ -120,7 +120,7 @@ class DebianFamily(Distro):
 
     release: Release
     traits: ReleaseTraits
-    imported: template_import.Template | None = None  # --from-template: deployed instead of bootstrapped
+    imported: image_import.ImportedImage | None = None  # --from-template: deployed instead of bootstrapped
 
     # -- settings -------------------------------------------------------------------------------
 
@@ -170,7 +170,7 @@ class DebianFamily(Distro):
                     group=INSTALL),
             Setting("list-suites", "print every release this plugin knows (init system, network, "
                     "how the tests verify it, support) and exit", "bool", False, in_config=False, group=INSTALL),
-            *template_import.template_settings(INSTALL),
+            *image_import.import_settings(INSTALL),
             # users
             Setting("user", "name of the initial user (in the sudo group)", default=self.default_user,
                     validate=v.username, group=USER),
@@ -380,7 +380,7 @@ class DebianFamily(Distro):
     def set_defaults(self) -> None:
         s = self.settings
         if s["from-template"]:  # checks the whole archive; adopts its release unless --suite was given
-            self.imported = template_import.prepare(self)
+            self.imported = image_import.prepare(self)
         self.release = self.resolve_suite(str(s["suite"]))
         self.traits = self.release_traits(self.release)
         ctx = self.context
@@ -421,7 +421,7 @@ class DebianFamily(Distro):
                 LOG.warning("--variant buildd ignores %s: a buildd chroot has only a locked root and never "
                             "boots (sbuild adds its build user per session)", ", ".join(ignored))  # fmt: skip
         if self.imported:  # nothing is downloaded: no keyring or bootstrapper is needed
-            template_import.preflight(self, self.imported)
+            image_import.preflight(self, self.imported)
         elif not s.get_bool("insecure"):
             fprs = require_keyring(self.keyring(), self.name)
             LOG.debug("archive keys: %s", ", ".join(fprs))
@@ -558,7 +558,7 @@ class DebianFamily(Distro):
 
     def bootstrap(self) -> None:
         if self.imported:
-            return template_import.extract(self, self.imported)
+            return image_import.extract(self, self.imported)
         s = self.settings
         ctx = self.context
         req = self.bootstrap_request()
@@ -685,7 +685,7 @@ class DebianFamily(Distro):
 
     def configure_os(self) -> None:
         if self.imported:  # the rootfs is container-ready: only identity and the initial user
-            return template_import.configure(self, self.imported)
+            return image_import.configure(self, self.imported)
         ctx = self.context
         guest = Guest(ctx.rootfs, lambda name, variables: ctx.render(name, variables), self.guest_vars(), ctx.hook_env)
         chosen = self.select_tweaks(guest)
@@ -729,8 +729,8 @@ class DebianFamily(Distro):
             argv += ["--comment", str(s["name"])]
         if s["uid"] is not None:
             argv += ["--uid", str(s["uid"])]
-        if self.imported:  # keeps an account the template already has
-            template_import.add_user(self, argv, user)
+        if self.imported:  # keeps an account the image already has
+            image_import.add_user(self, argv, user)
         else:
             self.run_in_target(*argv, user)
         passwords = []
@@ -757,7 +757,7 @@ class DebianFamily(Distro):
 
     def authorize_key(self, account: str, key_file: Path) -> None:
         """~account/.ssh/authorized_keys, owned by the account, all through guestfs: a chown or chmod
-        run in the chroot would follow a template's .ssh link through /proc/1/root to the host."""
+        run in the chroot would follow an imported image's .ssh link through /proc/1/root to the host."""
         keys = key_file.read_text()
         keys += "" if keys.endswith("\n") else "\n"
         with self.context.guestfs() as fs:

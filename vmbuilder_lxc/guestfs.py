@@ -1,6 +1,6 @@
 """The one confined way to read and write inside a guest rootfs.
 
-The build runs as root and the rootfs may come from a hostile template, so any symlink in it may
+The build runs as root and the rootfs may come from a hostile imported image, so any symlink in it may
 point at a host file. Every guest path is resolved like a chroot would resolve it: relative to
 the rootfs, absolute symlinks and `..` included, never above it. Linux's openat2(2) with
 RESOLVE_IN_ROOT does that in the kernel; where it is missing (ENOSYS, or a seccomp filter's EPERM)

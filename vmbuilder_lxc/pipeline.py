@@ -337,9 +337,9 @@ def _build(ctx: Context) -> dict[str, Any]:
         created_parents += _make_workdir(ctx)
         made = True
         ctx.hook_env.update({"DEST": str(ctx.dest), "NAME": ctx.name, "BUILD_DIR": str(ctx.workdir)})
-        template = ctx.hook_env.get("TEMPLATE")
+        image = ctx.hook_env.get("TEMPLATE")  # --from-template's archive
         release = ctx.hook_env.get("RELEASE", ctx.distro_name)
-        with step(f"Unpacking the template {template}" if template else f"Bootstrapping {release}"):
+        with step(f"Unpacking the template {image}" if image else f"Bootstrapping {release}"):
             ctx.distro.bootstrap()
         with Chroot(ctx.rootfs, apt_proxy=ctx.settings.get_str("proxy")) as chroot:
             ctx.chroot = chroot

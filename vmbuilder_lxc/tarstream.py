@@ -1,6 +1,6 @@
 """Reading tar member headers in bounded time and memory, whatever the headers claim.
 
-Python's tarfile is not used to read templates: in stream mode it skips a member's data by reading
+Python's tarfile is not used to read images: in stream mode it skips a member's data by reading
 until it has the claimed size and takes an empty read at the end of the file for more data, so an
 11 KB file whose header claims 10^12 bytes made it loop about 10^8 times. It also reads pax and
 GNU long-name records whole into memory, recurses once per extended header, loops forever on a

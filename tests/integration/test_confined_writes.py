@@ -178,7 +178,7 @@ def test_the_export_view_did_not_touch_the_host(attack: Attack, build: Build) ->
 
 
 def test_chroot_commands_of_an_import_have_their_own_proc(build: Build) -> None:
-    """What template_import turns on. In the build's shared /proc, /proc/PID/root of the build
+    """What image_import turns on. In the build's shared /proc, /proc/PID/root of the build
     process itself leads a chroot'd command to the host's root (the gap); in the command's own PID
     namespace that PID is not there, and /proc/1/root is the chroot."""
     build.check()

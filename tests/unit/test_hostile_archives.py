@@ -39,7 +39,7 @@ resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
 from pathlib import Path
 from vmbuilder_lxc.archive_safety import Limits, check_archive
 from vmbuilder_lxc.log import UserError
-from vmbuilder_lxc.template_import import inspect
+from vmbuilder_lxc.image_import import inspect
 path, how, limits = Path(sys.argv[1]), sys.argv[2], Limits(**json.loads(sys.argv[3]))
 try:
     if how == "inspect":
@@ -173,7 +173,7 @@ def test_a_size_claim_in_a_compressed_stream_is_refused_as_truncated(tmp_path: P
 
 
 def test_truncated_message_names_the_template(tmp_path: Path) -> None:
-    from vmbuilder_lxc.template_import import inspect
+    from vmbuilder_lxc.image_import import inspect
 
     path = write(tmp_path / "t.tar", ROOT, header("./etc/big", size=TB))
     with pytest.raises(UserError, match=rf"^template {path} is truncated: member './etc/big' claims {TB} bytes;"):

@@ -37,13 +37,13 @@ FRONT_ENDS = {f"{PACKAGE}.completion", f"{PACKAGE}.upgrading"}
 # is no longer needed, so none outlives its reason).
 KNOWN_CYCLES: set[frozenset[str]] = {
     # issue 14: removed by the DebianFamily split
-    frozenset({f"{PACKAGE}.distro", f"{PACKAGE}.template_import"}),
+    frozenset({f"{PACKAGE}.distro", f"{PACKAGE}.image_import"}),
 }
 KNOWN_EXPORTS_IMPORTS: set[tuple[str, str]] = {
     # issue 14: removed by the DebianFamily split
     (f"{PACKAGE}.distro", f"{EXPORTS}.stage"),
     # issue 14: removed by the DebianFamily split
-    (f"{PACKAGE}.template_import", f"{EXPORTS}.identity"),
+    (f"{PACKAGE}.image_import", f"{EXPORTS}.identity"),
 }
 
 

@@ -1,4 +1,4 @@
-"""Template exports: one stripped, reproducible view of a rootfs, written in each consumer's format
+"""Image exports: one stripped, reproducible view of a rootfs, written in each consumer's format
 (plain tar and CloudStack, LXC, LXD, Incus, squashfs, sbuild)."""
 
 from .base import COMPRESSIONS, ExportFormat, ExportJob

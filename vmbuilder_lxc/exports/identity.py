@@ -12,7 +12,7 @@ from ..hostsfile import hosts_text
 
 def hosts_with(root: Path, placeholder: str) -> str:
     """The image's /etc/hosts with its 127.0.1.1 line naming `placeholder`."""
-    try:  # read inside the rootfs: a template's /etc/hosts may be a symlink to a host file
+    try:  # read inside the rootfs: an imported image's /etc/hosts may be a symlink to a host file
         with GuestFS(root) as fs:
             current = fs.read_text("/etc/hosts", errors="replace") if fs.is_file("/etc/hosts") else ""
     except OSError:

@@ -3,7 +3,7 @@
 The view is `cp -al` of the rootfs beside it (same filesystem); leftovers of the build and of the
 build host are then unlinked or replaced in the view only. Files are never written in place: a
 hard-linked file shares its inode with the rootfs, so every change is unlink-then-create.
-The rules are data (STRIP), each with the reason a template must not carry it.
+The rules are data (STRIP), each with the reason an image must not carry it.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""--from-template: layouts, os-release, compression, refusals, and what prepare() adopts.
+"""--from-template (image_import.py): layouts, os-release, compression, refusals, and what prepare() adopts.
 
 Archives are built here with tarfile (members made by hand, links and devices included). Every
 escape aims at a path under tmp_path, never at the host. Building and booting an imported rootfs
@@ -21,7 +21,7 @@ import pytest
 from pyfakefs.fake_filesystem import FakeFilesystem
 
 from tests.unit.conftest import CSV, ContextFactory
-from vmbuilder_lxc import template_import as ti
+from vmbuilder_lxc import image_import as ti
 from vmbuilder_lxc.archive_safety import UnsafeArchive
 from vmbuilder_lxc.distro import DebianFamily
 from vmbuilder_lxc.log import UserError
@@ -139,8 +139,8 @@ def test_compression_zstd(tmp_path: Path) -> None:
     out = tmp_path / "t.tar.gz"  # misnamed again
     subprocess.run(["zstd", "-q", "-o", str(out), str(plain)], check=True)
     assert ti.compression(out) == "zstd"
-    template = ti.inspect(out)
-    assert (template.compression, template.series) == ("zstd", "noble")
+    image = ti.inspect(out)
+    assert (image.compression, image.series) == ("zstd", "noble")
 
 
 # -- os-release ----------------------------------------------------------------------------------
@@ -177,10 +177,10 @@ def test_lsb_release_for_releases_without_os_release() -> None:
 
 
 def test_os_release_through_the_etc_symlink(tmp_path: Path) -> None:
-    template = ti.inspect(write(tmp_path / "t.tar", rootfs()))
-    assert template.distro_id == "ubuntu"
-    assert template.series == "noble"
-    assert template.description == "Ubuntu 24.04.1 LTS"
+    image = ti.inspect(write(tmp_path / "t.tar", rootfs()))
+    assert image.distro_id == "ubuntu"
+    assert image.series == "noble"
+    assert image.description == "Ubuntu 24.04.1 LTS"
 
 
 def test_os_release_regular_etc_file_wins(tmp_path: Path) -> None:
@@ -191,8 +191,8 @@ def test_os_release_regular_etc_file_wins(tmp_path: Path) -> None:
 def test_lsb_release_fallback(tmp_path: Path) -> None:
     entries = [e for e in rootfs() if "os-release" not in e[0].name]
     entries.append(f("./etc/lsb-release", b"DISTRIB_ID=Ubuntu\nDISTRIB_RELEASE=10.04\nDISTRIB_CODENAME=lucid\n"))
-    template = ti.inspect(write(tmp_path / "t.tar", entries))
-    assert (template.distro_id, template.series) == ("ubuntu", "lucid")
+    image = ti.inspect(write(tmp_path / "t.tar", entries))
+    assert (image.distro_id, image.series) == ("ubuntu", "lucid")
 
 
 # -- layouts -------------------------------------------------------------------------------------
@@ -235,18 +235,16 @@ def test_normalize() -> None:
 )
 def test_inspect_each_layout(tmp_path: Path, filename: str, entries: list[Entry], layout: str) -> None:
     mode = "w:xz" if filename.endswith(".xz") else "w:gz" if filename.endswith(".gz") else "w"
-    template = ti.inspect(write(tmp_path / filename, entries, mode))
-    assert template.layout == layout
-    assert template.strip == {ti.LXD: "rootfs", ti.BUILDD: "chroot-autobuild", ti.CONTAINER_DIR: "rootfs"}.get(
-        layout, ""
-    )
-    assert template.series == "noble"
-    assert template.arch == "amd64"
-    assert template.accounts == {"root": 0, "ubuntu": 1000}
-    assert template.groups == {"root", "sudo", "ubuntu"}
-    assert template.has_init
-    assert not template.ours and template.host_keys == []
-    assert template.members == len(entries)
+    image = ti.inspect(write(tmp_path / filename, entries, mode))
+    assert image.layout == layout
+    assert image.strip == {ti.LXD: "rootfs", ti.BUILDD: "chroot-autobuild", ti.CONTAINER_DIR: "rootfs"}.get(layout, "")
+    assert image.series == "noble"
+    assert image.arch == "amd64"
+    assert image.accounts == {"root": 0, "ubuntu": 1000}
+    assert image.groups == {"root", "sudo", "ubuntu"}
+    assert image.has_init
+    assert not image.ours and image.host_keys == []
+    assert image.members == len(entries)
 
 
 def test_inspect_ours_keys_and_init(tmp_path: Path) -> None:
@@ -261,15 +259,15 @@ def test_inspect_ours_keys_and_init(tmp_path: Path) -> None:
         f("./etc/ssh/ssh_host_ed25519_key.pub"),
     )
     entries = [e for e in entries if "init" not in e[0].name]
-    template = ti.inspect(write(tmp_path / "t.tar", entries))
-    assert template.ours
-    assert template.host_keys == ["etc/ssh/ssh_host_ed25519_key"]
-    assert not template.has_init
+    image = ti.inspect(write(tmp_path / "t.tar", entries))
+    assert image.ours
+    assert image.host_keys == ["etc/ssh/ssh_host_ed25519_key"]
+    assert not image.has_init
 
 
 def test_summary_entry(tmp_path: Path) -> None:
-    template = ti.inspect(write(tmp_path / "t.tar.gz", rootfs(), "w:gz"))
-    summary = template.summary()
+    image = ti.inspect(write(tmp_path / "t.tar.gz", rootfs(), "w:gz"))
+    summary = image.summary()
     assert summary["path"] == str(tmp_path / "t.tar.gz")
     assert summary["layout"] == "rootfs"
     assert summary["compression"] == "gzip"

@@ -1,4 +1,7 @@
-"""`--from-template FILE`: deploy a template tarball (ours or another tool's) instead of bootstrapping.
+"""`--from-template FILE`: deploy an image, a rootfs tarball (ours or another tool's), instead of bootstrapping.
+
+Here "image" is the imported archive; "template" in this code base names only Jinja templates
+(the option and the messages keep the user's word, template).
 
 The distro plugin calls in here from four places, so that an imported rootfs goes through the same
 pipeline as a bootstrapped one (the LXC config, --libvirt, --copy, hooks and the summary all work
@@ -6,13 +9,13 @@ unchanged):
 
 - set_defaults: `prepare()` reads the whole archive once: every member is checked with
   archive_safety (an unsafe archive is refused with one line before anything is written), the
-  layout is detected, and os-release, passwd and group are read on the way. The template's release
+  layout is detected, and os-release, passwd and group are read on the way. The image's release
   and architecture become --suite and --arch unless those were given.
 - preflight_check: `preflight()` instead of the keyring and bootstrapper checks.
 - bootstrap: `extract()` unpacks the rootfs with safe_extract() (which checks it once more).
 - configure_os: `configure()` gives the container its own identity (hostname, 127.0.1.1, an empty
   machine-id, no shared secrets) and sets up the initial user; packages, network, locale and the
-  other tweaks are the template's. docs/import.md explains the choices.
+  other tweaks are the image's. docs/import.md explains the choices.
 """
 
 from __future__ import annotations
@@ -90,7 +93,7 @@ SQUASHFS_MAGIC = b"hsqs"  # little-endian squashfs superblock: LXD's split rootf
 HINT = "use a template from a source you trust, or repack it from a clean root (tar -C ROOT -cf FILE .)"
 
 
-def template_settings(group: str) -> list[Setting]:
+def import_settings(group: str) -> list[Setting]:
     """The import settings, declared in the distro's installation group."""
     return [
         Setting("from-template", "deploy this template tarball instead of bootstrapping: ours, a plain rootfs "
@@ -172,8 +175,8 @@ def detect_layout(names: Collection[str], filename: str) -> tuple[str, str | Non
 
 
 @dataclass
-class Template:
-    """What the preflight pass learned about a template tarball."""
+class ImportedImage:
+    """What the preflight pass learned about an imported image (a tarball)."""
 
     path: Path
     layout: str
@@ -234,8 +237,8 @@ def _passwd(text: str) -> dict[str, int]:
     return accounts
 
 
-def inspect(path: Path, *, allow_setuid: bool = True, limits: Limits | None = None) -> Template:
-    """Check every member of the template at `path` and learn what the build needs, in one pass.
+def inspect(path: Path, *, allow_setuid: bool = True, limits: Limits | None = None) -> ImportedImage:
+    """Check every member of the image at `path` and learn what the build needs, in one pass.
 
     Raises UnsafeArchive (one line: the member and why) if anything would land outside the rootfs
     or the archive exceeds a limit (archive_safety.Limits; `limits.data` is the free space at DEST),
@@ -266,23 +269,23 @@ def inspect(path: Path, *, allow_setuid: bool = True, limits: Limits | None = No
         die(f"template {path} {problem}", None)
     prefix = f"{strip}/" if strip else ""
     inside = {name[len(prefix) :] for name in names if name.startswith(prefix)}
-    template = Template(path, layout, compression(path), len(headers))
+    image = ImportedImage(path, layout, compression(path), len(headers))
     for rel in OS_RELEASE:
         if prefix + rel in files:
-            template.os_release = parse_os_release(files[prefix + rel].decode(errors="replace"))
+            image.os_release = parse_os_release(files[prefix + rel].decode(errors="replace"))
             break
     else:
         if prefix + LSB_RELEASE in files:
-            template.os_release = os_release_from_lsb(files[prefix + LSB_RELEASE].decode(errors="replace"))
-    template.accounts = _passwd(files.get(prefix + PASSWD, b"").decode(errors="replace"))
+            image.os_release = os_release_from_lsb(files[prefix + LSB_RELEASE].decode(errors="replace"))
+    image.accounts = _passwd(files.get(prefix + PASSWD, b"").decode(errors="replace"))
     group_text = files.get(prefix + GROUP, b"").decode(errors="replace")
-    template.groups = {line.split(":", 1)[0] for line in group_text.splitlines() if ":" in line}
-    template.ours = HOSTKEYS_UNIT in inside
-    template.host_keys = sorted(name for name in inside if HOST_KEY.match(name))
-    template.has_init = any(init in inside for init in INITS)
+    image.groups = {line.split(":", 1)[0] for line in group_text.splitlines() if ":" in line}
+    image.ours = HOSTKEYS_UNIT in inside
+    image.host_keys = sorted(name for name in inside if HOST_KEY.match(name))
+    image.has_init = any(init in inside for init in INITS)
     arches = {m.group(1) for name in inside if (m := DPKG_INFO_ARCH.match(name))}
-    template.arch = arches.pop() if len(arches) == 1 else None
-    return template
+    image.arch = arches.pop() if len(arches) == 1 else None
+    return image
 
 
 # -- the distro's hooks -----------------------------------------------------------------------------
@@ -306,68 +309,68 @@ def _refuse_inapplicable(distro: DebianFamily) -> None:
             LOG.debug("--from-template: %s from %s is not used", name, s.source(name))
 
 
-def prepare(distro: DebianFamily) -> Template:
-    """set_defaults: check and inspect the template, then adopt its release and architecture."""
+def prepare(distro: DebianFamily) -> ImportedImage:
+    """set_defaults: check and inspect the image, then adopt its release and architecture."""
     s = distro.settings
     _refuse_inapplicable(distro)
     path = Path(str(s["from-template"]))
-    template = inspect(path, allow_setuid=s.get_bool("template-setuid"), limits=free_space(distro.context.dest))
-    template.sha256 = sha256_file(path)
-    if not template.os_release:
+    image = inspect(path, allow_setuid=s.get_bool("template-setuid"), limits=free_space(distro.context.dest))
+    image.sha256 = sha256_file(path)
+    if not image.os_release:
         if not s.explicit("suite"):
             die(f"template {path} has no etc/os-release, so its release is unknown", "pass --suite with its release")
         LOG.warning("template %s has no etc/os-release; trusting --suite %s", path, s["suite"])
-    elif template.distro_id != distro.name:
+    elif image.distro_id != distro.name:
         die(
-            f"template {path} is {template.description} (ID={template.distro_id or '?'}), not {distro.name}",
+            f"template {path} is {image.description} (ID={image.distro_id or '?'}), not {distro.name}",
             f"import it with its own distro: vmbuilder {distro.context.hypervisor_name} "
-            f"{template.distro_id or 'DISTRO'} --from-template {path}",
+            f"{image.distro_id or 'DISTRO'} --from-template {path}",
         )
     elif not s.explicit("suite"):
-        if not template.series:
+        if not image.series:
             die(f"template {path}: its os-release names no VERSION_CODENAME or VERSION_ID", "pass --suite")
-        s.set("suite", template.series, "--from-template")
+        s.set("suite", image.series, "--from-template")
     else:
         chosen = distro.resolve_suite(str(s["suite"]))
-        if template.series and template.series not in (chosen.series, chosen.version):
+        if image.series and image.series not in (chosen.series, chosen.version):
             LOG.warning(
                 "--suite %s, but the template is %s; the container is configured as %s",
                 s["suite"],
-                template.description,
+                image.description,
                 chosen.describe(),
             )
-    if template.arch:
+    if image.arch:
         if not s.explicit("arch"):
-            s.set("arch", template.arch, "--from-template")
-        elif s["arch"] != template.arch:
-            die(f"--arch {s['arch']}, but template {path} is {template.arch}", "drop --arch")
-    distro.context.summary["template"] = template.summary()
+            s.set("arch", image.arch, "--from-template")
+        elif s["arch"] != image.arch:
+            die(f"--arch {s['arch']}, but template {path} is {image.arch}", "drop --arch")
+    distro.context.summary["template"] = image.summary()
     distro.context.hook_env["TEMPLATE"] = str(path)
-    return template
+    return image
 
 
-def preflight(distro: DebianFamily, template: Template) -> None:
+def preflight(distro: DebianFamily, image: ImportedImage) -> None:
     """preflight_check: what the import itself can refuse or warn about (no keyring is needed)."""
     s = distro.settings
     user = str(s["user"])
     uid = s.get_int("uid")
-    if user in template.accounts and uid is not None and template.accounts[user] != uid:
+    if user in image.accounts and uid is not None and image.accounts[user] != uid:
         die(
-            f"--uid {uid}: user {user} already exists in the template with uid {template.accounts[user]}",
+            f"--uid {uid}: user {user} already exists in the template with uid {image.accounts[user]}",
             "drop --uid, or choose another --user",
         )
-    if not template.has_init:
+    if not image.has_init:
         LOG.warning(
             "template %s has no /sbin/init (a build chroot?): lxc-start cannot boot it; install an init system "
             "(e.g. systemd-sysv) in the template first",
-            template.path,
+            image.path,
         )
-    if template.host_keys and not template.ours:
+    if image.host_keys and not image.ours:
         LOG.warning(
             "template %s ships SSH host keys (%s), and nothing of ours regenerates them: every container made "
             "from it shares them; remove them and run ssh-keygen -A in the container (e.g. with --firstboot)",
-            template.path,
-            ", ".join(Path(k).name for k in template.host_keys[:3]) + (", ..." if len(template.host_keys) > 3 else ""),
+            image.path,
+            ", ".join(Path(k).name for k in image.host_keys[:3]) + (", ..." if len(image.host_keys) > 3 else ""),
         )
     dirs = [Path(p) for p in s.get_list("hook-dir")]
     early = [p for stage in ("setup", "essential") for p in shellhooks.stage_scripts(dirs, stage)]
@@ -378,18 +381,18 @@ def preflight(distro: DebianFamily, template: Template) -> None:
         )
 
 
-def extract(distro: DebianFamily, template: Template) -> None:
+def extract(distro: DebianFamily, image: ImportedImage) -> None:
     """bootstrap: unpack the rootfs (safe_extract checks the archive once more, then runs GNU tar)."""
     ctx = distro.context
-    note("unpacking %s (%s layout, %s) from %s", template.description, template.layout, template.compression,
-         template.path)  # fmt: skip
+    note("unpacking %s (%s layout, %s) from %s", image.description, image.layout, image.compression,
+         image.path)  # fmt: skip
     allow_setuid = distro.settings.get_bool("template-setuid")
-    safe_extract(template.path, ctx.rootfs, strip=template.strip, allow_setuid=allow_setuid,
-                 label=f"template {template.path}")  # fmt: skip
+    safe_extract(image.path, ctx.rootfs, strip=image.strip, allow_setuid=allow_setuid,
+                 label=f"template {image.path}")  # fmt: skip
 
 
 def _identity(guest: Guest, variables: dict[str, Any]) -> list[str]:
-    """/etc/hostname, and the 127.0.1.1 line of /etc/hosts (the template's other lines stay)."""
+    """/etc/hostname, and the 127.0.1.1 line of /etc/hosts (the image's other lines stay)."""
     hostname = word(variables["hostname"], "--hostname", "/etc/hostname")  # one field: no spaces, no line breaks
     names = f"{word(variables['fqdn'], 'the FQDN', '/etc/hosts')} {hostname}" if variables.get("domain") else hostname
     guest.write("/etc/hostname", hostname + "\n", 0o644)
@@ -401,14 +404,14 @@ def _identity(guest: Guest, variables: dict[str, Any]) -> list[str]:
     return ["/etc/hostname", "/etc/hosts"]
 
 
-def configure(distro: DebianFamily, template: Template) -> None:
-    """configure_os: the container's own identity and the initial user; the rest is the template's."""
+def configure(distro: DebianFamily, image: ImportedImage) -> None:
+    """configure_os: the container's own identity and the initial user; the rest is the image's."""
     ctx = distro.context
-    if ctx.chroot is not None:  # commands in the template's rootfs get their own /proc (see Chroot)
+    if ctx.chroot is not None:  # commands in the image's rootfs get their own /proc (see Chroot)
         ctx.chroot.pid_namespace = True
     variables = distro.guest_vars()
     guest = Guest(ctx.rootfs, lambda name, values: ctx.render(name, values), variables, ctx.hook_env)
-    names: Sequence[str] = IDENTITY_TWEAKS + (("ssh-host-keys",) if template.ours else ())
+    names: Sequence[str] = IDENTITY_TWEAKS + (("ssh-host-keys",) if image.ours else ())
     chosen = [t for t in distro.select_tweaks(guest) if t.name in names]
     record: list[dict[str, Any]] = [
         {
@@ -419,19 +422,19 @@ def configure(distro: DebianFamily, template: Template) -> None:
     ]
     record += apply(chosen, guest)
     ctx.summary["tweaks"] = record
-    note("gave the imported %s its own identity (%s)", template.description, ", ".join(r["name"] for r in record))
+    note("gave the imported %s its own identity (%s)", image.description, ", ".join(r["name"] for r in record))
     distro.configure_users()
 
 
 def add_user(distro: DebianFamily, argv: Iterable[str], user: str) -> None:
-    """configure_users' useradd on an imported rootfs: an account the template has is kept as it is.
+    """configure_users' useradd on an imported rootfs: an account the image has is kept as it is.
 
     (Our own exports have the initial user already; useradd would fail on it.) The password, sudo
-    and SSH key settings that follow apply either way. A template without a sudo group gets the user
+    and SSH key settings that follow apply either way. An image without a sudo group gets the user
     without that group.
     """
     root = distro.context.rootfs
-    with GuestFS(root) as fs:  # the template's files are read inside the rootfs, never through a symlink out
+    with GuestFS(root) as fs:  # the image's files are read inside the rootfs, never through a symlink out
         passwd = fs.read_text(PASSWD, errors="replace") if fs.is_file(PASSWD) else ""
         group_text = fs.read_text(GROUP, errors="replace") if fs.is_file(GROUP) else ""
     accounts = _passwd(passwd) if passwd else {}
