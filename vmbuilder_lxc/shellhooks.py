@@ -9,7 +9,7 @@ with a stage name runs at that stage, in file-name order, with the rootfs as $1.
   finalize   the rootfs is complete and unmounted, just before it is moved into place
 
 setup and essential hooks shape the cached base, so their contents are part of the cache key.
-Every hook gets the build facts (ROOTFS, SUITE, ARCH, ...) in its environment.
+Every hook gets the hook environment (ROOTFS, SUITE, ARCH, ...): Context.hook_env.
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ def run_script(
     input: str | None = None,
     **extra: str,
 ) -> None:
-    """Run a script on the host with the rootfs as $1 and the build facts in its environment;
+    """Run a script on the host with the rootfs as $1 and the hook environment;
     a non-zero exit stops the build, naming the script and its exit code."""
     env = clean_env({**hook_env, **extra, "ROOTFS": str(rootfs)})
     result = run([*interpreter, script, rootfs], env=env, check=False, input=input)
@@ -94,5 +94,5 @@ def run_stage(dirs: Sequence[Path], stage: str, rootfs: Path, hook_env: Mapping[
 
 
 def run_builtin(name: str, rootfs: Path, hook_env: Mapping[str, str], input: str | None = None) -> None:
-    """Run one of the packaged shell hooks (hooks/NAME.sh) with the build facts."""
+    """Run one of the packaged shell hooks (hooks/NAME.sh) with the hook environment."""
     run_script(hooks_dir() / f"{name}.sh", rootfs, hook_env, interpreter=("sh", "-eu"), input=input)

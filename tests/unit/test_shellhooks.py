@@ -143,7 +143,7 @@ def test_digest_without_hook_dirs_is_constant() -> None:
 # -- running -----------------------------------------------------------------------------------------
 
 
-def test_run_stage_passes_rootfs_and_facts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_run_stage_passes_rootfs_and_hook_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LANG", "de_DE.UTF-8")
     hooks, out, rootfs = tmp_path / "hooks", tmp_path / "out", tmp_path / "root fs"
     out.mkdir()

@@ -91,20 +91,20 @@ def restriction(cls: type[Plugin] | None) -> str:
 
 
 def setting_paragraphs(s: Setting) -> list[str]:
-    facts = []
+    details = []
     default = _default(s)
     if default == "computed" and callable(s.default) and not s.default.__doc__:
         default = "computed at run time"
     if default:
-        facts.append(f"Default: {esc(default.rstrip('.'))}.")
+        details.append(f"Default: {esc(default.rstrip('.'))}.")
     if s.choices:
-        facts.append(f"One of: {', '.join(bold(c) for c in s.choices)}.")
+        details.append(f"One of: {', '.join(bold(c) for c in s.choices)}.")
     if s.type == "list":
-        facts.append("Repeatable; values may also be separated by commas.")
+        details.append("Repeatable; values may also be separated by commas.")
     if s.secret:
-        facts.append("Shown as *** in \\-\\-json and \\-\\-debug output.")
-    facts.append(f"Config key: {bold(s.name)}." if s.in_config else "Command line only (no config key).")
-    return [esc(sentence(s.help)), " ".join(facts)]
+        details.append("Shown as *** in \\-\\-json and \\-\\-debug output.")
+    details.append(f"Config key: {bold(s.name)}." if s.in_config else "Command line only (no config key).")
+    return [esc(sentence(s.help)), " ".join(details)]
 
 
 def option_tag(flags: Sequence[str], metavar: str | None) -> str:
@@ -138,16 +138,16 @@ def parser_items(page: Roff, parser: argparse.ArgumentParser, fallback: dict[str
         long = next((f for f in action.option_strings if f.startswith("--")), "")
         setting = fallback.get(long.removeprefix("--"))
         text = action.help if action.help and action.help != argparse.SUPPRESS else setting.help if setting else ""
-        facts = []
+        details = []
         if action.required:
-            facts.append("Required.")
+            details.append("Required.")
         if takes_value and action.default not in (None, argparse.SUPPRESS, False):
-            facts.append(f"Default: {esc(str(action.default))}.")
+            details.append(f"Default: {esc(str(action.default))}.")
         if action.choices:
-            facts.append(f"One of: {', '.join(bold(str(c)) for c in action.choices)}.")
+            details.append(f"One of: {', '.join(bold(str(c)) for c in action.choices)}.")
         if isinstance(action, argparse._AppendAction):
-            facts.append("Repeatable.")
-        paragraphs = ([esc(sentence(text))] if text else []) + ([" ".join(facts)] if facts else [])
+            details.append("Repeatable.")
+        paragraphs = ([esc(sentence(text))] if text else []) + ([" ".join(details)] if details else [])
         page.item(option_tag(action.option_strings, metavar), *paragraphs)
 
 
