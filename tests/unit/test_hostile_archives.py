@@ -259,9 +259,9 @@ def many_members(path: Path, count: int) -> Path:
     """`count` empty files under etc/, written header by header (fast: no tarfile)."""
     with path.open("wb") as fh:
         fh.write(ROOT)
-        template = header("./etc/f0000000")
+        first = header("./etc/f0000000")
         for i in range(count):
-            h = bytearray(template)
+            h = bytearray(first)
             h[0:16] = (b"./etc/f%07d" % i).ljust(16, b"\0")
             h[148:156] = b" " * 8
             h[148:156] = b"%06o\0 " % sum(h)
@@ -471,7 +471,7 @@ def test_an_honest_compressed_archive_is_read_to_its_end(tmp_path: Path) -> None
 # -- device nodes ---------------------------------------------------------------------------------------
 
 
-def device_template(path: Path, prefix: str = "./") -> Path:
+def device_image(path: Path, prefix: str = "./") -> Path:
     """A rootfs with devices in dev/ (tarfile writes them without privileges), a FIFO and a file."""
     with tarfile.open(path, "w:gz") as tar:
         entries: list[tuple[str, bytes, dict[str, Any]]] = [
@@ -502,7 +502,7 @@ def device_template(path: Path, prefix: str = "./") -> Path:
 def test_device_nodes_in_dev_are_skipped_and_logged(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, prefix: str, strip: str
 ) -> None:
-    archive = device_template(tmp_path / "t.tar.gz", prefix)
+    archive = device_image(tmp_path / "t.tar.gz", prefix)
     dest = tmp_path / "rootfs"
     with caplog.at_level(logging.INFO, logger="vmbuilder"):
         skipped = safe_extract(archive, dest, strip=strip)
