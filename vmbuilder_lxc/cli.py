@@ -134,7 +134,8 @@ def build_command_parser(hypervisor: str, distro: str, plugins: dict[str, type[P
 
 
 def configure(ctx: Context, rest: list[str]) -> None:
-    """Parse options and config files into ctx.settings (precedence: defaults < files < CLI)."""
+    """Parse options and config files into ctx.settings (precedence: defaults < files < CLI); only
+    the value that wins is validated."""
     settings = ctx.settings
     prog = f"{PROG} {ctx.hypervisor_name} {ctx.distro_name}"
     descriptions = " / ".join(f"{p.name}: {p.description}" for p in ctx.plugins if p.kind != "plugin")
@@ -148,6 +149,9 @@ def configure(ctx: Context, rest: list[str]) -> None:
     setup_logging(level)
     for path in used:
         LOG.debug("read config file %s", path)
+    for name, lost, won in settings.overridden:  # only the winner was checked; values are not shown (secrets)
+        by = "the command line" if won == "command line" else won
+        LOG.debug("'%s' from %s is overridden by %s (not checked)", name, lost, by)
     ctx.templates = Templates([Path(p) for p in settings.get_list("templates")])
 
 

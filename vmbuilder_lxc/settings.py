@@ -5,7 +5,9 @@ config-file key (`name = ...`). Values are resolved lowest first: the default, t
 /etc/vmbuilder.cfg, ~/.vmbuilder.cfg and each -c FILE in order (within a file, [DEFAULT], then the
 hypervisor's section, then the distro's), then the command line. A value given on the command line
 always wins, even when it equals the default (VMBuilder compared against the default and got that
-wrong).
+wrong). Only the value that wins is converted and validated (`resolve`): a bad value in a file that
+a later file or the command line overrides is not an error. Control characters and overlong text
+are refused in every value read, overridden or not.
 """
 
 from __future__ import annotations
@@ -115,6 +117,8 @@ class Settings:
         self._resolving: set[str] = set()
         self._aliases: dict[str, str] = {}
         self._given: set[str] = set()  # set by the user (set_raw), not by a default or a plugin
+        self._pending: dict[str, tuple[Any, str]] = {}  # name -> (raw value, source): read, not yet validated
+        self.overridden: list[tuple[str, str, str]] = []  # (name, source that lost, source that won)
         self._site_sources: set[str] = set()  # /etc/vmbuilder.cfg, ~/.vmbuilder.cfg: defaults for every build
         for s in table:
             self.add(s)
@@ -137,16 +141,43 @@ class Settings:
     # -- setting values -------------------------------------------------------------------------
 
     def set_raw(self, name: str, raw: Any, source: str) -> None:
-        """Convert and validate a value from a config file (a string) or the CLI, then store it."""
+        """Convert, validate and store a value now (a config file's string or the CLI's value)."""
+        self.stage_raw(name, raw, source)
+        self._resolve(name)
+
+    def stage_raw(self, name: str, raw: Any, source: str) -> None:
+        """Record a user's value, replacing an earlier one; only the value that wins is converted
+        and validated (`resolve`), so a bad value that is overridden stops nothing. Control
+        characters and overlong text are refused at once: they are never fine to read."""
         s = self.table[name]
-        where = f"{s.flag} on the command line" if source == "command line" else f"'{s.name}' in {source}"
         try:
-            value = self._convert(s, raw)
-            for text in value if isinstance(value, list) else [raw if isinstance(raw, str) else value]:
+            texts = split_list(raw if isinstance(raw, list) else [str(raw)]) if s.type == "list" else [raw]
+            for text in texts:
                 if isinstance(text, str):
                     v.no_control(text)
                     if len(text) > MAX_VALUE:
                         raise ValueError(f"longer than {MAX_VALUE} characters")
+        except ValueError as exc:
+            raise self._invalid(s, _where(s, source), raw, exc) from None
+        if name in self._pending:
+            self.overridden.append((name, self._pending[name][1], source))
+        self._pending[name] = (raw, source)
+        self._values.pop(name, None)
+        self._sources[name] = source
+        self._given.add(name)
+
+    def resolve(self) -> None:
+        """Convert and validate every value read and not yet checked: the winners, once all config
+        files and the command line are applied. A refusal names the value's source."""
+        for name in [n for n in self.table if n in self._pending]:
+            self._resolve(name)
+
+    def _resolve(self, name: str) -> None:
+        raw, source = self._pending[name]
+        s = self.table[name]
+        where = _where(s, source)
+        try:
+            value = self._convert(s, raw)
             if s.choices is not None:
                 bad = [x for x in (value if isinstance(value, list) else [value]) if x not in s.choices]
                 if bad:
@@ -158,9 +189,9 @@ class Settings:
         except OSError as exc:  # a path the check could not look at (permissions, a loop)
             raise self._invalid(s, where, raw, v.Invalid(f"cannot check it: {exc.strerror or exc}",
                                                          "give a path this user can reach")) from None  # fmt: skip
+        del self._pending[name]
         self._values[name] = value
         self._sources[name] = source
-        self._given.add(name)
 
     @staticmethod
     def _invalid(s: Setting, where: str, raw: Any, exc: ValueError) -> UserError:
@@ -174,6 +205,7 @@ class Settings:
 
     def set(self, name: str, value: Any, source: str = "plugin") -> None:
         """Set an already converted value (used by plugins' set_defaults)."""
+        self._pending.pop(name, None)
         self._values[name] = value
         self._sources[name] = source
         self._given.discard(name)
@@ -197,6 +229,8 @@ class Settings:
     def __getitem__(self, name: str) -> Any:
         if name not in self.table:
             raise KeyError(f"unknown setting {name!r}")
+        if name in self._pending:
+            self._resolve(name)
         if name not in self._values:
             if name in self._resolving:
                 raise RuntimeError(f"default of {name!r} depends on itself")
@@ -313,7 +347,7 @@ class Settings:
             raise UserError(f"unknown key '{key}' in {where}", hint)
         if not s.in_config:
             raise UserError(f"'{key}' in {where} can only be given on the command line", f"use {s.flag}")
-        self.set_raw(s.name, raw, where)
+        self.stage_raw(s.name, raw, where)
 
     # -- after resolution -----------------------------------------------------------------------
 
@@ -324,7 +358,7 @@ class Settings:
             if name not in self._given or self[name] is None:
                 continue
             source = self._sources[name]
-            where = f"{s.flag} on the command line" if source == "command line" else f"'{s.name}' in {source}"
+            where = _where(s, source)
             if s.relate is not None:
                 try:
                     s.relate(self, self[name])
@@ -342,9 +376,17 @@ class Settings:
     # -- command line ---------------------------------------------------------------------------
 
     def apply_cli(self, namespace: argparse.Namespace) -> None:
+        """Apply the command line over the config files, then check the values that won."""
         for name, s in self.table.items():
             if hasattr(namespace, s.dest):
-                self.set_raw(name, getattr(namespace, s.dest), "command line")
+                self.stage_raw(name, getattr(namespace, s.dest), "command line")
+        self.resolve()
+
+
+def _where(s: Setting, source: str) -> str:
+    """How an error names a value's source: the flag on the command line, or the key in its file
+    and section."""
+    return f"{s.flag} on the command line" if source == "command line" else f"'{s.name}' in {source}"
 
 
 def _fix_hint(s: Setting) -> str:
