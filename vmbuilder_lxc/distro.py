@@ -21,23 +21,24 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from . import __version__, aptargs, aptnet, image_import, shellhooks
+from . import __version__, aptargs, aptnet, image_import
 from . import validators as v
-from .bootstrap import INSECURE_APTOPTS, BootstrapRequest, bootstrap, choose_backend
-from .cache import BaseCache, cache_key, check_cache_dir
+from .bootstrap import INSECURE_APTOPTS, BootstrapRequest
 from .chroot import Chroot
 from .dpkg import installed_packages
 from .exports.stage import drop_proxy_lines
 from .formats import chpasswd_line, sudoers_user
 from .guestfs import GuestFS
-from .keyring import require_keyring, sha256_file
 from .localegen import enable_locale, locale_a_name, supported_entry
-from .log import LOG, die, note, step
+from .log import LOG, die, note
 from .mirrors import default_mirror
 from .options import each
 from .plugin import Distro
 from .run import run
 from .settings import Needs, Setting, Settings
+from .source import Source
+from .source.archive import ArchiveSource
+from .source.image import ImageSource
 from .suites import Release, ReleaseTable
 from .tweaks import Guest, ReleaseTraits, Tweak, apply, select, version_key
 from .verified import verified
@@ -120,7 +121,7 @@ class DebianFamily(Distro):
 
     release: Release
     traits: ReleaseTraits
-    imported: image_import.ImportedImage | None = None  # --from-template: deployed instead of bootstrapped
+    source: Source  # where the base system comes from (chosen in set_defaults): the archive or an image
 
     # -- settings -------------------------------------------------------------------------------
 
@@ -379,8 +380,9 @@ class DebianFamily(Distro):
 
     def set_defaults(self) -> None:
         s = self.settings
-        if s["from-template"]:  # checks the whole archive; adopts its release unless --suite was given
-            self.imported = image_import.prepare(self)
+        # --from-template checks the whole image and adopts its release unless --suite was given.
+        self.source = ImageSource(self) if s["from-template"] else ArchiveSource(self)
+        self.source.set_defaults()
         self.release = self.resolve_suite(str(s["suite"]))
         self.traits = self.release_traits(self.release)
         ctx = self.context
@@ -420,18 +422,7 @@ class DebianFamily(Distro):
             if ignored:
                 LOG.warning("--variant buildd ignores %s: a buildd chroot has only a locked root and never "
                             "boots (sbuild adds its build user per session)", ", ".join(ignored))  # fmt: skip
-        if self.imported:  # nothing is downloaded: no keyring or bootstrapper is needed
-            image_import.preflight(self, self.imported)
-        elif not s.get_bool("insecure"):
-            fprs = require_keyring(self.keyring(), self.name)
-            LOG.debug("archive keys: %s", ", ".join(fprs))
-        else:
-            LOG.warning("--insecure: archive signatures will NOT be verified while building")
-        if not self.imported:
-            self.check_suite_arch(str(s["arch"]))
-            self.check_package_inputs()
-            if s.get_bool("cache"):
-                check_cache_dir(Path(str(s["cache-dir"])))
+        self.source.preflight()  # the archive's keyring, inputs, cache and bootstrapper; or the image's checks
         self.check_arch(str(s["arch"]))
         if s["ip"] != "dhcp" and not s["gw"]:
             LOG.warning("--ip without --gw: the guest gets no default route")
@@ -440,8 +431,6 @@ class DebianFamily(Distro):
             # A fact about the result: shown in the summary after the build (pipeline.summary_lines).
             ctx_notes = self.context.summary.setdefault("notes", [])
             ctx_notes.append(f"user '{s['user']}' has no password and no SSH key; use lxc-attach to get in")
-        if not self.imported:
-            choose_backend(str(s["bootstrapper"]), self.bootstrap_request())
 
     def check_initctl_listener(self) -> None:
         if self.initctl_listener() == "none":
@@ -492,115 +481,14 @@ class DebianFamily(Distro):
         if "F" not in flags:
             LOG.warning("%s lacks the F flag; the chroot may not find the emulator", binfmt)
 
-    # -- bootstrap ------------------------------------------------------------------------------
-
-    def mirrors(self) -> tuple[str, str]:
-        """(mirror, security mirror) used while building.
-
-        An --install-mirror (a local mirror or cache) serves the security pocket too unless
-        --install-security-mirror says otherwise; without one, the guest's own mirrors are used.
-        """
-        s = self.settings
-        if s["install-mirror"]:
-            mirror = str(s["install-mirror"])
-            return mirror, str(s["install-security-mirror"] or self.security_mirror_for(mirror))
-        mirror = str(s["mirror"])
-        return mirror, str(s["install-security-mirror"] or s["security-mirror"] or self.security_mirror_for(mirror))
+    # -- the base system: the source (source/) ---------------------------------------------------
 
     def pockets(self) -> tuple[str, ...]:
         return self.pockets_for(self.release)
 
-    def keyring(self) -> Path:
-        return Path(str(self.settings["keyring"]))
-
-    def bootstrap_request(self) -> BootstrapRequest:
-        s = self.settings
-        mirror, security = self.mirrors()
-        variant = str(s["variant"])
-        return BootstrapRequest(
-            suite=self.release.series,
-            arch=str(s["arch"]),
-            mirror=mirror,
-            security_mirror=security,
-            components=tuple(s.get_list("components")),
-            include=tuple(sorted(set(self.base_packages()))),
-            variant=None if variant == "default" else variant,
-            keyring=None if s.get_bool("insecure") else self.keyring(),
-            script=self.debootstrap_script,
-            pockets=self.pockets(),
-            proxy=s.get_str("proxy"),
-            mmdebstrap_ok=self.mmdebstrap_ok(),
-        )
-
-    def cache_manifest(self, req: BootstrapRequest, backend: str) -> dict[str, Any]:
-        """Every input that shapes the cached base; any change gives a new cache key."""
-        s = self.settings
-        seed = s.get_str("seedfile")
-        return {
-            "tool": __version__,
-            "distro": self.name,
-            "suite": req.suite,
-            "arch": req.arch,
-            "variant": req.variant,
-            "components": list(req.components),
-            "packages": list(req.include),
-            "unwanted": sorted(self.unwanted_packages()),
-            "addpkg": sorted(s.get_list("addpkg")),
-            "removepkg": sorted(s.get_list("removepkg")),
-            "mirror": req.mirror,
-            "security_mirror": req.security_mirror,
-            "pockets": list(req.pockets),
-            "keyring": sha256_file(req.keyring) if req.keyring else "insecure",
-            "backend": backend,
-            "seedfile": sha256_file(Path(seed)) if seed else None,
-            "hooks": shellhooks.digest([Path(p) for p in s.get_list("hook-dir")]),
-        }
-
     def bootstrap(self) -> None:
-        if self.imported:
-            return image_import.extract(self, self.imported)
-        s = self.settings
-        ctx = self.context
-        req = self.bootstrap_request()
-        backend = choose_backend(str(s["bootstrapper"]), req)
-        manifest = self.cache_manifest(req, backend)
-        key = cache_key(manifest)
-        ctx.summary["cache"] = {"key": key, "hit": False, "enabled": s.get_bool("cache"), "backend": backend}
-        if not s.get_bool("cache"):
-            note("cache disabled (--no-cache)")
-            self.build_base(req, backend)
-            return
-        cache = BaseCache(Path(str(s["cache-dir"])), s.get_int("cache-max-age") or 0)
-        with cache.locked(key):
-            entry = cache.lookup(key)
-            if entry is not None:
-                meta = entry.load_meta() or {}
-                built = dt.datetime.fromtimestamp(float(meta.get("created", 0))).strftime("%Y-%m-%d %H:%M")
-                note("cache hit: reusing base %s built %s (%s)", key, built, entry.tarball)
-                ctx.summary["cache"].update({"hit": True, "path": str(entry.tarball), "built": built})
-                cache.restore(entry, ctx.rootfs)
-                return
-            note("cache miss: no base %s yet in %s", key, cache.dir)
-            self.build_base(req, backend)
-            with step("Saving the base system to the cache"):
-                entry = cache.store(key, ctx.rootfs, manifest, {"packages": self.package_list()})
-                ctx.summary["cache"]["path"] = str(entry.tarball)
-
-    def build_base(self, req: BootstrapRequest, backend: str) -> None:
-        """Bootstrap, then bring the packages up to date and apply --addpkg/--removepkg."""
-        ctx = self.context
-        dirs = [Path(p) for p in self.settings.get_list("hook-dir")]
-        note("running %s for %s/%s from %s", backend, req.suite, req.arch, req.mirror)
-        bootstrap(backend, req, ctx.rootfs, env_extra=ctx.hook_env, setup_hooks=shellhooks.stage_scripts(dirs, "setup"))
-        shellhooks.run_stage(dirs, "essential", ctx.rootfs, ctx.hook_env)
-        s = self.settings
-        needs_apt = (
-            backend == "debootstrap" or s["addpkg"] or s["removepkg"] or s["seedfile"] or self.unwanted_packages()
-        )
-        if needs_apt:
-            with Chroot(ctx.rootfs, apt_proxy=s.get_str("proxy")) as chroot, step("Installing packages"):
-                self.package_phase(chroot, req)
-        self.scrub_base()
+        """The source puts the base system into the rootfs: the archive's (through the cache) or an image's."""
+        self.source.provide_rootfs()
 
     def package_phase(self, chroot: Chroot, req: BootstrapRequest) -> None:
         s = self.settings
@@ -684,8 +572,12 @@ class DebianFamily(Distro):
         }
 
     def configure_os(self) -> None:
-        if self.imported:  # the rootfs is container-ready: only identity and the initial user
-            return image_import.configure(self, self.imported)
+        """As far as the source's base needs it: an image is container-ready and gets only its identity
+        and the initial user; a bootstrapped base gets configure_guest()."""
+        self.source.configure()
+
+    def configure_guest(self) -> None:
+        """A bootstrapped base: the tweak table, then (in a container) locale and users."""
         ctx = self.context
         guest = Guest(ctx.rootfs, lambda name, variables: ctx.render(name, variables), self.guest_vars(), ctx.hook_env)
         chosen = self.select_tweaks(guest)
@@ -729,10 +621,7 @@ class DebianFamily(Distro):
             argv += ["--comment", str(s["name"])]
         if s["uid"] is not None:
             argv += ["--uid", str(s["uid"])]
-        if self.imported:  # keeps an account the image already has
-            image_import.add_user(self, argv, user)
-        else:
-            self.run_in_target(*argv, user)
+        self.source.add_user(argv, user)  # an imported image keeps an account it already has
         passwords = []
         if s["pass"]:
             passwords.append(chpasswd_line(user, str(s["pass"])))  # one line whatever the password holds

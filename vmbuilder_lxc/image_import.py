@@ -1,21 +1,13 @@
-"""`--from-template FILE`: deploy an image, a rootfs tarball (ours or another tool's), instead of bootstrapping.
+"""`--from-template FILE`: read and check an image, a rootfs tarball (ours or another tool's).
 
 Here "image" is the imported archive; "template" in this code base names only Jinja templates
 (the option and the messages keep the user's word, template).
 
-The distro plugin calls in here from four places, so that an imported rootfs goes through the same
-pipeline as a bootstrapped one (the LXC config, --libvirt, --copy, hooks and the summary all work
-unchanged):
-
-- set_defaults: `prepare()` reads the whole archive once: every member is checked with
-  archive_safety (an unsafe archive is refused with one line before anything is written), the
-  layout is detected, and os-release, passwd and group are read on the way. The image's release
-  and architecture become --suite and --arch unless those were given.
-- preflight_check: `preflight()` instead of the keyring and bootstrapper checks.
-- bootstrap: `extract()` unpacks the rootfs with safe_extract() (which checks it once more).
-- configure_os: `configure()` gives the container its own identity (hostname, 127.0.1.1, an empty
-  machine-id, no shared secrets) and sets up the initial user; packages, network, locale and the
-  other tweaks are the image's. docs/import.md explains the choices.
+inspect() reads the whole archive once: every member is checked with archive_safety (an unsafe
+archive is refused with one line before anything is written), the layout is detected, and
+os-release, passwd and group are read on the way. What the build does with the image (adopting its
+release, unpacking it, giving it its own identity) is source/image.py's ImageSource; this module
+knows nothing of the distro plugin.
 """
 
 from __future__ import annotations
@@ -23,35 +15,19 @@ from __future__ import annotations
 import re
 import shlex
 import tarfile
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from . import shellhooks
 from . import validators as v
-from .archive_safety import (
-    BZIP2_MAGIC,
-    GZIP_MAGIC,
-    XZ_MAGIC,
-    ZSTD_MAGIC,
-    Limits,
-    UnsafeArchive,
-    check_members,
-    free_space,
-    read_members,
-    safe_extract,
-)
-from .exports.identity import hosts_text
-from .formats import word
-from .guestfs import GuestFS
-from .keyring import sha256_file
-from .log import LOG, die, note
+from .archive_open import compression
+from .archive_safety import Limits, UnsafeArchive, check_members, read_members
+from .hostsfile import hosts_text
+from .log import die
 from .settings import Needs, Setting
-from .tweaks import Guest, apply
 
-if TYPE_CHECKING:
-    from .distro import DebianFamily
+__all__ = ["compression", "hosts_text"]  # importable from here as before (tests, plugins)
 
 # Layouts: where the rootfs is inside the archive.
 ROOTFS = "rootfs"  # files at the archive root: our tar export, CloudStack, sbuild's unshare tarballs
@@ -77,17 +53,6 @@ INITS = ("sbin/init", "usr/sbin/init")
 HOST_KEY = re.compile(r"etc/ssh/ssh_host_[^/]*key$")
 DPKG_INFO_ARCH = re.compile(r"var/lib/dpkg/info/libc6:([a-z0-9]+)\.list$")
 
-# The identity tweaks every container needs even from a ready-made rootfs (plugins/common_tweaks.py).
-IDENTITY_TWEAKS = ("machine-id", "dbus-machine-id", "instance-secrets")
-
-# Settings that shape a bootstrap or the guest's configuration: an imported rootfs has its own.
-NOT_FOR_IMPORT = (
-    "addpkg", "removepkg", "seedfile", "variant", "mirror", "install-mirror", "security-mirror",
-    "install-security-mirror", "components", "proxy", "keyring", "bootstrapper", "ip", "mask", "gw", "dns",
-    "lang", "timezone", "initctl-listener",
-)  # fmt: skip
-
-MAGICS = ((ZSTD_MAGIC, "zstd"), (XZ_MAGIC, "xz"), (GZIP_MAGIC, "gzip"), (BZIP2_MAGIC, "bzip2"))
 SQUASHFS_MAGIC = b"hsqs"  # little-endian squashfs superblock: LXD's split rootfs, our squashfs export
 
 HINT = "use a template from a source you trust, or repack it from a clean root (tar -C ROOT -cf FILE .)"
@@ -107,13 +72,6 @@ def import_settings(group: str) -> list[Setting]:
 
 
 # -- reading the archive ----------------------------------------------------------------------------
-
-
-def compression(path: Path) -> str:
-    """How the file is compressed, by its first bytes (names lie): zstd, xz, gzip, bzip2 or none."""
-    with path.open("rb") as fh:
-        head = fh.read(len(XZ_MAGIC))
-    return next((name for magic, name in MAGICS if head.startswith(magic)), "none")
 
 
 def normalize(name: str) -> str:
@@ -228,7 +186,7 @@ def _wanted(member: tarfile.TarInfo) -> bool:
     return any(name == prefix + rel for prefix in ("", "rootfs/", "chroot-autobuild/") for rel in READ_FILES)
 
 
-def _passwd(text: str) -> dict[str, int]:
+def passwd_accounts(text: str) -> dict[str, int]:
     accounts = {}
     for line in text.splitlines():
         fields = line.split(":")
@@ -277,7 +235,7 @@ def inspect(path: Path, *, allow_setuid: bool = True, limits: Limits | None = No
     else:
         if prefix + LSB_RELEASE in files:
             image.os_release = os_release_from_lsb(files[prefix + LSB_RELEASE].decode(errors="replace"))
-    image.accounts = _passwd(files.get(prefix + PASSWD, b"").decode(errors="replace"))
+    image.accounts = passwd_accounts(files.get(prefix + PASSWD, b"").decode(errors="replace"))
     group_text = files.get(prefix + GROUP, b"").decode(errors="replace")
     image.groups = {line.split(":", 1)[0] for line in group_text.splitlines() if ":" in line}
     image.ours = HOSTKEYS_UNIT in inside
@@ -286,168 +244,3 @@ def inspect(path: Path, *, allow_setuid: bool = True, limits: Limits | None = No
     arches = {m.group(1) for name in inside if (m := DPKG_INFO_ARCH.match(name))}
     image.arch = arches.pop() if len(arches) == 1 else None
     return image
-
-
-# -- the distro's hooks -----------------------------------------------------------------------------
-
-
-def _refuse_inapplicable(distro: DebianFamily) -> None:
-    s = distro.settings
-    # explicit() first: source() would compute a default (the mirror's) before the release is known.
-    given = [
-        name for name in NOT_FOR_IMPORT if name in s.table and s.explicit(name) and s.source(name) == "command line"
-    ]
-    if given:
-        flags = ", ".join(f"--{name}" for name in given)
-        die(
-            f"{flags} {'does' if len(given) == 1 else 'do'} not apply to --from-template: the template is deployed "
-            "with its own packages, network, locale and time zone",
-            "drop it, or build from the archive without --from-template",
-        )
-    for name in NOT_FOR_IMPORT:
-        if name in s.table and s.explicit(name):
-            LOG.debug("--from-template: %s from %s is not used", name, s.source(name))
-
-
-def prepare(distro: DebianFamily) -> ImportedImage:
-    """set_defaults: check and inspect the image, then adopt its release and architecture."""
-    s = distro.settings
-    _refuse_inapplicable(distro)
-    path = Path(str(s["from-template"]))
-    image = inspect(path, allow_setuid=s.get_bool("template-setuid"), limits=free_space(distro.context.dest))
-    image.sha256 = sha256_file(path)
-    if not image.os_release:
-        if not s.explicit("suite"):
-            die(f"template {path} has no etc/os-release, so its release is unknown", "pass --suite with its release")
-        LOG.warning("template %s has no etc/os-release; trusting --suite %s", path, s["suite"])
-    elif image.distro_id != distro.name:
-        die(
-            f"template {path} is {image.description} (ID={image.distro_id or '?'}), not {distro.name}",
-            f"import it with its own distro: vmbuilder {distro.context.hypervisor_name} "
-            f"{image.distro_id or 'DISTRO'} --from-template {path}",
-        )
-    elif not s.explicit("suite"):
-        if not image.series:
-            die(f"template {path}: its os-release names no VERSION_CODENAME or VERSION_ID", "pass --suite")
-        s.set("suite", image.series, "--from-template")
-    else:
-        chosen = distro.resolve_suite(str(s["suite"]))
-        if image.series and image.series not in (chosen.series, chosen.version):
-            LOG.warning(
-                "--suite %s, but the template is %s; the container is configured as %s",
-                s["suite"],
-                image.description,
-                chosen.describe(),
-            )
-    if image.arch:
-        if not s.explicit("arch"):
-            s.set("arch", image.arch, "--from-template")
-        elif s["arch"] != image.arch:
-            die(f"--arch {s['arch']}, but template {path} is {image.arch}", "drop --arch")
-    distro.context.summary["template"] = image.summary()
-    distro.context.hook_env["TEMPLATE"] = str(path)
-    return image
-
-
-def preflight(distro: DebianFamily, image: ImportedImage) -> None:
-    """preflight_check: what the import itself can refuse or warn about (no keyring is needed)."""
-    s = distro.settings
-    user = str(s["user"])
-    uid = s.get_int("uid")
-    if user in image.accounts and uid is not None and image.accounts[user] != uid:
-        die(
-            f"--uid {uid}: user {user} already exists in the template with uid {image.accounts[user]}",
-            "drop --uid, or choose another --user",
-        )
-    if not image.has_init:
-        LOG.warning(
-            "template %s has no /sbin/init (a build chroot?): lxc-start cannot boot it; install an init system "
-            "(e.g. systemd-sysv) in the template first",
-            image.path,
-        )
-    if image.host_keys and not image.ours:
-        LOG.warning(
-            "template %s ships SSH host keys (%s), and nothing of ours regenerates them: every container made "
-            "from it shares them; remove them and run ssh-keygen -A in the container (e.g. with --firstboot)",
-            image.path,
-            ", ".join(Path(k).name for k in image.host_keys[:3]) + (", ..." if len(image.host_keys) > 3 else ""),
-        )
-    dirs = [Path(p) for p in s.get_list("hook-dir")]
-    early = [p for stage in ("setup", "essential") for p in shellhooks.stage_scripts(dirs, stage)]
-    if early:
-        LOG.warning(
-            "--from-template: nothing is bootstrapped, so the setup and essential hooks (%s) do not run",
-            ", ".join(p.name for p in early),
-        )
-
-
-def extract(distro: DebianFamily, image: ImportedImage) -> None:
-    """bootstrap: unpack the rootfs (safe_extract checks the archive once more, then runs GNU tar)."""
-    ctx = distro.context
-    note("unpacking %s (%s layout, %s) from %s", image.description, image.layout, image.compression,
-         image.path)  # fmt: skip
-    allow_setuid = distro.settings.get_bool("template-setuid")
-    safe_extract(image.path, ctx.rootfs, strip=image.strip, allow_setuid=allow_setuid,
-                 label=f"template {image.path}")  # fmt: skip
-
-
-def _identity(guest: Guest, variables: dict[str, Any]) -> list[str]:
-    """/etc/hostname, and the 127.0.1.1 line of /etc/hosts (the image's other lines stay)."""
-    hostname = word(variables["hostname"], "--hostname", "/etc/hostname")  # one field: no spaces, no line breaks
-    names = f"{word(variables['fqdn'], 'the FQDN', '/etc/hosts')} {hostname}" if variables.get("domain") else hostname
-    guest.write("/etc/hostname", hostname + "\n", 0o644)
-    if guest.fs.is_file("/etc/hosts") and not guest.fs.is_symlink("/etc/hosts"):  # read inside the rootfs
-        text = hosts_text(guest.fs.read_text("/etc/hosts", errors="replace"), names)
-    else:
-        text = guest.render("common/hosts.j2", variables)
-    guest.write("/etc/hosts", text, 0o644)
-    return ["/etc/hostname", "/etc/hosts"]
-
-
-def configure(distro: DebianFamily, image: ImportedImage) -> None:
-    """configure_os: the container's own identity and the initial user; the rest is the image's."""
-    ctx = distro.context
-    if ctx.chroot is not None:  # commands in the image's rootfs get their own /proc (see Chroot)
-        ctx.chroot.pid_namespace = True
-    variables = distro.guest_vars()
-    guest = Guest(ctx.rootfs, lambda name, values: ctx.render(name, values), variables, ctx.hook_env)
-    names: Sequence[str] = IDENTITY_TWEAKS + (("ssh-host-keys",) if image.ours else ())
-    chosen = [t for t in distro.select_tweaks(guest) if t.name in names]
-    record: list[dict[str, Any]] = [
-        {
-            "name": "hostname",
-            "why": "The container's own name in /etc/hostname and on the template's 127.0.1.1 line.",
-            "paths": _identity(guest, variables),
-        }
-    ]
-    record += apply(chosen, guest)
-    ctx.summary["tweaks"] = record
-    note("gave the imported %s its own identity (%s)", image.description, ", ".join(r["name"] for r in record))
-    distro.configure_users()
-
-
-def add_user(distro: DebianFamily, argv: Iterable[str], user: str) -> None:
-    """configure_users' useradd on an imported rootfs: an account the image has is kept as it is.
-
-    (Our own exports have the initial user already; useradd would fail on it.) The password, sudo
-    and SSH key settings that follow apply either way. An image without a sudo group gets the user
-    without that group.
-    """
-    root = distro.context.rootfs
-    with GuestFS(root) as fs:  # the image's files are read inside the rootfs, never through a symlink out
-        passwd = fs.read_text(PASSWD, errors="replace") if fs.is_file(PASSWD) else ""
-        group_text = fs.read_text(GROUP, errors="replace") if fs.is_file(GROUP) else ""
-    accounts = _passwd(passwd) if passwd else {}
-    s = distro.settings
-    if user in accounts:
-        note("user %s exists in the template; keeping it", user)
-        if s["name"]:
-            distro.run_in_target("usermod", "--comment", str(s["name"]), user)
-        return
-    args = list(argv)
-    groups = {line.split(":", 1)[0] for line in group_text.splitlines()}
-    if "sudo" not in groups and "--groups" in args:
-        LOG.warning("the template has no sudo group; user %s is created without it", user)
-        i = args.index("--groups")
-        del args[i : i + 2]
-    distro.run_in_target(*args, user)

@@ -28,6 +28,8 @@ from vmbuilder_lxc.bootstrap import INSECURE_APTOPTS, BootstrapRequest, debootst
 from vmbuilder_lxc.chroot import proxy_conf
 from vmbuilder_lxc.distro import APT_GET, DebianFamily, insecure_apt_options
 from vmbuilder_lxc.log import UserError
+from vmbuilder_lxc.source import archive as archive_source
+from vmbuilder_lxc.source.archive import ArchiveSource
 
 MIRROR = "http://mirror.test/debian"
 KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
@@ -221,6 +223,12 @@ def debian(plugins: Plugins, no_host_config: Path, tmp_path: Path) -> DebianFami
     return ctx.distro
 
 
+def archive(distro: DebianFamily) -> ArchiveSource:
+    """The distro's source, a bootstrap from the archive (set_defaults chose it)."""
+    assert isinstance(distro.source, ArchiveSource)
+    return distro.source
+
+
 def _apt_calls(chroot: RecordingChroot) -> dict[str, list[str]]:
     return {argv[len(APT_GET)]: argv for argv in chroot.calls if argv[: len(APT_GET)] == APT_GET}
 
@@ -229,7 +237,7 @@ def test_package_names_are_operands_after_the_end_of_options(debian: DebianFamil
     debian.settings.set("addpkg", ["vim", "curl"])
     debian.settings.set("removepkg", ["nano"])
     chroot = RecordingChroot()
-    debian.package_phase(chroot, debian.bootstrap_request())  # type: ignore[arg-type]
+    debian.package_phase(chroot, archive(debian).bootstrap_request())  # type: ignore[arg-type]
     calls = _apt_calls(chroot)
     assert calls["install"][len(APT_GET) :] == ["install", "--", "vim", "curl"]
     assert calls["purge"][len(APT_GET) :] == ["purge", "--autoremove", "--", "nano"]
@@ -246,7 +254,7 @@ def test_hostile_packages_stop_the_package_phase_before_apt(debian: DebianFamily
     with pytest.raises(UserError):
         debian.check_package_inputs()
     with pytest.raises(UserError):
-        debian.package_phase(chroot, debian.bootstrap_request())  # type: ignore[arg-type]
+        debian.package_phase(chroot, archive(debian).bootstrap_request())  # type: ignore[arg-type]
     assert not any("install" in argv or "purge" in argv for argv in chroot.calls)
 
 
@@ -258,7 +266,7 @@ def test_hostile_packages_stop_the_package_phase_before_apt(debian: DebianFamily
 def test_hostile_settings_stop_the_request(debian: DebianFamily, setting: str, value: Any) -> None:
     debian.settings.set(setting, value)
     with pytest.raises(UserError):
-        debian.bootstrap_request().check()
+        archive(debian).bootstrap_request().check()
 
 
 @pytest.mark.parametrize(
@@ -276,7 +284,7 @@ def test_hostile_values_never_reach_the_guest_sources(debian: DebianFamily, sett
 
 def test_insecure_options_only_with_insecure(debian: DebianFamily) -> None:
     chroot = RecordingChroot()
-    debian.package_phase(chroot, dataclasses.replace(debian.bootstrap_request(), keyring=None))  # type: ignore[arg-type]
+    debian.package_phase(chroot, dataclasses.replace(archive(debian).bootstrap_request(), keyring=None))  # type: ignore[arg-type]
     update = next(argv for argv in chroot.calls if "update" in argv)
     assert update[: len(APT_GET)] == APT_GET and update[len(APT_GET) : -1] == insecure_apt_options()
 
@@ -373,7 +381,7 @@ def cli_run(
 
     monkeypatch.setattr(pipeline, "enter_private_mount_namespace", tripwire)
     monkeypatch.setattr(pipeline, "_make_workdir", tripwire)
-    monkeypatch.setattr(distro_module, "require_keyring", lambda path, name: ["0" * 40])
+    monkeypatch.setattr(archive_source, "require_keyring", lambda path, name: ["0" * 40])
     monkeypatch.setattr(distro_module, "run", recording_run)
     monkeypatch.setattr("vmbuilder_lxc.bootstrap.run", recording_run)
     monkeypatch.setattr("vmbuilder_lxc.bootstrap.shutil.which", lambda *a, **k: "/usr/bin/true")

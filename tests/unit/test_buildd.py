@@ -13,10 +13,11 @@ import pytest
 from pyfakefs.fake_filesystem import FakeFilesystem
 
 from tests.unit.conftest import CSV, ROOT, TEMPLATES_DIR, ContextFactory, RootView
-from vmbuilder_lxc import distro as distro_module
 from vmbuilder_lxc.context import Context
 from vmbuilder_lxc.distro import DebianFamily
 from vmbuilder_lxc.log import UserError
+from vmbuilder_lxc.source import archive as archive_source
+from vmbuilder_lxc.source.archive import ArchiveSource
 from vmbuilder_lxc.suites import DISTRO_INFO_DIR
 from vmbuilder_lxc.tweaks import Guest, apply
 
@@ -44,6 +45,12 @@ def distro_of(ctx: Context) -> DebianFamily:
 # -- packages and the cache ---------------------------------------------------------------------------
 
 
+def archive(distro: DebianFamily) -> ArchiveSource:
+    """The distro's source, a bootstrap from the archive (set_defaults chose it)."""
+    assert isinstance(distro.source, ArchiveSource)
+    return distro.source
+
+
 @pytest.mark.parametrize("suite", ["xenial", "noble", "resolute"])
 def test_buildd_packages_are_a_build_environment_not_a_container(
     fake_fs: FakeFilesystem, make_ctx: ContextFactory, suite: str
@@ -51,7 +58,7 @@ def test_buildd_packages_are_a_build_environment_not_a_container(
     distro = distro_of(configured(fake_fs, make_ctx, "--suite", suite, "--variant", "buildd"))
     packages = set(distro.base_packages())
     assert packages == {"apt", "build-essential", "fakeroot", "ubuntu-keyring", "ca-certificates"}
-    req = distro.bootstrap_request()
+    req = archive(distro).bootstrap_request()
     assert req.variant == "buildd" and set(req.include) == packages
 
 
@@ -73,7 +80,7 @@ def test_the_profile_gives_its_own_cache_key(fake_fs: FakeFilesystem, make_ctx: 
     manifests = {}
     for variant in ("minbase", "buildd"):
         distro = distro_of(configured(fake_fs, make_ctx, "--suite", "noble", "--variant", variant))
-        manifests[variant] = distro.cache_manifest(distro.bootstrap_request(), "mmdebstrap")
+        manifests[variant] = archive(distro).cache_manifest(archive(distro).bootstrap_request(), "mmdebstrap")
     assert manifests["minbase"]["variant"] == "minbase" and manifests["buildd"]["variant"] == "buildd"
     assert manifests["minbase"]["packages"] != manifests["buildd"]["packages"]
 
@@ -90,8 +97,8 @@ def test_settings_a_chroot_cannot_use_are_named(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(distro_module, "require_keyring", lambda path, name: [])
-    monkeypatch.setattr(distro_module, "choose_backend", lambda requested, req: "mmdebstrap")
+    monkeypatch.setattr(archive_source, "require_keyring", lambda path, name: [])
+    monkeypatch.setattr(archive_source, "choose_backend", lambda requested, req: "mmdebstrap")
     ctx = configured(fake_fs, make_ctx, "--suite", "noble", "--variant", "buildd", "--user", "ops", "--rootpass", "x")
     distro_of(ctx).preflight_check()
     err = capsys.readouterr().err

@@ -27,6 +27,7 @@ from vmbuilder_lxc.keyring import DEBIAN_KEYRING
 from vmbuilder_lxc.log import UserError
 from vmbuilder_lxc.mirrors import DEBOOTSTRAP_BIN, DEBOOTSTRAP_SCRIPTS
 from vmbuilder_lxc.render import Templates
+from vmbuilder_lxc.source.archive import ArchiveSource
 from vmbuilder_lxc.suites import DISTRO_INFO_DIR
 from vmbuilder_lxc.tweaks import DropIn, File, Guest, ReleaseTraits, apply
 
@@ -244,8 +245,14 @@ def test_pockets(debian: DebianFamily, suite: str, pockets: tuple[str, ...]) -> 
     assert debian.pockets_for(debian.resolve_suite(suite, TODAY)) == pockets
 
 
+def archive(distro: DebianFamily) -> ArchiveSource:
+    """The distro's source, a bootstrap from the archive (set_defaults chose it)."""
+    assert isinstance(distro.source, ArchiveSource)
+    return distro.source
+
+
 def test_bootstrap_sources_use_the_security_archive(tweak: TweakFactory) -> None:
-    req = tweak("--suite", "bookworm", do_apply=False).distro.bootstrap_request()
+    req = archive(tweak("--suite", "bookworm", do_apply=False).distro).bootstrap_request()
     assert req.source_lines() == [
         f"deb {MIRROR} bookworm main",
         f"deb {MIRROR} bookworm-updates main",
@@ -256,14 +263,14 @@ def test_bootstrap_sources_use_the_security_archive(tweak: TweakFactory) -> None
 
 def test_install_mirror_derives_its_own_security_archive(tweak: TweakFactory) -> None:
     t = tweak("--suite", "trixie", "--install-mirror", "http://cache.test:3142/debian", do_apply=False)
-    assert t.distro.mirrors() == ("http://cache.test:3142/debian", "http://cache.test:3142/debian-security")
+    assert archive(t.distro).mirrors() == ("http://cache.test:3142/debian", "http://cache.test:3142/debian-security")
     t = tweak("--suite", "trixie", "--install-mirror", "http://cache.test:3142/debian",
               "--install-security-mirror", "http://sec.test/ds", do_apply=False)  # fmt: skip
-    assert t.distro.mirrors() == ("http://cache.test:3142/debian", "http://sec.test/ds")
+    assert archive(t.distro).mirrors() == ("http://cache.test:3142/debian", "http://sec.test/ds")
 
 
 def test_sid_bootstraps_from_one_suite(tweak: TweakFactory) -> None:
-    req = tweak("--suite", "sid", do_apply=False).distro.bootstrap_request()
+    req = archive(tweak("--suite", "sid", do_apply=False).distro).bootstrap_request()
     assert req.source_lines() == [f"deb {MIRROR} sid main"]
 
 
@@ -417,7 +424,7 @@ def test_deb822_sources_on_trixie(tweak: TweakFactory) -> None:
 def test_security_mirror_option_overrides_the_derived_one(tweak: TweakFactory) -> None:
     t = tweak("--suite", "trixie", "--security-mirror", "http://security.mirror.test/debian-security")
     assert _stanzas(t)[1]["URIs"] == "http://security.mirror.test/debian-security"
-    assert t.distro.mirrors() == (MIRROR, "http://security.mirror.test/debian-security")
+    assert archive(t.distro).mirrors() == (MIRROR, "http://security.mirror.test/debian-security")
 
 
 def test_sid_sources_have_no_pockets(tweak: TweakFactory) -> None:

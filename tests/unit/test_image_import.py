@@ -1,4 +1,4 @@
-"""--from-template (image_import.py): layouts, os-release, compression, refusals, and what prepare() adopts.
+"""--from-template (image_import.py, source/image.py): layouts, os-release, compression, refusals, what it adopts.
 
 Archives are built here with tarfile (members made by hand, links and devices included). Every
 escape aims at a path under tmp_path, never at the host. Building and booting an imported rootfs
@@ -25,6 +25,7 @@ from vmbuilder_lxc import image_import as ti
 from vmbuilder_lxc.archive_safety import UnsafeArchive
 from vmbuilder_lxc.distro import DebianFamily
 from vmbuilder_lxc.log import UserError
+from vmbuilder_lxc.source.image import ImageSource
 from vmbuilder_lxc.suites import DISTRO_INFO_DIR
 
 NOBLE = b"""PRETTY_NAME="Ubuntu 24.04.1 LTS"
@@ -372,7 +373,7 @@ def test_hosts_gets_a_127_0_1_1_line_after_localhost() -> None:
     assert ti.hosts_text("", "c1") == "127.0.1.1\tc1\n"
 
 
-# -- prepare(): what the build adopts from the template ------------------------------------------
+# -- ImageSource.set_defaults(): what the build adopts from the template ---------------------------
 
 
 @pytest.fixture
@@ -397,7 +398,7 @@ def test_prepare_adopts_release_and_arch(imported: Importer) -> None:
     assert distro.release.series == "noble"
     assert distro.settings["arch"] == "amd64"
     assert distro.settings.source("suite") == "--from-template"
-    assert distro.imported is not None and distro.imported.layout == "rootfs"
+    assert isinstance(distro.source, ImageSource) and distro.source.image.layout == "rootfs"
     summary = distro.context.summary["template"]
     assert summary["layout"] == "rootfs" and len(summary["sha256"]) == 64
     assert summary["os_release"]["ID"] == "ubuntu"
@@ -442,6 +443,5 @@ def test_prepare_needs_a_suite_without_os_release(imported: Importer) -> None:
 
 def test_preflight_refuses_a_uid_that_differs(imported: Importer) -> None:
     distro = imported("--uid", "2000")
-    assert distro.imported is not None
     with pytest.raises(UserError, match="user ubuntu already exists in the template with uid 1000"):
-        ti.preflight(distro, distro.imported)
+        distro.source.preflight()

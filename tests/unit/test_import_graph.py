@@ -35,15 +35,10 @@ FRONT_ENDS = {f"{PACKAGE}.completion", f"{PACKAGE}.upgrading"}
 
 # Known exceptions, to be deleted with the change that removes them (the tests below fail once one
 # is no longer needed, so none outlives its reason).
-KNOWN_CYCLES: set[frozenset[str]] = {
-    # issue 14: removed by the DebianFamily split
-    frozenset({f"{PACKAGE}.distro", f"{PACKAGE}.image_import"}),
-}
+KNOWN_CYCLES: set[frozenset[str]] = set()
 KNOWN_EXPORTS_IMPORTS: set[tuple[str, str]] = {
     # issue 14: removed by the DebianFamily split
     (f"{PACKAGE}.distro", f"{EXPORTS}.stage"),
-    # issue 14: removed by the DebianFamily split
-    (f"{PACKAGE}.image_import", f"{EXPORTS}.identity"),
 }
 
 

@@ -18,8 +18,8 @@ from pyfakefs.fake_filesystem import FakeFilesystem
 from tests.unit.conftest import ContextFactory
 from tests.unit.test_buildd import configured, distro_of
 from vmbuilder_lxc import cli, log, pipeline
-from vmbuilder_lxc import distro as distro_module
 from vmbuilder_lxc.log import HEARTBEAT_SECONDS, Heartbeat, Progress, UserError, setup_logging, step
+from vmbuilder_lxc.source import archive as archive_source
 
 libvirt_module: Any = importlib.import_module("vmbuilder_lxc.plugins.libvirt")
 lxc_module: Any = importlib.import_module("vmbuilder_lxc.plugins.lxc")
@@ -108,9 +108,9 @@ def test_the_no_login_note_is_kept_for_the_summary_not_printed_in_preflight(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(distro_module, "require_keyring", lambda path, name: [])
-    monkeypatch.setattr(distro_module, "choose_backend", lambda requested, req: "mmdebstrap")
-    monkeypatch.setattr(distro_module, "check_cache_dir", lambda path: None)
+    monkeypatch.setattr(archive_source, "require_keyring", lambda path, name: [])
+    monkeypatch.setattr(archive_source, "choose_backend", lambda requested, req: "mmdebstrap")
+    monkeypatch.setattr(archive_source, "check_cache_dir", lambda path: None)
     ctx = configured(fake_fs, make_ctx, "--suite", "noble", "--network", "none")
     distro_of(ctx).preflight_check()
     assert "no password" not in capsys.readouterr().err  # nothing before the first step
@@ -125,9 +125,9 @@ def test_the_no_login_note_is_kept_for_the_summary_not_printed_in_preflight(
 def test_with_a_key_there_is_no_note(
     fake_fs: FakeFilesystem, make_ctx: ContextFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(distro_module, "require_keyring", lambda path, name: [])
-    monkeypatch.setattr(distro_module, "choose_backend", lambda requested, req: "mmdebstrap")
-    monkeypatch.setattr(distro_module, "check_cache_dir", lambda path: None)
+    monkeypatch.setattr(archive_source, "require_keyring", lambda path, name: [])
+    monkeypatch.setattr(archive_source, "choose_backend", lambda requested, req: "mmdebstrap")
+    monkeypatch.setattr(archive_source, "check_cache_dir", lambda path: None)
     ctx = configured(fake_fs, make_ctx, "--suite", "noble", "--network", "none", "--pass", "secret")
     distro_of(ctx).preflight_check()
     assert "notes" not in ctx.summary

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 
 from vmbuilder_lxc import cli, pipeline, places
-from vmbuilder_lxc import distro as distro_module
 from vmbuilder_lxc.log import UserError
 from vmbuilder_lxc.places import check_writable_dir, mount_of
+from vmbuilder_lxc.source import archive as archive_source
 
 MIRROR = "http://mirror.test/ubuntu"
 HINT = "the fix"
@@ -94,7 +94,7 @@ def build(
 
     monkeypatch.setattr(pipeline, "enter_private_mount_namespace", tripwire)
     monkeypatch.setattr(pipeline, "_make_workdir", tripwire)
-    monkeypatch.setattr(distro_module, "require_keyring", lambda path, name: ["0" * 40])
+    monkeypatch.setattr(archive_source, "require_keyring", lambda path, name: ["0" * 40])
     monkeypatch.setattr("vmbuilder_lxc.bootstrap.shutil.which", lambda *a, **k: "/usr/bin/true")
     return lambda *argv: _main(capsys, ["lxc", "ubuntu", "--arch", "amd64", "--suite", "noble", "--mirror", MIRROR,
                                         *argv])  # fmt: skip

@@ -27,9 +27,11 @@ from tests.unit.conftest import ContextFactory
 from vmbuilder_lxc import formats
 from vmbuilder_lxc.context import Context
 from vmbuilder_lxc.data import templates_dir
+from vmbuilder_lxc.distro import DebianFamily
 from vmbuilder_lxc.formats import FormatError
 from vmbuilder_lxc.log import UserError
 from vmbuilder_lxc.render import Templates, apt_deb822_check, apt_one_line_check, lxc_config_keys
+from vmbuilder_lxc.source.archive import ArchiveSource
 
 MARKER = "Mk7q"
 HOSTILE = [
@@ -527,10 +529,12 @@ def test_chpasswd_input_stays_one_line_per_user(
 ) -> None:
     ctx = lxc_plugin_context(fake_fs, make_ctx)
     ctx.settings.set(setting, value)
+    assert isinstance(ctx.distro, DebianFamily)
+    ctx.distro.source = ArchiveSource(ctx.distro)  # set_defaults' choice without --from-template
     ran: list[tuple[str, ...]] = []
     monkeypatch.setattr(ctx.distro, "run_in_target", lambda *argv, **kw: ran.append(argv))
     with pytest.raises(UserError, match="chpasswd"):
-        ctx.distro.configure_users()  # type: ignore[attr-defined]
+        ctx.distro.configure_users()
     assert not [argv for argv in ran if argv[0] == "chpasswd"]
 
 
