@@ -87,6 +87,12 @@ class Setting:
         flags = [self.short] if self.short else []
         return flags + [self.flag, *self.aliases]
 
+    @property
+    def negatable(self) -> bool:
+        """A boolean gets a --no- form only when it can be on before the command line is read (a
+        config file or its default): --no-list-suites or --no-insecure would change nothing."""
+        return self.type == "bool" and (self.in_config or bool(self.default))
+
 
 def parse_bool(text: str) -> bool:
     value = text.strip().lower()
@@ -181,7 +187,7 @@ class Settings:
             if s.choices is not None:
                 bad = [x for x in (value if isinstance(value, list) else [value]) if x not in s.choices]
                 if bad:
-                    raise ValueError(f"must be one of: {', '.join(s.choices)}")
+                    raise v.Invalid(f"must be one of: {', '.join(s.choices)}", f"give {s.flag} one of these")
             if s.validate is not None and value is not None:
                 value = s.validate(value)
         except ValueError as exc:
@@ -469,7 +475,7 @@ def build_parser(prog: str, table: Iterable[Setting], description: str = "", epi
             help_text += f" (default: {s.default.__doc__.strip()})"
         kwargs: dict[str, Any] = {"dest": s.dest, "default": argparse.SUPPRESS, "help": help_text}
         if s.type == "bool":
-            kwargs["action"] = argparse.BooleanOptionalAction
+            kwargs["action"] = argparse.BooleanOptionalAction if s.negatable else "store_true"
         else:
             choices = "{" + ",".join(s.choices) + "}" if s.choices else None
             kwargs["metavar"] = s.metavar or choices or s.name.upper().replace("-", "_")
