@@ -20,8 +20,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from . import exports
+from .arches import NATIVE_MACHINES
 from .cli import GLOBAL_FLAGS, GLOBAL_VALUE_FLAGS, build_command_parser, make_context
-from .distro import NATIVE_MACHINES, DebianFamily
+from .distro import DebianFamily
 from .log import UserError
 from .plugin import Plugin, by_kind, command_parsers, commands_for, discover
 from .plugintypes import DistroPlugin

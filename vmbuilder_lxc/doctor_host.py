@@ -15,7 +15,8 @@ import tempfile
 from pathlib import Path
 
 from . import doctor_probes as p
-from .distro import NATIVE_MACHINES, QEMU_NAMES, DebianFamily
+from .arches import NATIVE_MACHINES, QEMU_NAMES
+from .distro import DebianFamily
 from .keyring import fingerprints
 from .log import UserError
 from .mirrors import DEBOOTSTRAP_SCRIPTS

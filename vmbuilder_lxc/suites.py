@@ -4,18 +4,25 @@ Nothing here lists releases by hand: a release added to /usr/share/distro-info/<
 known without a code change. A suite can be named by codename (`noble`), version (`24.04`,
 `24.04.2`, `24.04 LTS`) or alias: `devel` (the release in development), `lts` (the newest released
 LTS) and `stable` (the newest release).
+
+Suite listing lives here too: resolving --suite for a distro (asking the archive about a series
+distro-info-data does not know yet) and the --list-suites table.
 """
 
 from __future__ import annotations
 
 import csv
 import datetime as dt
+import json
 import re
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
-from .log import UserError
+from .log import LOG, UserError, die
+from .verified import verified
 
 DISTRO_INFO_DIR = Path("/usr/share/distro-info")
 ALIASES = ("devel", "lts", "stable")
@@ -169,3 +176,130 @@ class ReleaseTable:
             eol=None,
             in_distro_info=False,
         )
+
+
+# -- suite listing: what a distro plugin resolves --suite and --list-suites with -----------------
+
+# Why a release cannot be built (None: it can); the distro plugin's `unsupported`.
+Refusal = Callable[[Release], str | None]
+# The Release fields of dists/NAME on the build's mirror; empty when the mirror does not serve it.
+ArchiveFields = Callable[[str], dict[str, str]]
+
+
+class Traits(Protocol):
+    """The release traits --list-suites shows (tweaks.ReleaseTraits has them)."""
+
+    @property
+    def init(self) -> str: ...
+
+    @property
+    def network(self) -> str: ...
+
+
+def fetch_release_fields(url: str) -> dict[str, str]:
+    """The header fields of a (clear-signed) Release file; only used to learn a suite's name.
+
+    The signature is not checked here; the bootstrap verifies the same file with the keyring.
+    """
+    try:
+        with urllib.request.urlopen(url, timeout=20) as resp:
+            text = resp.read(65536).decode("utf-8", "replace")
+    except OSError:
+        return {}
+    if text.startswith("-----BEGIN PGP SIGNED MESSAGE-----"):
+        text = text.split("\n\n", 1)[-1]  # skip the armor header ("Hash: ...")
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line.strip() and fields:
+            break
+        m = re.match(r"^([A-Za-z-]+):\s*(.*)$", line)
+        if m:
+            fields[m.group(1)] = m.group(2).strip()
+    return fields
+
+
+def archive_fields(mirror: str, name: str) -> dict[str, str]:
+    """The Release fields of dists/NAME on the mirror; empty when the mirror does not serve it."""
+    return fetch_release_fields(f"{mirror.rstrip('/')}/dists/{name}/InRelease")
+
+
+def probe_unknown_suite(text: str, table: ReleaseTable, archive: ArchiveFields) -> Release | None:
+    """A suite distro-info-data does not know yet, but the archive serves (a new devel series)."""
+    name = text.strip().lower()
+    if not re.fullmatch(r"[a-z]+", name):
+        return None
+    info = archive(name)
+    if not info:
+        return None
+    codename = info.get("Codename", name)
+    version = info.get("Version", "")
+    LOG.warning(
+        "%s %s is not in distro-info-data yet; the archive serves it, so it is treated as the "
+        "newest release (update distro-info-data to silence this)",
+        codename,
+        version,
+    )
+    return table.newer_than_all(codename, version)
+
+
+def resolve_suite(distro: str, table: ReleaseTable, text: str, today: dt.date, unsupported: Refusal,
+                  archive: ArchiveFields) -> Release:  # fmt: skip
+    """--suite as a release the distro plugin can build, or a one-line error listing what it can."""
+    release = table.find(text, today)
+    if release is None:
+        release = probe_unknown_suite(text, table, archive)
+    buildable = table.buildable(today, unsupported)  # suggestions: never eol, refused or unopened
+    if release is None:
+        known = ", ".join([*buildable, "devel", "lts", "stable"])
+        die(f"unknown {distro} suite '{text}'", f"use --suite with one of: {known}")
+    why = unsupported(release)
+    if why:
+        die(why, f"choose a newer --suite ({', '.join(buildable[-4:])}, ...)")
+    why = release.not_open(today)
+    if why and not archive(release.series):  # distro-info's dates are plans: the archive decides
+        die(why, f"choose a suite the archive has ({', '.join(buildable[-4:])}, ...)")
+    return release
+
+
+def suite_rows(distro: str, table: ReleaseTable, today: dt.date, unsupported: Refusal,
+               traits_of: Callable[[Release], Traits], archive: ArchiveFields) -> list[dict[str, str]]:  # fmt: skip
+    """One row per known release of the distro plugin for --list-suites."""
+    releases = list(table.releases)
+    devel = table.find("devel", today)
+    if devel is None:
+        # distro-info-data lags behind a new development series; the archive knows it.
+        devel = probe_unknown_suite("devel", table, archive)
+        if devel is not None and devel.series not in table.names():
+            releases.append(devel)
+        elif devel is not None:  # listed with a future date, but the archive already serves it
+            devel = next(r for r in releases if r.series == devel.series)
+    rows = []
+    for release in releases:
+        opened = release is devel  # the archive said so, whatever distro-info-data's dates say
+        why = unsupported(release) or (None if opened else release.not_open(today))
+        traits = traits_of(release) if not why else None
+        rows.append(
+            {
+                "series": release.series,
+                "version": release.version or "-",
+                "codename": release.codename,
+                "released": str(release.released or "-"),
+                "status": "devel" if opened else release.status(today),
+                "init": traits.init if traits else "-",
+                "network": traits.network if traits else "-",
+                "verified": verified(distro, release.series, devel=release is devel).label,
+                "supported": "no: " + why if why else "yes",
+            }
+        )
+    return rows
+
+
+def format_rows(rows: list[dict[str, str]], as_json: bool) -> str:
+    """--list-suites' output: JSON, or a table with aligned columns."""
+    if as_json:
+        return json.dumps(rows, indent=2)
+    heads = list(rows[0]) if rows else []
+    widths = {h: max(len(h), *(len(r[h]) for r in rows)) for h in heads if h != "supported"}
+    lines = ["  ".join(h.upper().ljust(widths.get(h, 0)) for h in heads).rstrip()]
+    lines += ["  ".join(r[h].ljust(widths.get(h, 0)) for h in heads).rstrip() for r in rows]
+    return "\n".join(lines) + "\n"

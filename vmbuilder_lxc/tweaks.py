@@ -22,7 +22,6 @@ from .formats import line
 from .guestfs import GuestFS
 from .shellhooks import run_builtin
 from .suites import Release
-from .suites import version_key as version_key  # distro.py's import of it
 
 
 @dataclass(frozen=True)

@@ -22,12 +22,12 @@ import pytest
 
 from tests.unit.conftest import Plugins
 from vmbuilder_lxc import aptargs, cli, pipeline
-from vmbuilder_lxc import distro as distro_module
 from vmbuilder_lxc import run as run_module
 from vmbuilder_lxc.bootstrap import INSECURE_APTOPTS, BootstrapRequest, debootstrap_argv, mmdebstrap_argv
 from vmbuilder_lxc.chroot import proxy_conf
-from vmbuilder_lxc.distro import APT_GET, DebianFamily, insecure_apt_options
+from vmbuilder_lxc.distro import DebianFamily
 from vmbuilder_lxc.log import UserError
+from vmbuilder_lxc.packages import APT_GET, insecure_apt_options
 from vmbuilder_lxc.source import archive as archive_source
 from vmbuilder_lxc.source.archive import ArchiveSource
 
@@ -382,7 +382,7 @@ def cli_run(
     monkeypatch.setattr(pipeline, "enter_private_mount_namespace", tripwire)
     monkeypatch.setattr(pipeline, "_make_workdir", tripwire)
     monkeypatch.setattr(archive_source, "require_keyring", lambda path, name: ["0" * 40])
-    monkeypatch.setattr(distro_module, "run", recording_run)
+    monkeypatch.setattr("vmbuilder_lxc.arches.run", recording_run)
     monkeypatch.setattr("vmbuilder_lxc.bootstrap.run", recording_run)
     monkeypatch.setattr("vmbuilder_lxc.bootstrap.shutil.which", lambda *a, **k: "/usr/bin/true")
 

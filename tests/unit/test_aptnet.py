@@ -7,7 +7,7 @@ import pytest
 
 from vmbuilder_lxc import aptnet
 from vmbuilder_lxc.bootstrap import BootstrapRequest, mmdebstrap_argv
-from vmbuilder_lxc.distro import APT_GET
+from vmbuilder_lxc.packages import APT_GET
 
 URL = "http://mirror.test/ubuntu/pool/main/s/sed/sed_4.9-2_amd64.deb"
 TAIL = ["E: Unable to fetch some archives, maybe run apt-get update or try with --fix-missing?",

@@ -19,7 +19,7 @@ import pytest
 from tests.unit.conftest import CSV, Plugins
 from tests.unit.test_debian import DEBIAN_CSV
 from vmbuilder_lxc import cli, completion, exports, suites
-from vmbuilder_lxc.distro import NATIVE_MACHINES
+from vmbuilder_lxc.arches import NATIVE_MACHINES
 from vmbuilder_lxc.manpage import pairs
 from vmbuilder_lxc.plugin import by_kind, command_parsers, commands_for
 from vmbuilder_lxc.settings import Setting, build_parser
@@ -361,9 +361,7 @@ def test_suite_generation_needs_no_network(plugins: Plugins, monkeypatch: pytest
     def no_network(*args: object, **kwargs: object) -> None:
         raise AssertionError("the archive was asked")
 
-    from vmbuilder_lxc import distro
-
-    monkeypatch.setattr(distro, "fetch_release_fields", no_network)
+    monkeypatch.setattr(suites, "fetch_release_fields", no_network)
     monkeypatch.setattr(suites, "DISTRO_INFO_DIR", tmp_path)  # empty: no csv at all
     text = completion.bash_script(completion.collect(plugins))
     assert "kind=suite wl='devel lts stable' info='ubuntu 10.4'" in text

@@ -167,7 +167,7 @@ def test_experimental_is_refused(debian: DebianFamily) -> None:
 
 
 def test_unknown_suite_lists_the_supported_ones(debian: DebianFamily, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("vmbuilder_lxc.distro.fetch_release_fields", lambda url: {})
+    monkeypatch.setattr("vmbuilder_lxc.suites.fetch_release_fields", lambda url: {})
     with pytest.raises(UserError) as err:
         debian.resolve_suite("frobnicate", TODAY)
     assert err.value.message == "unknown debian suite 'frobnicate'"

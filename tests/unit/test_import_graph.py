@@ -36,10 +36,7 @@ FRONT_ENDS = {f"{PACKAGE}.completion", f"{PACKAGE}.upgrading"}
 # Known exceptions, to be deleted with the change that removes them (the tests below fail once one
 # is no longer needed, so none outlives its reason).
 KNOWN_CYCLES: set[frozenset[str]] = set()
-KNOWN_EXPORTS_IMPORTS: set[tuple[str, str]] = {
-    # issue 14: removed by the DebianFamily split
-    (f"{PACKAGE}.distro", f"{EXPORTS}.stage"),
-}
+KNOWN_EXPORTS_IMPORTS: set[tuple[str, str]] = set()
 
 
 @dataclass(frozen=True)

@@ -164,7 +164,7 @@ def test_unknown_suite_lists_the_known_ones(ubuntu: DebianFamily, monkeypatch: p
         asked.append(url)
         return {}
 
-    monkeypatch.setattr("vmbuilder_lxc.distro.fetch_release_fields", fake_fetch)
+    monkeypatch.setattr("vmbuilder_lxc.suites.fetch_release_fields", fake_fetch)
     with pytest.raises(UserError) as err:
         ubuntu.resolve_suite("frobnicate", dt.date(2025, 11, 21))
     assert asked == ["http://mirror.test/ubuntu/dists/frobnicate/InRelease"]
@@ -184,7 +184,7 @@ def test_unknown_suite_lists_the_known_ones(ubuntu: DebianFamily, monkeypatch: p
 def test_suggestions_follow_the_date(
     ubuntu: DebianFamily, monkeypatch: pytest.MonkeyPatch, today: dt.date, offered: str
 ) -> None:
-    monkeypatch.setattr("vmbuilder_lxc.distro.fetch_release_fields", lambda url: {})
+    monkeypatch.setattr("vmbuilder_lxc.suites.fetch_release_fields", lambda url: {})
     with pytest.raises(UserError) as err:
         ubuntu.resolve_suite("frobnicate", today)
     assert err.value.hint == f"use --suite with one of: {offered}, devel, lts, stable"
@@ -207,7 +207,7 @@ def test_a_series_not_opened_yet_is_refused_when_the_archive_lacks_it(
         asked.append(url)
         return {}
 
-    monkeypatch.setattr("vmbuilder_lxc.distro.fetch_release_fields", fake_fetch)
+    monkeypatch.setattr("vmbuilder_lxc.suites.fetch_release_fields", fake_fetch)
     with pytest.raises(UserError) as err:
         ubuntu.resolve_suite("stonking", dt.date(2025, 11, 21))
     assert asked == ["http://mirror.test/ubuntu/dists/stonking/InRelease"]
@@ -221,7 +221,7 @@ def test_a_series_not_opened_yet_builds_once_the_archive_serves_it(
     ubuntu: DebianFamily, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """distro-info-data's creation date is a plan; an archive that already serves the series wins."""
-    monkeypatch.setattr("vmbuilder_lxc.distro.fetch_release_fields", lambda url: {"Codename": "stonking"})
+    monkeypatch.setattr("vmbuilder_lxc.suites.fetch_release_fields", lambda url: {"Codename": "stonking"})
     assert ubuntu.resolve_suite("stonking", dt.date(2025, 11, 21)).series == "stonking"
 
 
@@ -229,7 +229,7 @@ def test_opened_series_do_not_ask_the_archive(ubuntu: DebianFamily, monkeypatch:
     def no_network(url: str) -> dict[str, str]:
         raise AssertionError(f"network access to {url}")
 
-    monkeypatch.setattr("vmbuilder_lxc.distro.fetch_release_fields", no_network)
+    monkeypatch.setattr("vmbuilder_lxc.suites.fetch_release_fields", no_network)
     assert ubuntu.resolve_suite("stonking", dt.date(2026, 5, 1)).series == "stonking"
     assert ubuntu.resolve_suite("resolute", dt.date(2025, 11, 21)).series == "resolute"
 
@@ -238,7 +238,7 @@ def test_version_like_unknown_suite_is_not_probed(ubuntu: DebianFamily, monkeypa
     def no_network(url: str) -> dict[str, str]:
         raise AssertionError(f"network access to {url}")
 
-    monkeypatch.setattr("vmbuilder_lxc.distro.fetch_release_fields", no_network)
+    monkeypatch.setattr("vmbuilder_lxc.suites.fetch_release_fields", no_network)
     with pytest.raises(UserError, match="unknown ubuntu suite '30.04'"):
         ubuntu.resolve_suite("30.04", dt.date(2025, 11, 21))
 
@@ -249,7 +249,7 @@ def test_suite_the_archive_serves_is_accepted(
     """A series newer than the host's distro-info-data is still buildable (with a warning)."""
     setup_logging(0)
     monkeypatch.setattr(
-        "vmbuilder_lxc.distro.fetch_release_fields",
+        "vmbuilder_lxc.suites.fetch_release_fields",
         lambda url: {"Origin": "Ubuntu", "Codename": "tapir", "Version": "27.04"},
     )
     release = ubuntu.resolve_suite("tapir", dt.date(2025, 11, 21))
@@ -291,7 +291,7 @@ def test_release_is_a_frozen_value() -> None:
 
 @pytest.fixture
 def no_archive(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("vmbuilder_lxc.distro.fetch_release_fields", lambda url: {})
+    monkeypatch.setattr("vmbuilder_lxc.suites.fetch_release_fields", lambda url: {})
 
 
 TODAY = dt.date(2025, 11, 21)
@@ -354,7 +354,7 @@ def test_a_future_series_the_archive_already_serves_is_supported(
     """Nothing is in development by distro-info-data's dates, and the archive's devel is that future row."""
     fake_fs.create_file(CSV_PATH, contents=CSV)
     monkeypatch.setattr(
-        "vmbuilder_lxc.distro.fetch_release_fields", lambda url: {"Codename": "stonking", "Version": "26.10"}
+        "vmbuilder_lxc.suites.fetch_release_fields", lambda url: {"Codename": "stonking", "Version": "26.10"}
     )
     rows = table_rows(list_suites(fake_fs, make_ctx, today=dt.date(2026, 4, 23)) or "")
     assert len([r for r in rows if r == "stonking"]) == 1
@@ -395,7 +395,7 @@ def test_list_suites_adds_the_devel_series_the_archive_serves(
         asked.append(url)
         return {"Codename": "tenacious", "Version": "27.04"}
 
-    monkeypatch.setattr("vmbuilder_lxc.distro.fetch_release_fields", fake_fetch)
+    monkeypatch.setattr("vmbuilder_lxc.suites.fetch_release_fields", fake_fetch)
     last = list(table_rows(list_suites(fake_fs, make_ctx, today=dt.date(2027, 1, 1)) or "").values())[-1]
     assert asked == ["http://mirror.test/ubuntu/dists/devel/InRelease"]
     assert (last["series"], last["version"], last["status"]) == ("tenacious", "27.04", "devel")

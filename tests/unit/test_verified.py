@@ -126,7 +126,7 @@ def column(text: str, name: str) -> dict[str, str]:
 
 @pytest.fixture
 def no_archive(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("vmbuilder_lxc.distro.fetch_release_fields", lambda url: {})
+    monkeypatch.setattr("vmbuilder_lxc.suites.fetch_release_fields", lambda url: {})
 
 
 def test_ubuntu_list_suites_column(fake_fs: FakeFilesystem, make_ctx: ContextFactory, no_archive: None) -> None:
