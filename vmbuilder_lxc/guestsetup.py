@@ -28,6 +28,8 @@ class RunInTarget(Protocol):
 
 @dataclass
 class GuestSetup:
+    """One build's guest setup, bound to the distro's ways into the guest (so that tests can swap them)."""
+
     settings: Settings
     release: Callable[[], str]  # the release, described for messages ("Ubuntu 24.04 (noble)")
     guestfs: Callable[[], GuestFS]  # the rootfs, opened for confined reads and writes
