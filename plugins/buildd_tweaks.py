@@ -8,7 +8,8 @@ Debian-family distro plugin, as data like common_tweaks.py.
 
 from __future__ import annotations
 
-from vmbuilder_lxc.tweaks import File, Remove, Tweak
+from vmbuilder_lxc.tweakactions import File, Remove
+from vmbuilder_lxc.tweaks import Tweak
 
 from . import common_tweaks as common
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from vmbuilder_lxc.tweaks import DropIn, Enable, File, Hook, Mask, Remove, Symlink, Truncate, Tweak, When
+from vmbuilder_lxc.tweakactions import DropIn, Enable, File, Hook, Mask, Remove, Symlink, Truncate
+from vmbuilder_lxc.tweaks import Tweak, When
 
 FSTAB = Tweak(
     "fstab",

@@ -5,7 +5,8 @@ per release.
 
 from __future__ import annotations
 
-from vmbuilder_lxc.tweaks import Enable, File, Tweak, When
+from vmbuilder_lxc.tweakactions import Enable, File
+from vmbuilder_lxc.tweaks import Tweak, When
 
 from . import common_tweaks as common
 

@@ -4,7 +4,8 @@ upstart era's jobs, as data filtered by release. docs/tweaks-ubuntu.md lists the
 
 from __future__ import annotations
 
-from vmbuilder_lxc.tweaks import DropIn, File, Hook, Tweak, When
+from vmbuilder_lxc.tweakactions import DropIn, File, Hook
+from vmbuilder_lxc.tweaks import Tweak, When
 
 from . import common_tweaks as common
 from .upstart_tweaks import UPSTART_TWEAKS

@@ -10,7 +10,8 @@ conffile) is never touched: /etc/fstab overrides its entries by mount point.
 
 from __future__ import annotations
 
-from vmbuilder_lxc.tweaks import Divert, File, Override, Remove, Replace, Tweak, When
+from vmbuilder_lxc.tweakactions import Divert, File, Override, Remove, Replace
+from vmbuilder_lxc.tweaks import Tweak, When
 
 from .common_tweaks import INITCTL_LISTENER_SCRIPT
 

@@ -33,7 +33,8 @@ from .source import Source
 from .source.archive import ArchiveSource
 from .source.image import ImageSource
 from .suites import Release, ReleaseTable, version_key
-from .tweaks import Guest, ReleaseTraits, Tweak, apply, select
+from .tweakguest import Guest
+from .tweaks import ReleaseTraits, Tweak, apply, select
 
 # (first version, traits): later rows override earlier ones from their version on.
 TraitsTable = Sequence[tuple[str, dict[str, object]]]

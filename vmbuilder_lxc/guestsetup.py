@@ -1,5 +1,5 @@
 """Setting up the guest after the tweaks: its locale, the initial user, the root account and the
-authorized SSH keys. (The tweaks' view of the rootfs is tweaks.Guest; this is the step after it.)
+authorized SSH keys. (The tweaks' view of the rootfs is tweakguest.Guest; this is the step after it.)
 
 Nothing here knows the distro class: DebianFamily hands over its settings and the ways it runs a
 command in the guest, writes a file into it and adds an account (an imported image keeps its own).

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from vmbuilder_lxc.tweaks import Divert, File, Guest, Override, OwnedFileError
+from vmbuilder_lxc.tweakactions import Divert, File, Override
+from vmbuilder_lxc.tweakguest import Guest, OwnedFileError
 
 JOBS = ("udev", "tty5", "ssh")
 

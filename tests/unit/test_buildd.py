@@ -19,7 +19,8 @@ from vmbuilder_lxc.log import UserError
 from vmbuilder_lxc.source import archive as archive_source
 from vmbuilder_lxc.source.archive import ArchiveSource
 from vmbuilder_lxc.suites import DISTRO_INFO_DIR
-from vmbuilder_lxc.tweaks import Guest, apply
+from vmbuilder_lxc.tweakguest import Guest
+from vmbuilder_lxc.tweaks import apply
 
 ubuntu: Any = importlib.import_module("vmbuilder_lxc.plugins.ubuntu")
 debian: Any = importlib.import_module("vmbuilder_lxc.plugins.debian")

@@ -18,8 +18,7 @@ import pytest
 from pyfakefs.fake_filesystem import FakeFilesystem
 
 from tests.unit.conftest import ROOT, Plugins, RootView
-from vmbuilder_lxc import cli
-from vmbuilder_lxc import tweaks as tweaks_module
+from vmbuilder_lxc import cli, tweakactions
 from vmbuilder_lxc.context import Context
 from vmbuilder_lxc.distro import DebianFamily
 from vmbuilder_lxc.docgen import tweaks_markdown
@@ -29,7 +28,9 @@ from vmbuilder_lxc.mirrors import DEBOOTSTRAP_BIN, DEBOOTSTRAP_SCRIPTS
 from vmbuilder_lxc.render import Templates
 from vmbuilder_lxc.source.archive import ArchiveSource
 from vmbuilder_lxc.suites import DISTRO_INFO_DIR
-from vmbuilder_lxc.tweaks import DropIn, File, Guest, ReleaseTraits, apply
+from vmbuilder_lxc.tweakactions import DropIn, File
+from vmbuilder_lxc.tweakguest import Guest
+from vmbuilder_lxc.tweaks import ReleaseTraits, apply
 
 MIRROR = "http://mirror.test/debian"
 SECURITY = "http://mirror.test/debian-security"
@@ -115,7 +116,7 @@ def debian(debian_ctx: Callable[..., Context]) -> DebianFamily:
 @pytest.fixture
 def tweak(fake_fs: FakeFilesystem, debian_ctx: Callable[..., Context], monkeypatch: pytest.MonkeyPatch) -> TweakFactory:
     """Configure a debian build from argv, then select and apply its tweaks to the fake rootfs."""
-    monkeypatch.setattr(tweaks_module, "run_builtin", lambda *args, **kwargs: None)  # the timezone hook
+    monkeypatch.setattr(tweakactions, "run_builtin", lambda *args, **kwargs: None)  # the timezone hook
 
     def run(*argv: str, do_apply: bool = True) -> Tweaked:
         args = ["--arch", "amd64", "--mirror", MIRROR, "--hostname", "web1", *argv]

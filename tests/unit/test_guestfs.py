@@ -21,7 +21,8 @@ from vmbuilder_lxc import guestfs, openat2
 from vmbuilder_lxc.chroot import Chroot
 from vmbuilder_lxc.exports import stage
 from vmbuilder_lxc.guestfs import GuestFS, GuestPathError
-from vmbuilder_lxc.tweaks import Guest, Remove, Truncate
+from vmbuilder_lxc.tweakactions import Remove, Truncate
+from vmbuilder_lxc.tweakguest import Guest
 
 Snapshot = dict[str, tuple[str, str | bytes, int]]
 postinst: Any = importlib.import_module("vmbuilder_lxc.plugins.postinst")

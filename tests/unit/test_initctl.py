@@ -30,7 +30,8 @@ from tests.unit.test_tweaks import TWEAKS, Tweaked, TweakFactory, tweak  # noqa:
 from vmbuilder_lxc.log import UserError
 from vmbuilder_lxc.render import Templates
 from vmbuilder_lxc.suites import Release
-from vmbuilder_lxc.tweaks import Guest, ReleaseTraits, When
+from vmbuilder_lxc.tweakguest import Guest
+from vmbuilder_lxc.tweaks import ReleaseTraits, When
 
 INITREQ_MAGIC = 0x03091969
 CMD_RUNLVL = 1

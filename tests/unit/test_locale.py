@@ -26,7 +26,8 @@ from vmbuilder_lxc.localegen import enable_locale, locale_a_name, supported_entr
 from vmbuilder_lxc.log import UserError
 from vmbuilder_lxc.run import CommandResult
 from vmbuilder_lxc.suites import DISTRO_INFO_DIR, Release
-from vmbuilder_lxc.tweaks import Guest, ReleaseTraits, Tweak, apply
+from vmbuilder_lxc.tweakguest import Guest
+from vmbuilder_lxc.tweaks import ReleaseTraits, Tweak, apply
 
 LOCALE_TWEAKS = {"locale", "locale-conf"}
 UBUNTU_TWEAKS: tuple[Tweak, ...] = importlib.import_module("vmbuilder_lxc.plugins.ubuntu_tweaks").TWEAKS

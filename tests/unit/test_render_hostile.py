@@ -586,7 +586,7 @@ def test_template_properties_read_back_by_java(tmp_path: Path) -> None:
 
 def test_hook_environment_values_are_one_line() -> None:
     """Built-in hooks get the tweak variables as VM_*; a hook writes some into files (/etc/timezone)."""
-    from vmbuilder_lxc.tweaks import _env_value
+    from vmbuilder_lxc.tweakactions import _env_value
 
     assert _env_value(["10.0.3.1", "1.1.1.1"]) == "10.0.3.1 1.1.1.1"
     with pytest.raises(FormatError, match="hook"):

@@ -19,31 +19,15 @@ import pytest
 from pyfakefs.fake_filesystem import FakeFilesystem
 
 from tests.unit.conftest import CSV, ROOT, ContextFactory, RootView
-from vmbuilder_lxc import tweaks as tweaks_module
+from vmbuilder_lxc import tweakactions
 from vmbuilder_lxc.context import Context
 from vmbuilder_lxc.data import hooks_dir
 from vmbuilder_lxc.distro import DebianFamily
 from vmbuilder_lxc.render import Templates
 from vmbuilder_lxc.suites import DISTRO_INFO_DIR, Release
-from vmbuilder_lxc.tweaks import (
-    DropIn,
-    Enable,
-    File,
-    Guest,
-    Hook,
-    Mask,
-    OwnedFileError,
-    ReleaseTraits,
-    Remove,
-    Symlink,
-    Truncate,
-    Tweak,
-    When,
-    _env_value,
-    apply,
-    apply_action,
-    select,
-)
+from vmbuilder_lxc.tweakactions import DropIn, Enable, File, Hook, Mask, Remove, Symlink, Truncate, _env_value
+from vmbuilder_lxc.tweakguest import Guest, OwnedFileError
+from vmbuilder_lxc.tweaks import ReleaseTraits, Tweak, When, apply, apply_action, select
 
 MIRROR = "http://archive.mirror.test/ubuntu"
 KEYRING = "/usr/share/keyrings/ubuntu-archive-keyring.gpg"
@@ -128,7 +112,7 @@ def tweak(fake_fs: FakeFilesystem, make_ctx: ContextFactory, monkeypatch: pytest
     def fake_run_builtin(name: str, rootfs: Path, hook_env: dict[str, str], input: str | None = None) -> None:
         hooks.append(HookCall(name, rootfs, dict(hook_env)))
 
-    monkeypatch.setattr(tweaks_module, "run_builtin", fake_run_builtin)
+    monkeypatch.setattr(tweakactions, "run_builtin", fake_run_builtin)
 
     def run(*argv: str, sshd: bool = True, rootfs: bool = True, do_apply: bool = True) -> Tweaked:
         if rootfs:

@@ -29,10 +29,11 @@ from pyfakefs.fake_filesystem import FakeFilesystem
 
 from tests.unit import upstart_fixture as fixture
 from tests.unit.conftest import CSV, ROOT, ContextFactory
-from vmbuilder_lxc import tweaks as tweaks_module
+from vmbuilder_lxc import tweakactions
 from vmbuilder_lxc.distro import DebianFamily
 from vmbuilder_lxc.suites import DISTRO_INFO_DIR
-from vmbuilder_lxc.tweaks import Guest, apply
+from vmbuilder_lxc.tweakguest import Guest
+from vmbuilder_lxc.tweaks import apply
 
 # Jobs that cannot run in a container, by name pattern: udev and its bridge, readahead, the boot
 # splash, the hardware clock, module loading, and VT ttys beyond the four lxc-start provides.
@@ -116,8 +117,8 @@ def upstart_tree(
 ) -> Iterator[Callable[..., Tree]]:
     fake_fs.add_real_directory(str(fixture.FIXTURE_DIR))
     fake_fs.create_file(DISTRO_INFO_DIR / "ubuntu.csv", contents=CSV)
-    monkeypatch.setattr("vmbuilder_lxc.tweaks.divert", fake_divert)
-    monkeypatch.setattr(tweaks_module, "run_builtin", lambda *args, **kwargs: None)
+    monkeypatch.setattr("vmbuilder_lxc.tweakguest.divert", fake_divert)
+    monkeypatch.setattr(tweakactions, "run_builtin", lambda *args, **kwargs: None)
 
     def build(release: str, *argv: str) -> Tree:
         fixture.build_tree(ROOT, release)

@@ -27,7 +27,8 @@ if TYPE_CHECKING:
     from ..run import CommandResult
     from ..settings import Settings
     from ..suites import Release
-    from ..tweaks import Guest, Tweak
+    from ..tweakguest import Guest
+    from ..tweaks import Tweak
 
 
 class Source(Protocol):

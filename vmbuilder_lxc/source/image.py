@@ -29,7 +29,8 @@ from ..hostsfile import hosts_text
 from ..image_import import GROUP, PASSWD, ImportedImage, inspect, passwd_accounts
 from ..keyring import sha256_file
 from ..log import LOG, die, note
-from ..tweaks import Guest, apply
+from ..tweakguest import Guest
+from ..tweaks import apply
 from . import Host
 
 # The identity tweaks every container needs even from a ready-made rootfs (plugins/common_tweaks.py).
