@@ -3,8 +3,9 @@
 The build runs as root and the rootfs may come from a hostile imported image, so any symlink in it may
 point at a host file. Every guest path is resolved like a chroot would resolve it: relative to
 the rootfs, absolute symlinks and `..` included, never above it. Linux's openat2(2) with
-RESOLVE_IN_ROOT does that in the kernel; where it is missing (ENOSYS, or a seccomp filter's EPERM)
-a walker opens one component at a time with O_NOFOLLOW and resolves symlinks itself.
+RESOLVE_IN_ROOT does that in the kernel (openat2.py); where it is missing (ENOSYS, or a seccomp
+filter's EPERM) a walker (guestpath.py) opens one component at a time with O_NOFOLLOW and resolves
+symlinks itself.
 
 Writes never open an existing file in place: data goes to a new file beside the target, which is
 then renamed over it. So a symlink at the final component is replaced, not followed (unless a
@@ -24,23 +25,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from . import openat2
+from .guestpath import MAXSYMLINKS, O_DIR, GuestPathError, split_path, walk
 
-MAXSYMLINKS = 40  # as the kernel's limit
 TMP_PREFIX = ".vmbuilder-tmp."
-O_DIR = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
-
-
-class GuestPathError(OSError):
-    """A guest path that cannot be used as asked (e.g. it names the root itself)."""
-
-
-def _split(path: str) -> tuple[str, str]:
-    """A guest path as (parent, final name); refuses the root and names that are `.` or `..`."""
-    clean = path.rstrip("/")
-    parent, _, name = clean.rpartition("/")
-    if not name or name in (".", ".."):
-        raise GuestPathError(errno.EINVAL, "a guest path must name an entry, not the root, '.' or '..'", path)
-    return parent or "/", name
 
 
 class GuestFS:
@@ -68,47 +55,14 @@ class GuestFS:
 
     # -- resolution -----------------------------------------------------------------------------
 
-    def _walk(self, path: str) -> int:
-        """Open directory `path` the portable way: one O_NOFOLLOW component at a time."""
-        stack = [os.dup(self.fd)]  # stack[-1] is the current directory; `..` pops, never past the root
-        todo = [c for c in reversed(path.split("/")) if c]
-        links = 0
-        try:
-            while todo:
-                name = todo.pop()
-                if name == ".":
-                    continue
-                if name == "..":
-                    if len(stack) > 1:
-                        os.close(stack.pop())
-                    continue
-                st = os.stat(name, dir_fd=stack[-1], follow_symlinks=False)
-                if stat.S_ISLNK(st.st_mode):
-                    links += 1
-                    if links > MAXSYMLINKS:
-                        raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), path)
-                    target = os.readlink(name, dir_fd=stack[-1])
-                    if target.startswith("/"):
-                        while len(stack) > 1:
-                            os.close(stack.pop())
-                    todo.extend(c for c in reversed(target.split("/")) if c)
-                    continue
-                if not stat.S_ISDIR(st.st_mode):
-                    raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), path)
-                stack.append(os.open(name, O_DIR | os.O_NOFOLLOW, dir_fd=stack[-1]))
-            return stack.pop()
-        finally:
-            for fd in stack:
-                os.close(fd)
-
     def open_dir(self, path: str) -> int:
         """An O_PATH descriptor of directory `path`, resolved inside the root (the caller closes it)."""
         if self.kernel:
             return openat2.open_in_root(self.fd, path or "/", O_DIR)
-        return self._walk(path)
+        return walk(self.fd, path)
 
     def _parent(self, path: str, parents: bool) -> tuple[int, str]:
-        parent, name = _split(path)
+        parent, name = split_path(path)
         try:
             return self.open_dir(parent), name
         except FileNotFoundError:
@@ -136,7 +90,7 @@ class GuestFS:
                 raise
             if target is not None:
                 os.close(dfd)
-                path = target if target.startswith("/") else _split(path)[0] + "/" + target
+                path = target if target.startswith("/") else split_path(path)[0] + "/" + target
                 continue
             try:
                 yield dfd, name
@@ -413,7 +367,7 @@ class GuestFS:
         with self.at(path) as (dfd, name):
             if not self.fake:
                 return Path(os.readlink(f"/proc/self/fd/{dfd}")) / name
-        parent = _split(path)[0]
+        parent = split_path(path)[0]
         return self.root / parent.lstrip("/") / name  # a fake file system: the lexical path
 
     def is_plain(self, path: str) -> bool:

@@ -1,7 +1,7 @@
 """openat2(2) with RESOLVE_IN_ROOT through ctypes: the kernel resolves a path as a chroot would.
 
 Python has no binding for it; guestfs.py uses it where the kernel (and any seccomp filter) allows,
-and falls back to its own O_NOFOLLOW walker elsewhere.
+and falls back to the O_NOFOLLOW walker in guestpath.py elsewhere.
 """
 
 from __future__ import annotations

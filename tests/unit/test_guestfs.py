@@ -20,7 +20,8 @@ import pytest
 from vmbuilder_lxc import guestfs, openat2
 from vmbuilder_lxc.chroot import Chroot
 from vmbuilder_lxc.exports import stage
-from vmbuilder_lxc.guestfs import GuestFS, GuestPathError
+from vmbuilder_lxc.guestfs import GuestFS
+from vmbuilder_lxc.guestpath import GuestPathError
 from vmbuilder_lxc.tweakactions import Remove, Truncate
 from vmbuilder_lxc.tweakguest import Guest
 
