@@ -23,6 +23,7 @@ from typing import IO
 from . import tarstream
 from .log import UserError
 from .run import PACKAGE_HINTS, clean_env
+from .tarheader import TarFormatError
 from .tarstream import Limits, UnsafeArchive
 
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -101,7 +102,7 @@ def _tar_headers(
     """
     try:
         yield from tarstream.read(stream, label, limits, wanted)  # type: ignore[arg-type]
-    except tarstream.TarFormatError as exc:
+    except TarFormatError as exc:
         if exc.offset == 0:
             raise UserError(f"cannot read {path} as a tar archive: {exc}", READ_HINT) from None
         raise UnsafeArchive(

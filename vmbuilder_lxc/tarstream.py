@@ -12,7 +12,8 @@ This reader reads the decompressed stream forward once, one 512-byte block at a 
 GNU tar 1.34's rules (each measured with crafted archives). A member that claims more bytes than
 the stream has is refused as truncated as soon as the stream ends. Every quantity a header can
 claim has a limit (the Limits defaults, documented in docs/import.md), so the work is bounded by
-the limits and the real size of the file, never by a claim.
+the limits and the real size of the file, never by a claim. The header block and pax record
+formats are read in tarheader.py.
 """
 
 from __future__ import annotations
@@ -27,10 +28,19 @@ from dataclasses import dataclass
 from typing import IO
 
 from .log import UserError
-
-BLOCK = 512
-ZERO_BLOCK = bytes(BLOCK)
-POSIX_MAGIC = b"ustar\x00"  # with version "00"; GNU's "ustar  \0" has no prefix field
+from .tarheader import (
+    BLOCK,
+    EXTENDED,
+    REGULAR,
+    SKIPPED_DATA,
+    ZERO_BLOCK,
+    Header,
+    TarFormatError,
+    blocks,
+    decode,
+    nts,
+    parse_pax,
+)
 
 MAX_MEMBERS = 1_000_000  # a large distro rootfs has 50 000 to 400 000
 MAX_NAME = 4096  # PATH_MAX: bytes in a member name or link target
@@ -46,15 +56,7 @@ LIMIT_HINT = "use a template from a source you trust, or repack it from a clean 
 TRUNCATED_HINT = "get a complete copy of the template (compare its checksum)"
 PAX_GLOBAL_REFUSED = ("path", "linkpath", "size", "GNU.sparse.")
 
-PAX_RECORD = re.compile(rb"([0-9]{1,20}) ")
 DIGITS = re.compile(r"[0-9]{1,30}")
-
-# Member types whose data GNU tar skips even though it writes no contents (measured with 1.34).
-SKIPPED_DATA = {tarfile.SYMTYPE: "symlink", tarfile.CHRTYPE: "character device", tarfile.BLKTYPE: "block device",
-                tarfile.FIFOTYPE: "fifo"}  # fmt: skip
-REGULAR = (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE, tarfile.GNUTYPE_SPARSE)
-EXTENDED = (tarfile.XHDTYPE, tarfile.SOLARIS_XHDTYPE, tarfile.XGLTYPE, tarfile.GNUTYPE_LONGNAME,
-            tarfile.GNUTYPE_LONGLINK)  # fmt: skip
 
 # Which regular members the caller also wants the contents of.
 Wanted = Callable[[tarfile.TarInfo], bool]
@@ -62,14 +64,6 @@ Wanted = Callable[[tarfile.TarInfo], bool]
 
 class UnsafeArchive(UserError):
     """An archive that must not be extracted; the message names its first problem on one line."""
-
-
-class TarFormatError(ValueError):
-    """A header that is not a valid tar header, at byte `offset` of the decompressed stream."""
-
-    def __init__(self, offset: int, why: str) -> None:
-        super().__init__(why)
-        self.offset = offset
 
 
 @dataclass(frozen=True)
@@ -93,79 +87,6 @@ def _size(n: int) -> str:
         if n >= factor:
             return f"{n / factor:.1f} {unit}"
     return f"{n} bytes"
-
-
-def _nts(field: bytes) -> bytes:
-    return field.split(b"\0", 1)[0]
-
-
-def _decode(raw: bytes) -> str:
-    return raw.decode("utf-8", "surrogateescape")
-
-
-def _blocks(n: int) -> int:
-    return -(-n // BLOCK) * BLOCK
-
-
-class _Header:
-    """The fields of one 512-byte header block that the checks need."""
-
-    def __init__(self, buf: bytes, offset: int) -> None:
-        self.offset = offset
-        chksum = self._number(buf[148:156], "checksum")
-        blanked = buf[:148] + b" " * 8 + buf[156:]
-        unsigned = sum(blanked)
-        signed = unsigned - 256 * sum(1 for b in blanked if b >= 128)
-        if chksum not in (unsigned, signed):
-            raise TarFormatError(offset, "bad checksum")
-        self.type = buf[156:157]
-        self.name = _nts(buf[0:100])
-        if buf[257:263] == POSIX_MAGIC and self.type not in EXTENDED and _nts(buf[345:500]):
-            self.name = _nts(buf[345:500]) + b"/" + self.name
-        self.linkname = _nts(buf[157:257])
-        self.mode = self._number(buf[100:108], "mode")
-        self.uid = self._number(buf[108:116], "uid")
-        self.gid = self._number(buf[116:124], "gid")
-        self.size = self._number(buf[124:136], "size")
-        self.mtime = self._number(buf[136:148], "mtime")
-        self.uname = _nts(buf[265:297])
-        self.gname = _nts(buf[297:329])
-        self.devmajor = self._number(buf[329:337], "devmajor")
-        self.devminor = self._number(buf[337:345], "devminor")
-        self.sparse_extended = self.type == tarfile.GNUTYPE_SPARSE and buf[482] != 0
-        self.realsize = self._number(buf[483:495], "realsize") if self.type == tarfile.GNUTYPE_SPARSE else 0
-
-    def _number(self, field: bytes, what: str) -> int:
-        """A numeric field: octal digits (space or NUL padded), or GNU's base-256 with the high bit set."""
-        if field[:1] == b"\x80":
-            return int.from_bytes(field[1:], "big")
-        if field[:1] == b"\xff" and what == "mtime":
-            return int.from_bytes(field, "big", signed=True)  # GNU tar's form for times before 1970
-        if field[:1] and field[0] & 0x80:
-            raise TarFormatError(self.offset, f"negative or unknown binary number in its {what} field")
-        text = _nts(field).strip(b" ")
-        if text and not all(48 <= b <= 55 for b in text):
-            raise TarFormatError(self.offset, f"invalid {what} field {field!r}")
-        return int(text or b"0", 8)
-
-
-def parse_pax(data: bytes, offset: int) -> dict[str, str]:
-    """The records of a pax extended header ("LEN KEY=VALUE\\n"); a later record of a key wins."""
-    records: dict[str, str] = {}
-    pos = 0
-    while pos < len(data):
-        if not data[pos:].strip(b"\0"):
-            break  # padding
-        m = PAX_RECORD.match(data, pos)
-        length = int(m.group(1)) if m else 0
-        end = pos + length
-        record = data[m.end() : end - 1] if m else b""
-        if not m or end > len(data) or end <= m.end() or data[end - 1 : end] != b"\n" or b"=" not in record:
-            raise TarFormatError(offset, f"malformed pax record at byte {pos} of the extended header")
-        key, _, value = record.partition(b"=")
-        records[_decode(key)] = _decode(value)
-        pos = end
-    return records
 
 
 class _Stream:
@@ -269,7 +190,7 @@ class Reader:
                     raise TarFormatError(offset, "an extended header is followed by the end of the archive")
                 self.ended = True  # GNU tar stops here, even at a lone zero block ("A lone zero block")
                 return None
-            header = _Header(buf, offset)
+            header = Header(buf, offset)
             if header.type not in EXTENDED:
                 return self._member(header, start, pax or {}, long_name, long_link)
             chain += 1
@@ -285,7 +206,7 @@ class Reader:
                 raise self.refuse(f"its extended headers exceed {_size(self.limits.extended_total)} in total")
             what = f"extended header at byte {offset}"
             data = self.s.exact(header.size, what, header.size)
-            self.s.skip(_blocks(header.size) - header.size, what, header.size)
+            self.s.skip(blocks(header.size) - header.size, what, header.size)
             kind = header.type
             if kind == tarfile.XGLTYPE:
                 bad = [k for k in parse_pax(data, offset) if k.startswith(PAX_GLOBAL_REFUSED)]
@@ -296,9 +217,9 @@ class Reader:
             if again is not None:
                 raise self.refuse(f"two extended headers of one kind for one member at byte {offset}")
             if kind == tarfile.GNUTYPE_LONGNAME:
-                long_name = _nts(data)
+                long_name = nts(data)
             elif kind == tarfile.GNUTYPE_LONGLINK:
-                long_link = _nts(data)
+                long_link = nts(data)
             else:
                 pax = parse_pax(data, offset)
 
@@ -310,7 +231,7 @@ class Reader:
         return int(pax[key])
 
     def _member(
-        self, h: _Header, start: int, pax: dict[str, str], long_name: bytes | None, long_link: bytes | None
+        self, h: Header, start: int, pax: dict[str, str], long_name: bytes | None, long_link: bytes | None
     ) -> tuple[tarfile.TarInfo, bytes | None]:
         self.members += 1
         if self.members > self.limits.members:
@@ -322,8 +243,8 @@ class Reader:
                 "free some inodes or choose a destination on another file system",
             )
         # Precedence as GNU tar's: GNU.sparse.name > pax path > GNU long name > ustar prefix/name.
-        name = pax.get("GNU.sparse.name", pax.get("path", _decode(long_name if long_name is not None else h.name)))
-        linkname = pax.get("linkpath", _decode(long_link if long_link is not None else h.linkname))
+        name = pax.get("GNU.sparse.name", pax.get("path", decode(long_name if long_name is not None else h.name)))
+        linkname = pax.get("linkpath", decode(long_link if long_link is not None else h.linkname))
         stored = self._number(pax, "size", h.size, h.offset)
         for what, text in (("name", name), ("link target", linkname)):
             raw = len(text.encode("utf-8", "surrogateescape"))
@@ -342,8 +263,8 @@ class Reader:
         info.mode = h.mode & 0o7777
         info.uid = self._number(pax, "uid", h.uid, h.offset)
         info.gid = self._number(pax, "gid", h.gid, h.offset)
-        info.uname = pax.get("uname", _decode(h.uname))
-        info.gname = pax.get("gname", _decode(h.gname))
+        info.uname = pax.get("uname", decode(h.uname))
+        info.gname = pax.get("gname", decode(h.gname))
         info.mtime = h.mtime
         info.devmajor, info.devminor = h.devmajor, h.devminor
         info.pax_headers = {}
@@ -368,7 +289,7 @@ class Reader:
             )
         if self.s.length is not None and self.s.offset + stored > self.s.length:
             raise self.s.truncated(name, stored)  # said first: the claim is a lie, not a need for space
-        self.data_total += _blocks(stored)
+        self.data_total += blocks(stored)
         if self.limits.data is not None and self.data_total > self.limits.data:
             raise UserError(
                 f"{self.label} needs at least {_size(self.data_total)} for its members up to {name!r}, and only "
@@ -378,12 +299,12 @@ class Reader:
         data = None
         if self.wanted is not None and info.type in REGULAR and not sparse and stored <= MAX_READ and self.wanted(info):
             data = self.s.exact(stored, name, stored)
-            self.s.skip(_blocks(stored) - stored, name, stored)
+            self.s.skip(blocks(stored) - stored, name, stored)
         else:
-            self.s.skip(_blocks(stored), name, stored)
+            self.s.skip(blocks(stored), name, stored)
         return info, data
 
-    def _sparse_map(self, h: _Header, name: str) -> None:
+    def _sparse_map(self, h: Header, name: str) -> None:
         """Skip an old-GNU sparse member's extension blocks (its map goes on while the flag byte is set)."""
         more = h.sparse_extended
         count = 0
