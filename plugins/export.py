@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 
 from vmbuilder_lxc import exports
 from vmbuilder_lxc import validators as v
+from vmbuilder_lxc.cliparse import CommandParser
 from vmbuilder_lxc.log import LOG, UserError, die
 from vmbuilder_lxc.lxcstate import container_running
 from vmbuilder_lxc.options import each
@@ -27,7 +28,7 @@ from vmbuilder_lxc.places import check_writable_dir
 from vmbuilder_lxc.plugin import Plugin
 from vmbuilder_lxc.render import Templates
 from vmbuilder_lxc.reproducible import source_date_epoch
-from vmbuilder_lxc.settings import CommandParser, Needs, Setting, Settings
+from vmbuilder_lxc.settings import Needs, Setting, Settings
 
 GROUP = "Export options"
 KEPT_HOOK_ENV = ("INIT", "CONTAINER_DETECT", "SYSTEMD_VERSION", "UPSTART_VERSION")

@@ -19,9 +19,10 @@ from typing import ClassVar
 from vmbuilder_lxc import __version__, domaincheck
 from vmbuilder_lxc import validators as v
 from vmbuilder_lxc.arches import kernel_arch
+from vmbuilder_lxc.cliparse import CommandParser
 from vmbuilder_lxc.log import LOG, UserError, die
 from vmbuilder_lxc.plugin import Plugin
-from vmbuilder_lxc.settings import CommandParser, Setting
+from vmbuilder_lxc.settings import Setting
 from vmbuilder_lxc.virt import Connection, DomainInfo, connect
 
 from .lxc import DEFAULT_MEM_MB, LIBVIRT_NETWORK, cgroup_layout, default_mem_text, network_mode

@@ -28,12 +28,13 @@ from tests.unit.conftest import CSV
 from tests.unit.test_debian import DEBIAN_CSV
 from vmbuilder_lxc import docgen, exports, suites
 from vmbuilder_lxc.cli import PROG, make_context
+from vmbuilder_lxc.cliparse import build_parser
 from vmbuilder_lxc.context import Context
 from vmbuilder_lxc.exports.plain import SQUASHFS
 from vmbuilder_lxc.exports.runner import compression_for
 from vmbuilder_lxc.log import UserError
 from vmbuilder_lxc.plugin import by_kind, call_hook, command_parsers, discover
-from vmbuilder_lxc.settings import Setting, Settings, build_parser
+from vmbuilder_lxc.settings import Setting, Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_RE = re.compile(r"\(default: ((?:[^()]|\([^()]*\))*)\)")

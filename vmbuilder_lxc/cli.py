@@ -17,13 +17,14 @@ from pathlib import Path
 from types import FrameType
 
 from . import __version__, compat, pipeline
+from .cliparse import build_parser
 from .context import Context
 from .log import LOG, UserError, setup_logging
 from .options import core_settings
 from .plugin import Distro, Plugin, PluginError, by_kind, call_report, commands_for, discover
 from .render import Templates
 from .run import INTERRUPT_SIGNALS, BuildError, BuildInterrupted, CommandError, interrupt_exit_code
-from .settings import SYSTEM_CONFIG, USER_CONFIG, Setting, Settings, build_parser
+from .settings import SYSTEM_CONFIG, USER_CONFIG, Setting, Settings
 from .textchecks import one_line
 
 PROG = "vmbuilder"

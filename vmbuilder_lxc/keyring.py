@@ -16,10 +16,10 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
+from .cliparse import CommandParser
 from .log import LOG, UserError
 from .mirrors import default_mirror
 from .run import run
-from .settings import CommandParser
 
 UBUNTU_KEYRING = Path("/usr/share/keyrings/ubuntu-archive-keyring.gpg")
 DEBIAN_KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")

@@ -8,7 +8,8 @@ from typing import Any
 from . import validators as v
 from .bootstrap import BACKENDS
 from .cache import DEFAULT_CACHE_DIR
-from .settings import DEBUG_HELP, VERBOSE_HELP, Needs, Setting, Settings
+from .cliparse import DEBUG_HELP, VERBOSE_HELP
+from .settings import Needs, Setting, Settings
 
 GENERAL = "General options"
 CACHE_HINT = "give --cache-dir a directory on a writable disk, or pass --no-cache"

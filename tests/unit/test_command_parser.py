@@ -1,4 +1,4 @@
-"""settings.CommandParser: the one parser boilerplate of `vmbuilder lxc validate`, `export` and
+"""cliparse.CommandParser: the one parser boilerplate of `vmbuilder lxc validate`, `export` and
 vmbuilder-fetch-keyring (one-line mistakes, the output options, the logging they ask for)."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ import argparse
 import pytest
 
 from vmbuilder_lxc import keyring, log
+from vmbuilder_lxc.cliparse import DEBUG_HELP, VERBOSE_HELP, CommandParser
 from vmbuilder_lxc.log import UserError
 from vmbuilder_lxc.plugin import Plugin, command_parsers
-from vmbuilder_lxc.settings import DEBUG_HELP, VERBOSE_HELP, CommandParser
 
 Plugins = dict[str, type[Plugin]]
 

@@ -14,10 +14,11 @@ import pytest
 from tests.unit.conftest import Plugins
 from tests.unit.test_cli import error_line
 from vmbuilder_lxc import cli, compat, pipeline, upgrading
+from vmbuilder_lxc.cliparse import build_parser
 from vmbuilder_lxc.compat import GONE, VMBUILDER_OPTIONS, lookup, vmbuilder_only
 from vmbuilder_lxc.docgen import GENERATORS, doc_path
 from vmbuilder_lxc.log import UserError, setup_logging
-from vmbuilder_lxc.settings import Settings, build_parser
+from vmbuilder_lxc.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / doc_path("vmbuilder.cfg")

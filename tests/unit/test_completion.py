@@ -20,9 +20,10 @@ from tests.unit.conftest import CSV, Plugins
 from tests.unit.test_debian import DEBIAN_CSV
 from vmbuilder_lxc import cli, completion, exports, suites
 from vmbuilder_lxc.arches import NATIVE_MACHINES
+from vmbuilder_lxc.cliparse import build_parser
 from vmbuilder_lxc.manpage import pairs
 from vmbuilder_lxc.plugin import by_kind, command_parsers, commands_for
-from vmbuilder_lxc.settings import Setting, build_parser
+from vmbuilder_lxc.settings import Setting
 
 ROOT = Path(__file__).resolve().parents[2]
 BASH = shutil.which("bash") or "/bin/bash"

@@ -19,8 +19,9 @@ from pyfakefs.fake_filesystem import FakeFilesystem
 
 from tests.unit.conftest import ContextFactory
 from vmbuilder_lxc import cli
+from vmbuilder_lxc.cliparse import build_parser
 from vmbuilder_lxc.log import UserError, setup_logging
-from vmbuilder_lxc.settings import Setting, Settings, build_parser, parse_bool, split_list
+from vmbuilder_lxc.settings import Setting, Settings, parse_bool, split_list
 
 HOME = "/home/tester"
 SYSTEM = "/etc/vmbuilder.cfg"

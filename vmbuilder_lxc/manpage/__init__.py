@@ -4,7 +4,7 @@
                                                     # vmbuilder-fetch-keyring.1
     python3 -m vmbuilder_lxc.manpage --check DIR    # one line per mismatch and exit 1, else one OK line
 
-The options come from the parsers that the commands themselves use (settings.build_parser over
+The options come from the parsers that the commands themselves use (cliparse.build_parser over
 cli.make_context's table, the commands' `*_parser()` methods, keyring.fetch_parser), grouped as
 `--help` groups them, so the pages cannot drift from the command line. --check does not trust the
 generator: it reads the roff back, collects the flags of every option item, and compares them with

@@ -1,7 +1,7 @@
 """Which page documents what: the page names, each page's option groups as `--help` groups them,
 and the roff of an option item.
 
-The options come from the parsers the commands themselves use (settings.build_parser over
+The options come from the parsers the commands themselves use (cliparse.build_parser over
 cli.make_context's table, the commands' `*_parser()` methods), so the pages cannot drift from the
 command line. The page names and the ONLY_IN sentence are also what the checker reads back.
 """
