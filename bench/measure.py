@@ -1,0 +1,354 @@
+"""One function per measurement of issue 15's targets, each returning table rows.
+
+Pairs are run in turn (A B A B) in the same run so that the load of a shared machine falls on both
+sides alike; the table gives medians. Every container, clone and image is made under the bench's
+own work directory and removed with it.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import peers
+from .proc import Run, disk_bytes, have, remove, run, shell, vmbuilder
+from .stats import Row, median, megabytes, not_available, ratio, seconds
+
+RSS_LIMIT_BYTES = 100e6
+WARM_LIMIT_S = 1.0
+
+
+@dataclass
+class Bench:
+    """The state one bench run shares between its measurements."""
+
+    work: Path
+    suite: str
+    repeats: int
+    scale: int
+    quick: bool
+    components: str = "main,restricted,universe"
+    self_rss: list[int] = field(default_factory=list)
+    lxc_warm: list[float] = field(default_factory=list)
+    lxc_warm_rss: int = 0
+    notes: list[str] = field(default_factory=list)
+    backings: set[str] = field(default_factory=set)
+
+    @property
+    def cache(self) -> Path:
+        return self.work / "cache"
+
+    @property
+    def lxcpath(self) -> Path:
+        return self.work / "lxc"
+
+    @property
+    def base(self) -> Path:
+        """The first (cold) build: its rootfs is the one every peer copies, archives or matches."""
+        return self.work / "cold"
+
+    def build(self, dest: Path, backing: str | None = None, extra: list[str] | None = None) -> Run:
+        args = ["lxc", "ubuntu", "--suite", self.suite, "--network", "none", "--cache-dir", str(self.cache),
+                "-d", str(dest), *(["--backing", backing] if backing else []), *(extra or [])]  # fmt: skip
+        return self.project(args)
+
+    def project(self, args: list[str]) -> Run:
+        result = vmbuilder(args)
+        if result.self_rss_kb:
+            self.self_rss.append(result.self_rss_kb)
+        if result.seconds is None:
+            self.notes.append(f"vmbuilder {' '.join(args[:3])} failed: {result.tail}")
+        return result
+
+    def lxc_warm_once(self, index: int) -> None:
+        """One lxc-create -t ubuntu with its cache warm, interleaved with the project's warm builds."""
+        if not peers.lxc_cache_present(self.suite):
+            return
+        name = f"lw{index}"
+        result = peers.lxc_create(self.lxcpath, name, self.suite)
+        peers.lxc_destroy(self.lxcpath, name)
+        if result.seconds is not None:
+            self.lxc_warm.append(result.seconds)
+            self.lxc_warm_rss = max(self.lxc_warm_rss, result.rss_kb)
+
+
+def detect_backings() -> set[str]:
+    """The --backing choices this vmbuilder offers (the option is new; a bench may predate it)."""
+    help_text = subprocess.run(["vmbuilder", "lxc", "ubuntu", "--help"], capture_output=True, text=True).stdout
+    match = re.search(r"--backing \{([^}]*)\}", help_text)
+    return set(match.group(1).split(",")) if match else set()
+
+
+def cold_build(b: Bench) -> list[Row]:
+    """Cold build (empty cache) vs plain mmdebstrap of the same packages, and vs lxc-create cold."""
+    cold = b.build(b.base)
+    if cold.seconds is None:
+        raise SystemExit(f"bench: the cold build failed, nothing else can be measured: {cold.tail}")
+    packages = peers.installed_packages(b.base / "rootfs")
+    mm = peers.mmdebstrap(b.work / "mmdebstrap", b.suite, packages, b.components)
+    remove(b.work / "mmdebstrap")
+    rows = [Row(f"cold build ({b.suite}), 1 run", seconds([cold.seconds], cold.rss_kb),
+                f"plain mmdebstrap, same {len(packages)} packages: " + seconds(_ok(mm), mm.rss_kb),
+                ratio(cold.seconds, mm.seconds), 1.15, "≤ 1.15×")]  # fmt: skip
+    if mm.seconds is None:
+        b.notes.append(f"mmdebstrap failed: {mm.tail}")
+    if b.quick or not peers.ensure_lxc_templates():
+        why = "skipped (--quick)" if b.quick else "lxc-templates not available"
+        rows.append(Row("cold build vs lxc-create -t ubuntu cold", seconds([cold.seconds]), why, None, 0.2,
+                        "≤ 0.20× (≥ 5× faster)"))  # fmt: skip
+        return rows
+    peers.clear_lxc_cache(b.suite)
+    lc = peers.lxc_create(b.lxcpath, "lc-cold", b.suite)
+    peers.lxc_destroy(b.lxcpath, "lc-cold")
+    if lc.seconds is None:
+        b.notes.append(f"lxc-create cold failed: {lc.tail}")
+    rows.append(Row("cold build vs lxc-create -t ubuntu cold", seconds([cold.seconds]),
+                    "lxc-create -t ubuntu cold: " + seconds(_ok(lc), lc.rss_kb), ratio(cold.seconds, lc.seconds),
+                    0.2, "≤ 0.20× (≥ 5× faster)"))  # fmt: skip
+    return rows
+
+
+def warm_dir(b: Bench) -> list[Row]:
+    """Warm default build (cache hit, --backing dir) vs `cp -a` of the same rootfs, A B A B."""
+    ours: list[float] = []
+    copies: list[float] = []
+    rss = cp_rss = 0
+    if peers.ensure_lxc_templates() and not peers.lxc_cache_present(b.suite) and not b.quick:
+        # Fill lxc-create's own cache once (unmeasured) so that its warm runs are warm.
+        peers.lxc_create(b.lxcpath, "lc-fill", b.suite)
+        peers.lxc_destroy(b.lxcpath, "lc-fill")
+    for i in range(b.repeats):
+        dest = b.work / f"warm{i}"
+        result = b.build(dest, "dir" if "dir" in b.backings else None)
+        remove(dest)
+        if result.seconds is not None:
+            ours.append(result.seconds)
+            rss = max(rss, result.rss_kb)
+        copy = run(["cp", "-a", str(b.base / "rootfs"), str(b.work / f"cp{i}")])
+        remove(b.work / f"cp{i}")
+        if copy.seconds is not None:
+            copies.append(copy.seconds)
+            cp_rss = max(cp_rss, copy.rss_kb)
+        b.lxc_warm_once(i)
+    size = megabytes(disk_bytes(b.base / "rootfs"))
+    rows = [Row(f"warm build, --backing dir, {b.repeats} runs", seconds(ours, rss),
+                f"`cp -a` of the same {size} rootfs: " + seconds(copies, cp_rss),
+                ratio(median(ours), median(copies)), 1.3, "≤ 1.3×")]  # fmt: skip
+    rows.append(_vs_lxc_warm(b, "warm build, --backing dir", ours, None))
+    return rows
+
+
+def _vs_lxc_warm(b: Bench, work: str, ours: list[float], limit: float | None) -> Row:
+    peer = "lxc-create -t ubuntu warm: " + (seconds(b.lxc_warm, b.lxc_warm_rss) if b.lxc_warm else "not measured")
+    target = "≤ 0.17× (≥ 6× faster)" if limit else "—"
+    return Row(f"{work} vs lxc-create warm", seconds(ours), peer, ratio(median(ours), median(b.lxc_warm)),
+               limit, target)  # fmt: skip
+
+
+def warm_backing(b: Bench, backing: str, parent: Path | None) -> list[Row]:
+    """Warm build with --backing overlay or btrfs: ≤ 1.0 s wall and ≥ 6× faster than lxc-create warm."""
+    work = f"warm build, --backing {backing}"
+    target = f"≤ {WARM_LIMIT_S:.1f} s"
+    if backing not in b.backings:
+        return [not_available(work, "not available (this vmbuilder has no such --backing)", target, True)]
+    if parent is None:
+        return [not_available(work, "not available (no btrfs: mkfs.btrfs or loop mount failed)", target, True)]
+    prime = b.build(parent / f"{backing}-prime", backing)  # the first may set up the pinned base
+    if prime.seconds is None:
+        return [not_available(work, f"failed: {prime.tail[-160:]}", target, True)]
+    ours: list[float] = []
+    rss = 0
+    for i in range(b.repeats):
+        dest = parent / f"{backing}{i}"
+        result = b.build(dest, backing)
+        if result.seconds is not None:
+            ours.append(result.seconds)
+            rss = max(rss, result.rss_kb)
+        _remove_container(b, dest)
+        b.lxc_warm_once(100 + i)
+    mid = median(ours)
+    return [
+        Row(
+            f"{work}, {b.repeats} runs",
+            seconds(ours, rss),
+            f"limit {WARM_LIMIT_S:.1f} s",
+            ratio(mid, WARM_LIMIT_S),
+            1.0,
+            target,
+        ),  # fmt: skip
+        _vs_lxc_warm(b, work, ours, 1 / 6),
+    ]
+
+
+def _remove_container(b: Bench, dest: Path) -> None:
+    """Remove a container DEST; a btrfs subvolume is deleted as such."""
+    rootfs = dest / "rootfs"
+    if have("btrfs") and rootfs.exists():
+        subprocess.run(["btrfs", "subvolume", "delete", str(rootfs)], capture_output=True, check=False)
+    remove(dest)
+
+
+def overlay_paths(dest: Path) -> tuple[Path, Path] | None:
+    """BASE and DELTA of an LXC config's `lxc.rootfs.path = overlay:BASE:DELTA` (overlayfs: too)."""
+    config = dest / "config"
+    if not config.exists():
+        return None
+    for line in config.read_text().splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "lxc.rootfs.path":
+            parts = value.strip().split(":")
+            if len(parts) == 3 and parts[0] in ("overlay", "overlayfs"):
+                return Path(parts[1]), Path(parts[2])
+    return None
+
+
+def scale(b: Bench, backing: str, parent: Path | None, df_of: Path | None = None) -> tuple[list[Row], list[Path]]:
+    """N containers from one base: total time and disk used. Returns the rows and the DESTs made."""
+    work = f"scale: {b.scale} containers, --backing {backing}"
+    if backing != "dir" and backing not in b.backings:
+        return [not_available(work, "not available (this vmbuilder has no such --backing)")], []
+    if parent is None:
+        return [not_available(work, "not available (no btrfs)")], []
+    before = _fs_used(df_of) if df_of else 0
+    dests = [parent / f"scale-{backing}-{i}" for i in range(b.scale)]
+    total = 0.0
+    failed = 0
+    for dest in dests:
+        result = b.build(dest, backing if backing in b.backings else None)
+        if result.seconds is None:
+            failed += 1
+        else:
+            total += result.seconds
+    if df_of:
+        used = _fs_used(df_of) - before
+    else:
+        bases = {p[0] for d in dests if (p := overlay_paths(d))}
+        used = disk_bytes(*bases, *dests)
+    project = f"{total:.1f} s total, {megabytes(used)}" + (f", {failed} failed" if failed else "")
+    one = disk_bytes(b.base / "rootfs")
+    row = Row(work, project, f"{b.scale} × one rootfs ({megabytes(one)}): {megabytes(b.scale * one)}",
+              ratio(used, b.scale * one))  # fmt: skip
+    return [row], dests
+
+
+def _fs_used(path: Path) -> int:
+    """Bytes used on the filesystem that holds path (the bench's own loop-mounted btrfs)."""
+    out = subprocess.run(["df", "-B1", "--output=used", str(path)], capture_output=True, text=True).stdout
+    return int(out.split()[-1])
+
+
+def overlay_disk(b: Bench, dests: list[Path]) -> list[Row]:
+    """N overlay clones: disk used vs one rootfs plus the deltas (the base must be shared, not copied)."""
+    work = f"{b.scale} clones with overlay: disk"
+    pairs = [p for d in dests if (p := overlay_paths(d))]
+    if not pairs:
+        return [not_available(work, "not available (no overlay containers)", "≤ 1.2×", True)]
+    bases = {base for base, _ in pairs}
+    used = disk_bytes(*bases, *dests, *(delta for _, delta in pairs))
+    one = disk_bytes(b.base / "rootfs")
+    deltas = sum(disk_bytes(delta) for _, delta in pairs)
+    return [Row(work, f"{megabytes(used)} ({len(bases)} base(s))",
+                f"one rootfs {megabytes(one)} + deltas {megabytes(deltas)}", ratio(used, one + deltas), 1.2,
+                "≤ 1.2×")]  # fmt: skip
+
+
+def lxc_copy_clones(b: Bench) -> list[Row]:
+    """lxc-copy -s (overlay snapshot clones) of one container, N times: LXC's own cheap clone."""
+    work = f"lxc-copy -s -B overlay, {b.scale} clones (peer)"
+    if not have("lxc-copy"):
+        return [not_available(work, "lxc-copy not installed")]
+    base = b.lxcpath / "snapbase"
+    made = b.build(base)
+    if made.seconds is None:
+        return [not_available(work, f"the base build failed: {made.tail[-160:]}")]
+    total = 0.0
+    names = [f"snap{i}" for i in range(b.scale)]
+    for name in names:
+        result = peers.lxc_copy_snapshot(b.lxcpath, "snapbase", name)
+        if result.seconds is None:
+            return [not_available(work, f"lxc-copy failed: {result.tail[-160:]}")]
+        total += result.seconds
+    used = disk_bytes(base, *(b.lxcpath / n for n in names))
+    return [Row(work, "—", f"{total:.1f} s total ({total / b.scale:.2f} s each), {megabytes(used)} with its base")]
+
+
+def exports(b: Bench) -> list[Row]:
+    """--export lxd vs one `tar | COMPRESSOR -T0` with the same compressor; --export tar vs `tar -cf`."""
+    from vmbuilder_lxc.exports.tarball import DEFAULT_LEVEL
+
+    rows: list[Row] = []
+    out = b.work / "exports"
+    rootfs = b.base / "rootfs"
+    lxd_runs: list[float] = []
+    peer_runs: list[float] = []
+    rss = peer_rss = 0
+    compressor = ""
+    n = 1 if b.quick else 2
+    for _ in range(n):
+        result = b.project(["lxc", "export", "--export", "lxd", "--export-dir", str(out), "-o", str(b.base)])
+        files = sorted(p.name for p in out.glob("*")) if out.exists() else []
+        compressor = "zstd" if any(f.endswith(".zst") for f in files) else "xz"
+        remove(out)
+        if result.seconds is not None:
+            lxd_runs.append(result.seconds)
+            rss = max(rss, result.rss_kb)
+        level = DEFAULT_LEVEL[compressor]
+        target = b.work / f"peer.tar.{compressor}"
+        peer = shell(
+            f"tar -C {rootfs} --numeric-owner --xattrs --acls -cf - . | {compressor} -q -T0 -{level} -c > {target}"
+        )
+        remove(target)
+        if peer.seconds is not None:
+            peer_runs.append(peer.seconds)
+            peer_rss = max(peer_rss, peer.rss_kb)
+    rows.append(Row(f"`--export lxd` (unified + split, {compressor}), {n} runs", seconds(lxd_runs, rss),
+                    f"`tar | {compressor} -T0 -{DEFAULT_LEVEL.get(compressor, '')}`: " + seconds(peer_runs, peer_rss),
+                    ratio(median(lxd_runs), median(peer_runs)), 1.1, "≤ 1.1×"))  # fmt: skip
+    other = "xz" if compressor == "zstd" else "zstd"
+    if not (b.quick and other == "xz"):
+        level = DEFAULT_LEVEL[other]
+        target = b.work / f"peer.tar.{other}"
+        peer = tar_compress(rootfs, other, level, target)
+        size = megabytes(target.stat().st_size) if target.exists() else "?"
+        remove(target)
+        rows.append(Row(f"`tar | {other} -T0 -{level}` (peer, for reference)", "—",
+                        seconds(_ok(peer), peer.rss_kb) + f", {size}"))  # fmt: skip
+    ours: list[float] = []
+    tars: list[float] = []
+    rss = tar_rss = 0
+    for _ in range(b.repeats):
+        result = b.project(["lxc", "export", "--export", "tar", "--export-dir", str(out), "-o", str(b.base)])
+        remove(out)
+        if result.seconds is not None:
+            ours.append(result.seconds)
+            rss = max(rss, result.rss_kb)
+        tar = run(["tar", "-C", str(rootfs), "--numeric-owner", "--xattrs", "--acls", "-cf",
+                   str(b.work / "peer.tar"), "."])  # fmt: skip
+        remove(b.work / "peer.tar")
+        if tar.seconds is not None:
+            tars.append(tar.seconds)
+            tar_rss = max(tar_rss, tar.rss_kb)
+    rows.append(Row(f"`--export tar`, {b.repeats} runs", seconds(ours, rss), "`tar -cf`: " + seconds(tars, tar_rss),
+                    ratio(median(ours), median(tars)), 1.5, "≤ 1.5×"))  # fmt: skip
+    return rows
+
+
+def tar_compress(rootfs: Path, compressor: str, level: int, target: Path) -> Run:
+    """The limit of an image export: one tar of the rootfs through the compressor on every core."""
+    tar = f"tar -C {rootfs} --numeric-owner --xattrs --acls -cf - ."
+    return shell(f"{tar} | {compressor} -q -T0 -{level} -c > {target}")
+
+
+def python_rss(b: Bench) -> list[Row]:
+    """The peak RSS of vmbuilder's own Python process over every run of this bench."""
+    if not b.self_rss:
+        return [not_available("peak RSS of vmbuilder (the Python process)", "not measured", "≤ 100 MB", True)]
+    peak = max(b.self_rss) * 1024
+    return [Row(f"peak RSS of vmbuilder (the Python process), {len(b.self_rss)} runs", megabytes(peak),
+                "limit 100 MB", peak / RSS_LIMIT_BYTES, 1.0, "≤ 100 MB")]  # fmt: skip
+
+
+def _ok(result: Run) -> list[float]:
+    return [] if result.seconds is None else [result.seconds]
