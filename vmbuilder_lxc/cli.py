@@ -57,6 +57,12 @@ def split_argv(argv: list[str]) -> tuple[list[str], list[str]]:
     return positionals, rest + argv[i:]
 
 
+def _columns(rows: list[tuple[str, str]], width: int) -> list[str]:
+    """Name and description, aligned; a third-party plugin's long name still gets a space before its text."""
+    width = max([width, *(len(name) + 2 for name, _ in rows)])
+    return [f"  {name:<{width}}{text}".rstrip() for name, text in rows]
+
+
 def top_help(plugins: dict[str, type[Plugin]]) -> str:
     lines = [
         f"usage: {PROG} HYPERVISOR DISTRO [options]",
@@ -67,7 +73,7 @@ def top_help(plugins: dict[str, type[Plugin]]) -> str:
     for kind, title in (("hypervisor", "Hypervisors"), ("distro", "Distros"), ("plugin", "Plugins")):
         found = by_kind(plugins, kind)
         lines.append(f"{title}:")
-        lines += [f"  {name:<12}{cls.description}" for name, cls in found.items()] or ["  (none installed)"]
+        lines += _columns([(name, cls.description) for name, cls in found.items()], 12) or ["  (none installed)"]
         lines.append("")
     commands = [
         (f"{hv} {name}", (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else "")
@@ -76,7 +82,7 @@ def top_help(plugins: dict[str, type[Plugin]]) -> str:
     ]
     if commands:
         lines.append("Commands:")
-        lines += [f"  {name:<16}{doc}" for name, doc in commands]
+        lines += _columns(commands, 16)
         lines.append("")
     lines += [
         f"Run '{PROG} HYPERVISOR DISTRO --help' for the options, e.g. '{PROG} lxc ubuntu --help'.",

@@ -266,3 +266,10 @@ def test_valid_options_reach_the_build(capsys: pytest.CaptureFixture[str]) -> No
     """The tripwire itself works: with valid options main() gets as far as pipeline.build."""
     assert main(["lxc", "ubuntu", "--arch", "amd64", "--suite", "noble", "--debug"]) == 1
     assert "AssertionError: the build was reached" in capsys.readouterr().err
+
+
+def test_top_help_keeps_a_space_after_a_long_plugin_name() -> None:
+    """A third-party distro named like `debian-testing` (14 characters) must not run into its text."""
+    rows = cli._columns([("lxc", "containers"), ("debian-testing", "Debian testing")], 12)
+    assert rows == ["  lxc             containers", "  debian-testing  Debian testing"]
+    assert cli._columns([("lxc", "containers")], 12) == ["  lxc         containers"]
