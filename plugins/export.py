@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from vmbuilder_lxc import exports
+from vmbuilder_lxc import backing, exports
 from vmbuilder_lxc import validators as v
 from vmbuilder_lxc.cliparse import CommandParser
 from vmbuilder_lxc.log import LOG, UserError, die
@@ -288,6 +288,8 @@ def export_existing(args: argparse.Namespace) -> dict[str, Any]:
         hook_env=hook_env,
         render=templates.render,
     )
-    result = exports.export(dest / "rootfs", formats, job, keep=keep_set(args.keep_apt_lists), overwrite=args.overwrite)
+    with backing.merged_view(dest):  # --backing overlay: DEST/rootfs is empty until the overlay is mounted
+        keep = keep_set(args.keep_apt_lists)
+        result = exports.export(dest / "rootfs", formats, job, keep=keep, overwrite=args.overwrite)
     LOG.debug("exported %s", dest)
     return {"status": "ok", "dest": str(dest), "exports": result.pop("formats"), "export": result}

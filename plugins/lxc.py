@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
 
-from vmbuilder_lxc import __version__
+from vmbuilder_lxc import __version__, backing
 from vmbuilder_lxc import validators as v
 from vmbuilder_lxc.log import LOG, die
 from vmbuilder_lxc.lxcconf import guest_config_vars
@@ -123,6 +123,8 @@ class LXC(Hypervisor):
                     group=GROUP),
             Setting("autostart", "start the container when the host boots (lxc.start.auto; with --libvirt, "
                     "the domain's autostart instead)", "bool", False, needs=(BOOTS,), group=GROUP),
+            Setting("backing", backing.BACKING_HELP, default="dir", choices=backing.BACKINGS, metavar="KIND",
+                    group=GROUP),
         ]  # fmt: skip
 
     def set_defaults(self) -> None:
@@ -140,6 +142,7 @@ class LXC(Hypervisor):
     def preflight_check(self) -> None:
         s = self.settings
         ctx = self.context
+        backing.preflight(ctx)
         try:
             v.container_name(ctx.name)
         except ValueError as exc:
@@ -193,6 +196,7 @@ class LXC(Hypervisor):
             "lxcpath_arg": lxcpath != DEFAULT_LXC_PATH,
             "includes": [],
             "rootfs": str(ctx.dest / "rootfs"),
+            "rootfs_spec": self._rootfs_spec(),
             "hostname": s["hostname"],
             **guest_config_vars(str(s["arch"]), ctx.hook_env),
             "network": "none" if s["network"] == "none" else "veth",
@@ -214,6 +218,16 @@ class LXC(Hypervisor):
             "network": variables["network"],
             "mac": variables["mac"] if variables["network"] != "none" else None,
         }
+
+    def _rootfs_spec(self) -> str:
+        """lxc.rootfs.path for --backing: dir:, overlay:BASE:DELTA or btrfs: (backing.py)."""
+        ctx = self.context
+        info = ctx.summary.get("backing") or {}
+        kind = str(info.get("kind", "dir"))
+        try:
+            return backing.rootfs_spec(kind, ctx.dest, Path(info["base"]) if kind == "overlay" else None)
+        except ValueError as exc:
+            die(str(exc), "use --backing dir")
 
     def start_command(self) -> str:
         lxcpath = self.context.dest.parent

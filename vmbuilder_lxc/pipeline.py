@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import __version__, shellhooks
+from . import __version__, backing, shellhooks
 from .chroot import Chroot, enter_private_mount_namespace, mounts_below, unmount_below
 from .context import Context
 from .log import LOG, STEPS, deferred, die, step
@@ -87,6 +87,7 @@ def remove_tree(path: Path) -> None:
     if not os.path.lexists(path):
         return
     unmount_below(path)
+    backing.delete_subvolumes(path)  # --backing btrfs: rm --one-file-system skips a subvolume
     run(["rm", "-rf", "--one-file-system", "--", path])
 
 
@@ -357,8 +358,11 @@ def _build(ctx: Context) -> dict[str, Any]:
         if ctx.keep_dest:
             with step(f"Moving the result into place at {ctx.dest}"):
                 ctx.summary["build_seconds"] = round(time.monotonic() - started, 1)
+                backing.detach(ctx)
                 _write_marker(ctx)
+                build_dir = ctx.workdir
                 _commit(ctx)
+                backing.committed(ctx, build_dir)
         elif ctx.workdir is not None:  # --export-only: the exports are the result
             remove_tree(ctx.workdir)
             ctx.workdir = None
