@@ -121,7 +121,10 @@ def hardlink_view(src: Path, label: str) -> Iterator[Path]:
     view = src.parent / f".{label}.{os.getpid()}{STAGE_SUFFIX}"
     _remove(view)
     try:
-        run(["cp", "-al", "--preserve=all", "--", src, view], progress=f"staging {label}")
+        # A mounted rootfs (the merged view of an overlay-backed container) cannot be linked from
+        # beside it: hard links never cross a mount, so that view is copied instead.
+        how = ["-a", "--reflink=auto"] if os.path.ismount(src) else ["-al", "--preserve=all"]
+        run(["cp", *how, "--", src, view], progress=f"staging {label}")
         yield view
     finally:
         _remove(view)
