@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..run import clean_env, run
 from .base import COMPRESSIONS, ExportFormat, ExportJob
-from .tarball import SUFFIX, stream_stats, write_tar
+from .tarball import SUFFIX, write_tar_digest
 
 
 def tar_name(job: ExportJob) -> str:
@@ -19,9 +19,9 @@ def _tar_outputs(job: ExportJob) -> list[str]:
 
 
 def _write_tar(job: ExportJob, tmp: Path) -> None:
-    out = write_tar(job.root, tmp / tar_name(job), epoch=job.epoch, compression=job.compression,
-                    level=job.compression_level)  # fmt: skip
-    size, sha256 = stream_stats(out, job.compression)
+    out = tmp / tar_name(job)
+    size, sha256 = write_tar_digest(job.root, out, epoch=job.epoch, compression=job.compression,
+                                    level=job.compression_level)  # fmt: skip
     properties = job.render(
         "exports/template.properties.j2",
         {"job": job, "filename": f"{job.name}.tar", "size": size, "sha256": sha256, "download": out.name},

@@ -26,17 +26,27 @@ TAR_REPRODUCIBLE = [
 ]  # fmt: skip
 
 
-def compressor(compression: str, level: int | None = None) -> list[str]:
+# xz's multi-threaded output depends on the block size, never on the thread count; the block size
+# is pinned (3x the level's dictionary, xz's own default) so another xz version cannot change it.
+# (-T1 would pick xz's single-threaded mode, whose output differs: "+1" is one thread, same bytes.)
+XZ_DICT_MIB = (0.25, 1, 2, 4, 4, 8, 8, 16, 32, 64)
+
+
+def xz_block_size(level: int) -> str:
+    return f"--block-size={max(1024, int(XZ_DICT_MIB[min(max(level, 0), 9)] * 3 * 1024))}KiB"
+
+
+def compressor(compression: str, level: int | None = None, threads: str = "0") -> list[str]:
     """A filter command (stdin to stdout) for `compression`; [] for none.
 
-    pigz (parallel gzip) is used when installed; its output, like zstd -T0's and xz -T0's, does not
-    depend on the number of threads.
+    pigz (parallel gzip) is used when installed; its output, like zstd -T0's and xz -T0's (with its
+    pinned block size), does not depend on the number of threads.
     """
     lvl = level if level is not None else DEFAULT_LEVEL.get(compression, 0)
     if compression == "zstd":
-        return ["zstd", "-q", "-c", "-T0", f"-{lvl}"] + (["--ultra"] if lvl > 19 else [])
+        return ["zstd", "-q", "-c", f"-T{threads}", f"-{lvl}"] + (["--ultra"] if lvl > 19 else [])
     if compression == "xz":
-        return ["xz", "-q", "-c", "-T0", f"-{lvl}"]
+        return ["xz", "-q", "-c", f"-T{threads}", xz_block_size(lvl), f"-{lvl}"]
     if compression == "gzip":
         return ["pigz" if shutil.which("pigz") else "gzip", "-n", "-c", f"-{lvl}"]
     if compression == "none":
@@ -69,6 +79,12 @@ def tar_argv(
     return argv
 
 
+def hasher() -> list[str]:
+    """sha256 of stdin: openssl's uses the CPU's SHA instructions (several times faster than
+    coreutils' sha256sum, the fallback)."""
+    return ["openssl", "dgst", "-sha256", "-r"] if shutil.which("openssl") else ["sha256sum"]
+
+
 def pipe(
     producer: list[str], out: Path, compression: str, level: int | None = None, progress: str | None = None
 ) -> Path:
@@ -80,6 +96,31 @@ def pipe(
     script += " > " + shlex.quote(str(out))
     run(["bash", "-c", script], progress=progress)
     return out
+
+
+def pipe_digest(
+    producer: list[str], out: Path, compression: str, level: int | None = None, progress: str | None = None
+) -> tuple[int, str]:
+    """`producer | compressor > out` that also hashes the uncompressed stream on the way (tee to a
+    hasher running on another core): (size, sha256) without reading the stream a second time.
+    The producer is GNU tar with --totals, whose "Total bytes written" is the stream's size."""
+    digest = out.with_name(out.name + ".sha256")
+    comp = compressor(compression, level)
+    head = "set -o pipefail; " + shlex.join([producer[0], "--totals", *producer[1:]])
+    hash_to = shlex.join(hasher()) + " > " + shlex.quote(str(digest))
+    if comp:  # tee's copy goes to fd 3, the compressor's stdin; its stdout to the hasher
+        script = f"{head} | {{ tee /dev/fd/3 | {hash_to}; }} 3>&1 >&2 | {shlex.join(comp)} > {shlex.quote(str(out))}"
+    else:
+        script = f"{head} | tee {shlex.quote(str(out))} | {hash_to}"
+    lines = run(["bash", "-c", script], progress=progress).lines
+    try:
+        sha256 = digest.read_text().split()[0]
+    finally:
+        digest.unlink()
+    totals = [ln for ln in lines if ln.startswith("Total bytes written:")]
+    if not totals:
+        raise RuntimeError(f"tar printed no totals for {out.name}")
+    return int(totals[-1].split()[3]), sha256
 
 
 def write_tar(
@@ -95,6 +136,13 @@ def write_tar(
     """A reproducible, compressed tarball of `root` (and `extra`) at `out`."""
     argv = tar_argv(root, epoch=epoch, transform=transform, extra=extra)
     return pipe(argv, out, compression, level, progress=f"writing {out.name}")
+
+
+def write_tar_digest(
+    root: Path, out: Path, *, epoch: int, compression: str, level: int | None = None
+) -> tuple[int, str]:
+    """write_tar of a plain rootfs that returns (size, sha256) of the uncompressed tar, hashed while written."""
+    return pipe_digest(tar_argv(root, epoch=epoch), out, compression, level, progress=f"writing {out.name}")
 
 
 def stream_stats(path: Path, compression: str) -> tuple[int, str]:
