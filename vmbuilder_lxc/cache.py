@@ -1,12 +1,18 @@
-"""A cache of bootstrapped base systems, keyed by every input that shapes them.
+"""A cache of bootstrapped base systems, keyed by every input that shapes them, kept ready to use.
 
-An entry is a tarball `<key>.tar[.zst]` plus `<key>.json` (the inputs, the tarball's SHA-256 and
-provenance). Entries are written under an exclusive lock on `<key>.lock`, first as `.partial`
-files (each fsynced), then renamed, JSON last, and the directory is fsynced: the JSON is the
-validity marker, published only once the tarball it describes is complete. An entry whose JSON is
-missing or unreadable or whose digest does not match is treated as absent and rebuilt, so a build
-killed at any point (or a full disk) never leaves an entry a later build trusts. A concurrent build
-of the same key waits for the lock and then reuses the entry instead of bootstrapping twice.
+An entry is an unpacked tree `<key>.tree/rootfs` (the directory `<key>.tree` is made read-only),
+its manifest `<key>.manifest` (every path's type, size, mtime, mode, owner, and each file's
+SHA-256, see cachetree.py), and the marker `<key>.json` (the inputs, the manifest's SHA-256,
+provenance). A warm build copies the tree with `cp -a --reflink=auto`, which keeps xattrs, ACLs,
+file capabilities, hard links, device nodes and sparse files; on a file system with reflinks the
+copy shares the blocks. Measured, the tree alone is enough: no tarball is kept (docs/cache.md).
+
+Entries are written under an exclusive lock on `<key>.lock`, first as `.partial` names (synced),
+then renamed, the marker last: the marker is the validity mark, published only once the tree and
+manifest it vouches for are complete. A hit is checked cheaply (an lstat walk compared with the
+manifest) or, with `--cache-verify full`, by hashing every file. An entry that fails the check,
+lacks its marker, or is in the older tarball format is removed and rebuilt, so a build killed at
+any point never leaves an entry a later build trusts. `<key>.used` is touched on every hit.
 """
 
 from __future__ import annotations
@@ -16,21 +22,24 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .keyring import sha256_file
+from . import cachetree
 from .locks import lock_or_wait
 from .log import LOG
 from .places import check_writable_dir
 from .run import pause_point, run
 
 DEFAULT_CACHE_DIR = Path("/var/cache/vmbuilder-lxc")
-TAR_OPTS = ["--numeric-owner", "--xattrs", "--xattrs-include=*", "--acls"]
+FORMAT = 2  # 1: KEY.tar[.zst] + KEY.json (before the trees); such entries are removed on sight
+OLD_SUFFIXES = (".tar.zst", ".tar")
+VERIFY_MODES = ("quick", "full")
 
 
 def check_cache_dir(directory: Path) -> None:
@@ -44,10 +53,6 @@ def cache_key(manifest: dict[str, Any]) -> str:
     return hashlib.sha256(blob).hexdigest()[:32]
 
 
-def _compressor() -> list[str]:
-    return ["-I", "zstd -T0 -3 -q"] if shutil.which("zstd") else []
-
-
 def _fsync(path: Path) -> None:
     """Flush a file's data, or a directory's entries, to the disk."""
     fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if path.is_dir() else 0))
@@ -57,11 +62,31 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
+def _remove_tree(path: Path) -> None:
+    """Remove a (read-only) tree or file; absent is fine."""
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.is_dir():
+        with suppress(OSError):
+            path.chmod(0o700)
+        shutil.rmtree(path)
+
+
 @dataclass
 class Entry:
     key: str
-    tarball: Path
+    tree: Path
+    manifest: Path
     meta: Path
+
+    @property
+    def root(self) -> Path:
+        """The base system itself (what a warm build copies, or an overlay uses as its lower layer)."""
+        return self.tree / "rootfs"
+
+    @property
+    def used(self) -> Path:
+        return self.meta.with_suffix(".used")
 
     def load_meta(self) -> dict[str, Any] | None:
         try:
@@ -70,19 +95,57 @@ class Entry:
             return None
         return data if isinstance(data, dict) else None
 
+    def last_used(self) -> float | None:
+        try:
+            return self.used.stat().st_mtime
+        except OSError:
+            return None
+
+    def problem(self, full: bool) -> str | None:
+        """Why this entry must not be trusted (None: it is intact). Reads only; removes nothing."""
+        meta = self.load_meta()
+        if meta is None:
+            return "no readable marker (an interrupted store?)"
+        if meta.get("format") != FORMAT:
+            return "an older cache format"
+        if not self.root.is_dir() or self.root.is_symlink():
+            return "its tree is missing"
+        try:
+            if cachetree.digest_file(self.manifest) != meta.get("manifest_sha256"):
+                return "its manifest does not match the marker"
+            recorded = cachetree.read_manifest(self.manifest)
+            return cachetree.compare(self.root, recorded, full)
+        except (OSError, ValueError) as exc:
+            return f"cannot be checked ({exc})"
+
+
+def _created(meta: dict[str, Any]) -> float:
+    created = meta.get("created", 0)
+    return float(created) if isinstance(created, int | float) else 0.0  # a bad time: an unknown age
+
 
 class BaseCache:
-    def __init__(self, directory: Path, max_age_days: int = 0) -> None:
+    def __init__(self, directory: Path, max_age_days: int = 0, verify: str = "quick") -> None:
+        self.root = directory
         self.dir = directory / "bases"
         self.max_age = max_age_days * 86400
+        self.verify = verify
 
     def entry(self, key: str) -> Entry:
-        for suffix in (".tar.zst", ".tar"):
-            tarball = self.dir / f"{key}{suffix}"
-            if tarball.exists():
-                return Entry(key, tarball, self.dir / f"{key}.json")
-        suffix = ".tar.zst" if _compressor() else ".tar"
-        return Entry(key, self.dir / f"{key}{suffix}", self.dir / f"{key}.json")
+        return Entry(key, self.dir / f"{key}.tree", self.dir / f"{key}.manifest", self.dir / f"{key}.json")
+
+    def keys(self) -> list[str]:
+        """Every key with a marker, tree or old tarball in the cache (valid or not)."""
+        try:
+            names = [p.name for p in self.dir.iterdir()]
+        except OSError:
+            return []
+        found = set()
+        for name in names:
+            key, _, rest = name.partition(".")
+            if rest in ("json", "tree", "manifest", *(s[1:] for s in OLD_SUFFIXES)):
+                found.add(key)
+        return sorted(found)
 
     @contextmanager
     def locked(self, key: str) -> Iterator[None]:
@@ -99,60 +162,79 @@ class BaseCache:
 
     def _remove_partials(self, key: str) -> None:
         for leftover in self.dir.glob(f"{key}.*.partial"):
-            leftover.unlink(missing_ok=True)
+            _remove_tree(leftover)
 
-    def lookup(self, key: str) -> Entry | None:
-        """A valid entry, or None (a broken or expired one is removed). Call with the lock held."""
+    def users(self, key: str) -> list[Path]:
+        """The containers that still use KEY as their base (overlay or btrfs backing)."""
+        from . import pins
+
+        return pins.users(self.root, key)
+
+    def lookup(self, key: str, full: bool | None = None) -> Entry | None:
+        """A valid entry, or None (a broken, stale or expired one is removed). Call with the lock held."""
         entry = self.entry(key)
-        meta = entry.load_meta()
-        if meta is None or not entry.tarball.exists():
-            if entry.tarball.exists() or entry.meta.exists():
-                LOG.warning("cache entry %s is incomplete; rebuilding it", key)
-                self.remove(entry)
+        if not any(p.exists() for p in self._paths(entry)):
             return None
-        created = meta.get("created", 0)
-        if not isinstance(created, int | float):  # a corrupted time is an unknown age: too old
-            created = 0
-        if self.max_age and time.time() - float(created) > self.max_age:
-            LOG.info("cache entry %s is older than the maximum age; rebuilding it", key)
+        meta = entry.load_meta() or {}
+        why = entry.problem(self.verify == "full" if full is None else full)
+        if why is None and meta.get("stale"):
+            why = "marked stale by `vmbuilder lxc cache refresh`"
+        if why is None and self.max_age and time.time() - _created(meta) > self.max_age:
+            why = "older than the maximum age (--cache-max-age)"
+        if why is not None:
+            LOG.warning("cache entry %s is not used: %s; rebuilding it", key, why)
             self.remove(entry)
             return None
-        if sha256_file(entry.tarball) != meta.get("sha256"):
-            LOG.warning("cache entry %s does not match its recorded digest; rebuilding it", key)
-            self.remove(entry)
-            return None
+        entry.used.touch()
         return entry
 
-    def remove(self, entry: Entry) -> None:
-        entry.meta.unlink(missing_ok=True)
-        entry.tarball.unlink(missing_ok=True)
+    def _paths(self, entry: Entry) -> list[Path]:
+        old = [self.dir / f"{entry.key}{s}" for s in OLD_SUFFIXES]
+        return [entry.meta, entry.manifest, entry.tree, entry.used, *old]
 
-    def store(self, key: str, root: Path, manifest: dict[str, Any], extra: dict[str, Any]) -> Entry:
-        """Pack `root` into the cache atomically. Call with the lock held."""
+    def remove(self, entry: Entry, force: bool = False) -> bool:
+        """Remove an entry, the marker first; one that a container still uses is kept (False)."""
+        if not force and entry.tree.exists() and self.users(entry.key):
+            LOG.warning("cache entry %s is still used by a container; keeping it", entry.key)
+            return False
+        for path in self._paths(entry):
+            _remove_tree(path)
+        return True
+
+    def store(self, key: str, root: Path, manifest: dict[str, Any], extra: dict[str, Any]) -> Entry | None:
+        """Copy `root` into the cache atomically (None: an entry in use is kept). Call with the lock held."""
         entry = self.entry(key)
-        partial = self.dir / f"{key}.tarball.partial"
-        run(
-            ["tar", *_compressor(), "--create", "--file", partial, *TAR_OPTS, "--one-file-system",
-             "--sort=name", "-C", root, "."],
-            progress="packing cache",
-        )  # fmt: skip
-        _fsync(partial)
-        pause_point("cache-store")  # test-only: the tarball is written, nothing is published yet
-        meta = {"key": key, "created": time.time(), "sha256": sha256_file(partial), "inputs": manifest, **extra}
+        if entry.tree.exists() and self.users(key):
+            LOG.warning("not replacing cache entry %s: containers still use it as their base", key)
+            return None
+        partial = self.dir / f"{key}.tree.partial"
+        man_partial = self.dir / f"{key}.manifest.partial"
+        partial.mkdir()
+        copy = ["cp", "-a", "--reflink=auto", "--one-file-system", "--no-target-directory"]
+        run([*copy, "--", root, partial / "rootfs"], progress="copying to the cache")
+        files, size = cachetree.write_manifest(partial / "rootfs", man_partial)
+        run(["sync", "--file-system", partial / "rootfs"])  # the tree's data is on the disk before its name
+        pause_point("cache-store")  # test-only: the tree is written, nothing is published yet
+        meta = {"key": key, "format": FORMAT, "created": time.time(), "inputs": manifest, "paths": files,
+                "size": size, "manifest_sha256": cachetree.digest_file(man_partial), **extra}  # fmt: skip
         meta_partial = self.dir / f"{key}.json.partial"
         meta_partial.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
         _fsync(meta_partial)
-        os.replace(partial, entry.tarball)
-        _fsync(self.dir)  # the tarball's name is durable before the marker that vouches for it
+        entry.meta.unlink(missing_ok=True)  # no old marker may vouch for the new tree
+        _fsync(self.dir)
+        for old in (entry.tree, entry.manifest, *(self.dir / f"{key}{s}" for s in OLD_SUFFIXES)):
+            _remove_tree(old)
+        partial.chmod(stat.S_IRUSR | stat.S_IXUSR | stat.S_IRGRP | stat.S_IXGRP | stat.S_IROTH | stat.S_IXOTH)
+        os.replace(partial, entry.tree)
+        os.replace(man_partial, entry.manifest)
+        _fsync(self.dir)  # the tree and manifest names are durable before the marker that vouches for them
         os.replace(meta_partial, entry.meta)
         _fsync(self.dir)
+        entry.used.touch()
         return entry
 
     def restore(self, entry: Entry, root: Path) -> None:
+        """Copy the entry's tree to `root` (shared blocks where the file system has reflinks)."""
         root.mkdir(parents=True, exist_ok=True)
-        comp = ["-I", "zstd -d -T0 -q"] if entry.tarball.suffix == ".zst" else []
-        run(
-            ["tar", *comp, "--extract", "--file", entry.tarball, *TAR_OPTS, "--preserve-permissions",
-             "-C", root],
-            progress="unpacking cache",
-        )  # fmt: skip
+        run(["cp", "-a", "--reflink=auto", "--no-target-directory", "--", entry.root, root],
+            progress="copying the cached base")  # fmt: skip

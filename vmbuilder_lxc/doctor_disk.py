@@ -15,7 +15,6 @@ from pathlib import Path
 
 from . import doctor_probes as p
 from .cache import BaseCache, check_cache_dir
-from .keyring import sha256_file
 from .log import UserError
 from .pipeline import PARTIAL_SUFFIX
 from .places import check_writable_dir
@@ -129,21 +128,9 @@ def _locked_by_build(lock: Path) -> bool:
 def entry_problem(cache: BaseCache, key: str, verify: bool) -> str | None:
     """Why a build would not trust this entry (None: it would use it)."""
     entry = cache.entry(key)
-    tarball, meta_path = entry.tarball.exists(), entry.meta.exists()
-    if not meta_path:
-        return "a tarball without its metadata (an interrupted store)"
-    if not tarball:
-        return "metadata without its tarball"
-    meta = entry.load_meta()
-    if meta is None:
-        return f"{entry.meta.name} is not valid JSON"
-    if not SHA256.fullmatch(str(meta.get("sha256", ""))):
-        return f"{entry.meta.name} records no SHA-256"
-    if entry.tarball.stat().st_size == 0:
-        return f"{entry.tarball.name} is empty"
-    if verify and sha256_file(entry.tarball) != meta["sha256"]:
-        return f"{entry.tarball.name} does not match its recorded SHA-256"
-    return None
+    if not entry.meta.exists():
+        return "a base without its metadata (an interrupted store)"
+    return entry.problem(full=verify)
 
 
 def check_cache(opts: p.Options) -> list[Result]:
@@ -151,7 +138,7 @@ def check_cache(opts: p.Options) -> list[Result]:
     if not cache.dir.exists():
         return [Result("cache", "ok", f"{cache.dir} does not exist yet (the first build creates it)")]
     try:
-        files = sorted(f for f in cache.dir.iterdir() if f.is_file())
+        files = sorted(cache.dir.iterdir())
     except OSError as exc:
         return [
             Result("cache", "fail", f"cannot read {cache.dir}: {exc.strerror}", f"check the permissions of {cache.dir}")
@@ -164,14 +151,14 @@ def check_cache(opts: p.Options) -> list[Result]:
         if _locked_by_build(cache.dir / f"{key}.lock"):
             continue  # a build is storing or reading it right now
         leftovers += [f for f in files if f.name.startswith(f"{key}.") and f.name.endswith(".partial")]
-        if not any(f.name in (f"{key}.json", f"{key}.tar", f"{key}.tar.zst") for f in files):
+        if not any(f.name in (f"{key}.json", f"{key}.tree", f"{key}.tar", f"{key}.tar.zst") for f in files):
             continue
         problem = entry_problem(cache, key, opts.verify_cache)
         if problem:
             broken[key] = problem
         else:
             good += 1
-    checked = "digests checked" if opts.verify_cache else "digests not checked: --verify-cache"
+    checked = "digests checked" if opts.verify_cache else "manifests checked; digests: --verify-cache"
     if not broken and not leftovers:
         return [Result("cache", "ok", f"{cache.dir}: {good} valid entries ({checked})")]
     paths = [str(f) for f in files if f.name.split(".", 1)[0] in broken and not f.name.endswith(".lock")]
@@ -180,5 +167,5 @@ def check_cache(opts: p.Options) -> list[Result]:
     if leftovers:
         text += ("; " if text else "") + f"{len(leftovers)} leftover .partial files of interrupted stores"
     return [Result("cache", "warn", f"{cache.dir}: {good} valid, {len(broken)} broken entries ({text})",
-                   "the next build of the same inputs removes and rebuilds them, or: rm -f "
+                   "the next build of the same inputs removes and rebuilds them, or: rm -rf "
                    + " ".join(shlex.quote(x) for x in paths))]  # fmt: skip

@@ -7,7 +7,7 @@ from typing import Any
 
 from . import validators as v
 from .bootstrap import BACKENDS
-from .cache import DEFAULT_CACHE_DIR
+from .cache import DEFAULT_CACHE_DIR, VERIFY_MODES
 from .cliparse import DEBUG_HELP, VERBOSE_HELP
 from .settings import Needs, Setting, Settings
 
@@ -63,6 +63,9 @@ def core_settings() -> list[Setting]:
                 metavar="DIR", validate=v.writable_dir("--cache-dir", CACHE_HINT), needs=USES_CACHE, **build),
         Setting("cache-max-age", "rebuild a cached base older than DAYS (0: never)", "int", 7,
                 metavar="DAYS", validate=v.int_range(0, 36500), needs=USES_CACHE, **build),
+        Setting("cache-verify", "how a cached base is checked on each hit: quick compares a manifest of "
+                "sizes, times, modes and owners; full also hashes every file", default="quick",
+                choices=VERIFY_MODES, needs=USES_CACHE, **build),
         # Command line only: a config file, which may be shared, can never switch signatures off.
         Setting("insecure", "do not verify archive signatures (dangerous; command line only)", "bool", False,
                 in_config=False, **build),

@@ -110,7 +110,7 @@ def test_three_breakages_are_named(tmp_path: Path) -> None:
     assert f"rm -rf --one-file-system {partial}" in stale["fix"] and "next build of demo" in stale["fix"]
     cache = by["cache"]
     assert cache["status"] == "warn" and key in cache["finding"] and "without its metadata" in cache["finding"]
-    assert f"rm -f {bases / (key + '.tar.zst')}" in cache["fix"]
+    assert f"rm -rf {bases / (key + '.tar.zst')}" in cache["fix"]
     assert by["lxcfs"]["status"] == "warn" and "not mounted" in by["lxcfs"]["finding"]
     # doctor removed nothing: the fixes are the user's to run
     assert partial.is_dir() and (bases / f"{key}.tar.zst").exists()

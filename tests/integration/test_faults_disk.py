@@ -9,7 +9,6 @@ Concurrency: three builds of one base into an empty cache bootstrap once; all th
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,9 +23,9 @@ BASE = ("--suite", "noble", "--network", "none")
 
 @pytest.fixture
 def small_fs(tmp_path: Path) -> Iterator[Path]:
-    """A 256 MB ext4 filesystem mounted at tmp_path/small (unmounted and detached afterwards)."""
+    """A 400 MB ext4 filesystem at tmp_path/small: room for a cached tree, not for a second copy of it."""
     image, mount = tmp_path / "small.img", tmp_path / "small"
-    subprocess.run(["truncate", "-s", "256M", str(image)], check=True)
+    subprocess.run(["truncate", "-s", "400M", str(image)], check=True)
     subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True, capture_output=True)
     mount.mkdir()
     subprocess.run(["mount", "-o", "loop", str(image), str(mount)], check=True)
@@ -48,8 +47,8 @@ def test_disk_full(small_fs: Path, warm_entry: tuple[str, Path], tmp_path: Path)
     key, bases = warm_entry
     cache = small_fs / "cache"
     (cache / "bases").mkdir(parents=True)
-    for suffix in (".tar.zst", ".json"):  # an earlier, valid entry in the small filesystem's cache
-        shutil.copy2(bases / f"{key}{suffix}", cache / "bases" / f"{key}{suffix}")
+    for suffix in (".tree", ".manifest", ".json"):  # an earlier, valid entry in the small filesystem's cache
+        subprocess.run(["cp", "-a", str(bases / f"{key}{suffix}"), str(cache / "bases")], check=True)
     small = Builder(cache)
     dest = small_fs / "out" / "full"
 
@@ -60,8 +59,8 @@ def test_disk_full(small_fs: Path, warm_entry: tuple[str, Path], tmp_path: Path)
     assert len(errors) == 1, failed.stderr[-3000:]
     assert errors[0].startswith(f"vmbuilder: error: no space left on device: the filesystem mounted at {small_fs} ")
     assert not dest.exists() and leftovers(dest.parent) == []
-    assert sorted(p.name for p in (cache / "bases").iterdir()) == sorted([f"{key}.tar.zst", f"{key}.json",
-                                                                         f"{key}.lock"])  # fmt: skip
+    assert sorted(p.name for p in (cache / "bases").iterdir()) == sorted([f"{key}.tree", f"{key}.manifest",
+                                                                         f"{key}.json", f"{key}.lock"])  # fmt: skip
     assert trusted_entry(cache, key), "the earlier cache entry was harmed"
 
     # The entry is still used: the same build with DEST on a disk with room is a cache hit.

@@ -1,15 +1,15 @@
-"""A corrupted cache entry is never trusted: store() publishes, lookup() checks, restore() unpacks.
+"""A corrupted cache entry is never trusted: store() publishes, lookup() checks, restore() copies.
 
-The cache is in tmp_path and tar is replaced by a fake run() that writes (or records) the tarball,
-so store() runs its real publishing steps (partials, fsync, renames, the JSON last). Each test then
-damages one part of a stored entry the way a crash, a full disk or a stray edit would, and checks
-that lookup() refuses it and removes it, so the next build bootstraps afresh.
+The cache is in tmp_path and store() runs for real on a small tree, so its publishing steps
+(partials, sync, renames, the marker last) are the real ones. Each test then damages one part of a
+stored entry the way a crash, a full disk or a stray edit would, and checks that lookup() refuses
+it and removes it, so the next build bootstraps afresh.
 """
 
 from __future__ import annotations
 
 import json
-import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -18,51 +18,32 @@ import pytest
 
 from vmbuilder_lxc import cache as cache_module
 from vmbuilder_lxc.cache import BaseCache, Entry
-from vmbuilder_lxc.keyring import sha256_file
 from vmbuilder_lxc.run import CommandError
 
 KEY = "0123456789abcdef0123456789abcdef"
 MANIFEST = {"suite": "noble", "arch": "amd64"}
-TARBALL = b"pretend this is a tarball of a bootstrapped base"
-
-
-class FakeTar:
-    """run() for tar: `--create` writes TARBALL to --file, `--extract` is recorded."""
-
-    def __init__(self) -> None:
-        self.calls: list[list[str]] = []
-        self.fail = False
-
-    def __call__(self, argv: list[Any], **kwargs: Any) -> None:
-        args = [str(a) for a in argv]
-        self.calls.append(args)
-        if self.fail:
-            raise CommandError(args, 2, ["tar: ./usr: Cannot stat: Input/output error"])
-        if "--create" in args:
-            Path(args[args.index("--file") + 1]).write_bytes(TARBALL)
 
 
 @pytest.fixture
-def tar(monkeypatch: pytest.MonkeyPatch) -> FakeTar:
-    fake = FakeTar()
-    monkeypatch.setattr(cache_module, "run", fake)
-    return fake
-
-
-@pytest.fixture
-def cache(tmp_path: Path, tar: FakeTar) -> BaseCache:
+def cache(tmp_path: Path) -> BaseCache:
     return BaseCache(tmp_path / "cache")
 
 
 def stored(cache: BaseCache, tmp_path: Path) -> Entry:
-    (tmp_path / "rootfs").mkdir(exist_ok=True)
+    root = tmp_path / "rootfs"
+    (root / "etc").mkdir(parents=True, exist_ok=True)
+    (root / "etc/hostname").write_text("base\n")
+    (root / "bin").mkdir(exist_ok=True)
+    (root / "bin/sh").write_bytes(b"#!" + bytes(100))
     with cache.locked(KEY):
-        return cache.store(KEY, tmp_path / "rootfs", MANIFEST, {"backend": "mmdebstrap"})
+        entry = cache.store(KEY, root, MANIFEST, {"backend": "mmdebstrap"})
+    assert entry is not None
+    return entry
 
 
-def lookup(cache: BaseCache) -> Entry | None:
+def lookup(cache: BaseCache, full: bool | None = None) -> Entry | None:
     with cache.locked(KEY):
-        return cache.lookup(KEY)
+        return cache.lookup(KEY, full=full)
 
 
 def leftovers(cache: BaseCache) -> list[str]:
@@ -73,34 +54,14 @@ def leftovers(cache: BaseCache) -> list[str]:
 # -- an intact entry --------------------------------------------------------------------------------
 
 
-def test_a_stored_entry_is_found_and_describes_its_tarball(cache: BaseCache, tmp_path: Path) -> None:
+def test_a_stored_entry_is_found_and_describes_its_tree(cache: BaseCache, tmp_path: Path) -> None:
     entry = stored(cache, tmp_path)
-    assert entry.tarball.read_bytes() == TARBALL
+    assert (entry.root / "etc/hostname").read_text() == "base\n"
     meta = json.loads(entry.meta.read_text())
     assert meta["key"] == KEY and meta["inputs"] == MANIFEST and meta["backend"] == "mmdebstrap"
-    assert meta["sha256"] == sha256_file(entry.tarball)
+    assert meta["manifest_sha256"] == cache_module.cachetree.digest_file(entry.manifest)
     assert lookup(cache) == entry
-    assert leftovers(cache) == sorted([entry.tarball.name, entry.meta.name])  # no partials
-
-
-def test_restore_unpacks_the_entry_into_the_root(cache: BaseCache, tmp_path: Path, tar: FakeTar) -> None:
-    entry = stored(cache, tmp_path)
-    target = tmp_path / "new/rootfs"
-    cache.restore(entry, target)
-    extract = tar.calls[-1]
-    assert target.is_dir()
-    assert extract[extract.index("--file") + 1] == str(entry.tarball)
-    assert extract[extract.index("-C") + 1] == str(target)
-    assert ("-I" in extract) == (entry.tarball.suffix == ".zst")
-
-
-@pytest.mark.parametrize(("suffix", "decompress"), [(".tar.zst", True), (".tar", False)])
-def test_restore_decompresses_by_the_entrys_suffix(
-    cache: BaseCache, tmp_path: Path, tar: FakeTar, suffix: str, decompress: bool
-) -> None:
-    entry = Entry(KEY, cache.dir / f"{KEY}{suffix}", cache.dir / f"{KEY}.json")
-    cache.restore(entry, tmp_path / "rootfs")
-    assert (tar.calls[-1][1:3] == ["-I", "zstd -d -T0 -q"]) is decompress
+    assert leftovers(cache) == sorted([entry.tree.name, entry.manifest.name, entry.meta.name, entry.used.name])
 
 
 # -- corrupted entries ------------------------------------------------------------------------------
@@ -108,14 +69,21 @@ def test_restore_decompresses_by_the_entrys_suffix(
 
 def corrupt(entry: Entry, how: str) -> None:
     meta = json.loads(entry.meta.read_text())
-    if how == "tarball-changed":
-        entry.tarball.write_bytes(TARBALL.replace(b"base", b"BASE"))
-    elif how == "tarball-truncated":
-        entry.tarball.write_bytes(TARBALL[:10])
-    elif how == "tarball-empty":
-        entry.tarball.write_bytes(b"")
-    elif how == "tarball-missing":
-        entry.tarball.unlink()
+    if how == "tree-missing":
+        entry.tree.chmod(0o755)
+        shutil.rmtree(entry.tree)
+    elif how == "rootfs-a-file":
+        entry.tree.chmod(0o755)
+        shutil.rmtree(entry.root)
+        entry.root.write_text("not a tree")
+    elif how == "file-truncated":
+        (entry.root / "bin/sh").write_bytes(b"#!")
+    elif how == "manifest-missing":
+        entry.manifest.unlink()
+    elif how == "manifest-edited":
+        entry.manifest.write_text(entry.manifest.read_text().replace("hostname", "hostnamf"))
+    elif how == "manifest-garbage":
+        entry.manifest.write_bytes(b"\x00\xff garbage")
     elif how == "meta-missing":
         entry.meta.unlink()
     elif how == "meta-empty":
@@ -127,22 +95,25 @@ def corrupt(entry: Entry, how: str) -> None:
     elif how == "meta-a-list":
         entry.meta.write_text(json.dumps([meta]))
     elif how == "meta-without-digest":
-        del meta["sha256"]
+        del meta["manifest_sha256"]
         entry.meta.write_text(json.dumps(meta))
     elif how == "meta-with-another-digest":
-        meta["sha256"] = "0" * 64
+        meta["manifest_sha256"] = "0" * 64
         entry.meta.write_text(json.dumps(meta))
     elif how == "meta-digest-not-a-string":
-        meta["sha256"] = 12345
+        meta["manifest_sha256"] = 12345
+        entry.meta.write_text(json.dumps(meta))
+    elif how == "meta-old-format":
+        del meta["format"]
         entry.meta.write_text(json.dumps(meta))
     else:
         raise AssertionError(how)
 
 
 CORRUPTIONS = [
-    "tarball-changed", "tarball-truncated", "tarball-empty", "tarball-missing", "meta-missing", "meta-empty",
-    "meta-truncated", "meta-not-json", "meta-a-list", "meta-without-digest", "meta-with-another-digest",
-    "meta-digest-not-a-string",
+    "tree-missing", "rootfs-a-file", "file-truncated", "manifest-missing", "manifest-edited", "manifest-garbage",
+    "meta-missing", "meta-empty", "meta-truncated", "meta-not-json", "meta-a-list", "meta-without-digest",
+    "meta-with-another-digest", "meta-digest-not-a-string", "meta-old-format",
 ]  # fmt: skip
 
 
@@ -159,8 +130,7 @@ def test_a_new_store_over_a_corrupted_entry_is_trusted_again(cache: BaseCache, t
     corrupt(stored(cache, tmp_path), how)
     assert lookup(cache) is None
     entry = stored(cache, tmp_path)
-    assert lookup(cache) == entry
-    assert entry.tarball.read_bytes() == TARBALL
+    assert lookup(cache, full=True) == entry
 
 
 @pytest.mark.parametrize("created", ["yesterday", None, [1], {"t": 1}, "1e308"])
@@ -193,37 +163,13 @@ def test_an_entry_within_the_maximum_age_is_kept(cache: BaseCache, tmp_path: Pat
     assert lookup(aged) is None
 
 
-def test_a_failed_store_publishes_nothing(cache: BaseCache, tmp_path: Path, tar: FakeTar) -> None:
-    tar.fail = True
+def test_a_failed_copy_publishes_nothing(cache: BaseCache, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def failing(argv: list[Any], **kwargs: Any) -> None:
+        raise CommandError([str(a) for a in argv], 1, ["cp: error reading './usr': Input/output error"])
+
+    monkeypatch.setattr(cache_module, "run", failing)
     with pytest.raises(CommandError):
         stored(cache, tmp_path)
     assert leftovers(cache) == []
+    monkeypatch.undo()
     assert lookup(cache) is None
-
-
-def test_a_failed_store_keeps_no_half_of_an_older_entry(
-    cache: BaseCache, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The disk fills while the JSON is written: the old tarball may be replaced, but then its
-    old JSON no longer vouches for it, so the entry is refused, never the old JSON trusted."""
-    old = stored(cache, tmp_path)
-    old_meta = old.meta.read_text()
-
-    def new_tarball(argv: list[Any], **kwargs: Any) -> None:
-        Path(str(argv[list(map(str, argv)).index("--file") + 1])).write_bytes(b"a different, newer base")
-
-    monkeypatch.setattr(cache_module, "run", new_tarball)
-    real_replace = os.replace
-
-    def replace(src: Any, dst: Any) -> None:
-        if str(dst).endswith(".json"):
-            raise OSError(28, "No space left on device", str(dst))
-        real_replace(src, dst)
-
-    monkeypatch.setattr(cache_module.os, "replace", replace)
-    with pytest.raises(OSError):
-        stored(cache, tmp_path)
-    monkeypatch.setattr(cache_module.os, "replace", real_replace)
-    assert old.meta.read_text() == old_meta  # the old marker is still there...
-    assert lookup(cache) is None  # ...but it does not vouch for the new tarball
-    assert leftovers(cache) == []

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import os
 import socket
@@ -19,6 +18,7 @@ from vmbuilder_lxc import doctor_disk as disk
 from vmbuilder_lxc import doctor_host as host
 from vmbuilder_lxc import doctor_probes as p
 from vmbuilder_lxc import doctor_virt as virt
+from vmbuilder_lxc.cache import BaseCache
 from vmbuilder_lxc.doctor_probes import Options, Probe, Result
 from vmbuilder_lxc.plugin import command_parsers, commands_for, discover
 from vmbuilder_lxc.suites import Release
@@ -471,12 +471,16 @@ def test_stale_partial_builds(tmp_path: Path) -> None:
     assert only(disk.check_partials(opts(tmp_path, dest=tmp_path / "elsewhere" / "x"))).status == "ok"
 
 
-def store(bases: Path, key: str, data: bytes = b"tar", meta: dict[str, object] | None = None) -> bool:
-    bases.mkdir(parents=True, exist_ok=True)
-    (bases / f"{key}.tar").write_bytes(data)
-    (bases / f"{key}.lock").touch()
-    meta = {"key": key, "created": 1.0, "sha256": hashlib.sha256(data).hexdigest()} if meta is None else meta
-    (bases / f"{key}.json").write_text(json.dumps(meta))
+def store(bases: Path, key: str, meta: dict[str, object] | None = None) -> bool:
+    """A real cache entry of a tiny base (BaseCache.store), its marker optionally replaced."""
+    root = bases.parent.parent / f"root-{key}"
+    (root / "etc").mkdir(parents=True, exist_ok=True)
+    (root / "etc/hostname").write_text("base\n")
+    cache = BaseCache(bases.parent)
+    with cache.locked(key):
+        cache.store(key, root, {"suite": "noble"}, {})
+    if meta is not None:
+        (bases / f"{key}.json").write_text(json.dumps(meta))
     return True
 
 
@@ -487,15 +491,23 @@ def test_cache_valid_and_absent(tmp_path: Path) -> None:
     assert r == Result("cache", "ok", f"{tmp_path / 'cache' / 'bases'}: 1 valid entries (digests checked)")
 
 
+def _edit_in_place(bases: Path, key: str) -> None:
+    """Same size and mtime, other bytes: only a full check sees it."""
+    path = bases / f"{key}.tree/rootfs/etc/hostname"
+    st = path.stat()
+    path.write_text("evil\n")
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
 @pytest.mark.parametrize(
     ("make", "text"),
     [
-        (lambda b: (b / "k.tar").write_bytes(b"x"), "a tarball without its metadata"),
-        (lambda b: (b / "k.json").write_text("{}"), "metadata without its tarball"),
-        (lambda b: store(b, "k", meta={"key": "k"}), "records no SHA-256"),
-        (lambda b: (store(b, "k"), (b / "k.json").write_text("{not json")), "is not valid JSON"),
-        (lambda b: store(b, "k", b""), "is empty"),
-        (lambda b: (store(b, "k"), (b / "k.tarball.partial").write_bytes(b"x")), "leftover .partial"),
+        (lambda b: (b / "k.tree.partial").mkdir(), "leftover .partial"),
+        (lambda b: (store(b, "k"), (b / "k.json").unlink()), "a base without its metadata"),
+        (lambda b: (b / "k.json").write_text("{}"), "an older cache format"),
+        (lambda b: (store(b, "k"), (b / "k.json").write_text("{not json")), "no readable marker"),
+        (lambda b: (store(b, "k"), (b / "k.tree/rootfs/etc/hostname").write_text("longer")), "changed since"),
+        (lambda b: (b / "k.tar.zst").write_bytes(b"x"), "a base without its metadata"),
     ],
 )
 def test_broken_cache_entries(tmp_path: Path, make: Callable[[Path], object], text: str) -> None:
@@ -506,15 +518,16 @@ def test_broken_cache_entries(tmp_path: Path, make: Callable[[Path], object], te
     r = only(disk.check_cache(opts(tmp_path)))
     assert r.status == "warn" and text in r.finding, r
     assert "the next build of the same inputs removes and rebuilds them" in r.fix
-    assert f"rm -f {bases}/k." in r.fix and "good" not in r.fix and ".lock" not in r.fix
+    assert f"rm -rf {bases}/k." in r.fix and "good" not in r.fix and ".lock" not in r.fix
 
 
 def test_cache_digest_mismatch_only_with_verify(tmp_path: Path) -> None:
     bases = tmp_path / "cache" / "bases"
-    store(bases, "k", meta={"key": "k", "sha256": "0" * 64})
+    store(bases, "k")
+    _edit_in_place(bases, "k")
     assert only(disk.check_cache(opts(tmp_path))).status == "ok"
     r = only(disk.check_cache(opts(tmp_path, verify_cache=True)))
-    assert r.status == "warn" and "does not match its recorded SHA-256" in r.finding
+    assert r.status == "warn" and "does not match its SHA-256" in r.finding
 
 
 def test_cache_entry_being_stored_is_left_alone(tmp_path: Path) -> None:
@@ -522,7 +535,7 @@ def test_cache_entry_being_stored_is_left_alone(tmp_path: Path) -> None:
 
     bases = tmp_path / "cache" / "bases"
     bases.mkdir(parents=True)
-    (bases / "k.tarball.partial").write_bytes(b"x")
+    (bases / "k.tree.partial").mkdir()
     with open(bases / "k.lock", "a+") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         # flock locks belong to the open file description, so another open() in this process conflicts.

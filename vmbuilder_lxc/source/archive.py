@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .. import __version__, shellhooks
+from .. import __version__, backing, shellhooks
 from ..bootstrap import BootstrapRequest, bootstrap, choose_backend
 from ..cache import BaseCache, cache_key, check_cache_dir
 from ..chroot import Chroot
@@ -155,21 +155,27 @@ class ArchiveSource:
             note("cache disabled (--no-cache)")
             self.build_base(req, backend)
             return
-        cache = BaseCache(Path(str(s["cache-dir"])), s.get_int("cache-max-age") or 0)
+        cache = BaseCache(Path(str(s["cache-dir"])), s.get_int("cache-max-age") or 0, str(s["cache-verify"]))
         with cache.locked(key):
             entry = cache.lookup(key)
             if entry is not None:
                 meta = entry.load_meta() or {}
                 built = dt.datetime.fromtimestamp(float(meta.get("created", 0))).strftime("%Y-%m-%d %H:%M")
-                note("cache hit: reusing base %s built %s (%s)", key, built, entry.tarball)
-                ctx.summary["cache"].update({"hit": True, "path": str(entry.tarball), "built": built})
-                cache.restore(entry, ctx.rootfs)
+                note("cache hit: reusing base %s built %s (%s)", key, built, entry.root)
+                ctx.summary["cache"].update({"hit": True, "path": str(entry.root), "built": built})
+                if not backing.attach(ctx, entry):
+                    cache.restore(entry, ctx.rootfs)
                 return
             note("cache miss: no base %s yet in %s", key, cache.dir)
             self.build_base(req, backend)
             with step("Saving the base system to the cache"):
-                entry = cache.store(key, ctx.rootfs, manifest, {"packages": self.host.package_list()})
-                ctx.summary["cache"]["path"] = str(entry.tarball)
+                stored = cache.store(key, ctx.rootfs, manifest, {"packages": self.host.package_list()})
+                if stored is not None:
+                    ctx.summary["cache"]["path"] = str(stored.root)
+            if stored is None:
+                backing.not_stored(ctx)
+            else:
+                backing.attach(ctx, stored, fresh=True)
 
     def build_base(self, req: BootstrapRequest, backend: str) -> None:
         """Bootstrap, then bring the packages up to date and apply --addpkg/--removepkg."""
