@@ -34,6 +34,8 @@ install_packages() {
         pkgs+=(lxd lxd-client squashfs-tools libcap2-bin)
         # The sbuild export: sbuild 0.85 builds a package in it (unshare mode, with uidmap).
         pkgs+=(sbuild)
+        # --backing btrfs: the test makes and loop-mounts a btrfs image (mkfs.btrfs, btrfs subvolume).
+        pkgs+=(btrfs-progs)
         # The Debian package: dpkg-buildpackage with its Build-Depends, lintian, and the man pages and
         # bash completion read back by their consumers.
         pkgs+=(build-essential debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools lintian
