@@ -58,6 +58,7 @@ setup(
             "libvirt = vmbuilder_lxc.plugins.libvirt:Libvirt",
             "export = vmbuilder_lxc.plugins.export:Export",
             "doctor = vmbuilder_lxc.plugins.doctor:Doctor",
+            "cache = vmbuilder_lxc.plugins.cache:Cache",
         ],
     },
     classifiers=[

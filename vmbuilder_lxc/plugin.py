@@ -38,6 +38,7 @@ BUILTIN_PLUGINS = {
     "libvirt": "vmbuilder_lxc.plugins.libvirt:Libvirt",
     "export": "vmbuilder_lxc.plugins.export:Export",
     "doctor": "vmbuilder_lxc.plugins.doctor:Doctor",
+    "cache": "vmbuilder_lxc.plugins.cache:Cache",
 }
 KINDS = ("hypervisor", "distro", "plugin")
 
