@@ -255,7 +255,7 @@ def rootfs_archives(exported: Exported) -> dict[str, Path]:
     found = {}
     for fmt, paths in exported.files.items():
         for p in paths:
-            if p.name.endswith((".properties",)) or p.name in ("meta.tar.xz", "lxd.tar.xz", "incus.tar.xz"):
+            if p.name.endswith((".properties",)) or p.name in ("meta.tar.xz", "lxd.tar.zst", "incus.tar.zst"):
                 continue
             found[f"{fmt}:{p.relative_to(exported.out)}"] = p
     return found
@@ -393,8 +393,8 @@ def test_no_export_carries_build_leftovers(built: Build, archives: dict[str, Arc
 def test_metadata_of_lxd_and_lxc_images(exported: Exported, archives: dict[str, Archive]) -> None:
     """metadata.yaml (architecture, creation_date, properties, templates) and LXC's meta.tar.xz."""
     for flavour, var in (("lxd", "container"), ("incus", "instance")):
-        unified = archives[f"{flavour}:{NAME}.{flavour}.tar.xz"].meta
-        split = read_tar(exported.one(flavour, f"/{flavour}.tar.xz"), rootfs_prefix="rootfs/").meta
+        unified = archives[f"{flavour}:{NAME}.{flavour}.tar.zst"].meta
+        split = read_tar(exported.one(flavour, f"/{flavour}.tar.zst"), rootfs_prefix="rootfs/").meta
         assert unified == split, f"{flavour}: the unified and split metadata differ"
         data = yaml.safe_load(split["metadata.yaml"])
         assert data["architecture"] == "x86_64" and data["creation_date"] == EPOCH, data
@@ -483,8 +483,8 @@ def lxd_sh(instance: str, script: str) -> str:
 def test_lxd_imports_and_launches_both_image_forms(exported: Exported, lxd: None) -> None:
     """Acceptance 1: the unified and the split image import; instances reach running with their own names."""
     tag = str(os.getpid())
-    unified = exported.one("lxd", f"{NAME}.lxd.tar.xz")
-    split = (exported.one("lxd", "/lxd.tar.xz"), exported.one("lxd", "/rootfs.squashfs"))
+    unified = exported.one("lxd", f"{NAME}.lxd.tar.zst")  # zstd: the default LXD 5.0 imports
+    split = (exported.one("lxd", "/lxd.tar.zst"), exported.one("lxd", "/rootfs.squashfs"))
     images = {f"vmbt-unified-{tag}": [str(unified)], f"vmbt-split-{tag}": [str(split[0]), str(split[1])]}
     instances = {f"vmbt-u{tag}": f"vmbt-unified-{tag}", f"vmbt-s{tag}": f"vmbt-split-{tag}"}
     try:

@@ -33,7 +33,9 @@ def test_an_lxd_export_prints_a_heartbeat_into_a_pipe(builder: Builder, tmp_path
     dest = tmp_path / "hb1"
     builder.run("--suite", "noble", "--network", "none", "-d", str(dest)).check()
     out = tmp_path / "out"
-    argv = [vmbuilder_command(), "lxc", "export", str(dest), "--export", "lxd", "--export-dir", str(out), "--json"]
+    # xz, not the zstd default: the test needs a step that is long and silent.
+    argv = [vmbuilder_command(), "lxc", "export", str(dest), "--export", "lxd", "--compression", "xz",
+            "--export-dir", str(out), "--json"]  # fmt: skip
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd="/")
     stamped: list[tuple[float, str]] = []
     reader = threading.Thread(target=lambda: stamped.extend(read_stamped(proc)))

@@ -4,14 +4,20 @@ while it is written (no second read)."""
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import random
 import subprocess
+import tarfile
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from vmbuilder_lxc.exports import tarball
+from vmbuilder_lxc import exports
+from vmbuilder_lxc.exports import lxdimage, sharing, tarball
+from vmbuilder_lxc.render import Templates
 
 EPOCH = 1_700_000_000
 
@@ -80,3 +86,97 @@ def test_digest_is_that_of_the_uncompressed_stream(tree: Path, tmp_path: Path, c
     )
     assert unpacked == data
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([out.name, "tree"])  # no digest file left
+
+
+# -- the shared-compression plan (sharing.py) ---------------------------------------------------
+
+
+def job_for(root: Path, out: Path, **kw: Any) -> exports.ExportJob:
+    fields: dict[str, Any] = dict(
+        root=root, out_dir=out, name="web1", distro="ubuntu", suite="noble", version="24.04", arch="amd64",
+        variant="minbase", hostname="web1", epoch=EPOCH, compression="", compression_level=1,
+        hook_env={"INIT": "systemd"}, render=Templates().render,
+    )  # fmt: skip
+    fields.update(kw)
+    return exports.ExportJob(**fields)
+
+
+def unpack(path: Path) -> bytes:
+    compression = {".zst": "zstd", ".xz": "xz", ".gz": "gzip"}.get(path.suffix, "none")
+    argv = [*tarball.decompressor(compression), str(path)]
+    return subprocess.run(argv, capture_output=True, check=True, timeout=120).stdout
+
+
+def rootfs_tree(tmp_path: Path) -> Path:
+    root = tmp_path / "ct" / "rootfs"
+    for rel, text in {
+        "etc/hostname": "web1\n",
+        "etc/hosts": "127.0.1.1\tweb1\n",
+        "usr/bin/tool": "#!/bin/sh\n",
+    }.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text * 1000)
+    return root
+
+
+def test_lxd_and_incus_default_to_zstd() -> None:
+    for name in ("lxd", "incus"):
+        fmt = exports.FORMATS[name]
+        assert fmt.default_compression == "zstd" and "xz" in fmt.compressions
+        assert f".{name}.tar.zst" in fmt.description
+    assert "lxd/incus/squashfs/sbuild zstd" in exports.default_compressions()
+
+
+@pytest.mark.parametrize("compression", ["", "xz", "gzip", "none"])
+def test_lxd_and_incus_compress_the_rootfs_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               compression: str) -> None:  # fmt: skip
+    root = rootfs_tree(tmp_path)
+    rootfs_streams: list[Path] = []
+    squashfs_runs: list[Path] = []
+    real_pipe, real_squashfs = sharing.pipe, lxdimage.write_squashfs
+
+    def counting_pipe(producer: list[str], out: Path, *args: Any, **kw: Any) -> Path:
+        if kw.get("append"):
+            rootfs_streams.append(out)
+        return real_pipe(producer, out, *args, **kw)
+
+    def counting_squashfs(job: exports.ExportJob, out: Path) -> Path:
+        squashfs_runs.append(out)
+        return real_squashfs(job, out)
+
+    monkeypatch.setattr(sharing, "pipe", counting_pipe)
+    monkeypatch.setattr(lxdimage, "write_squashfs", counting_squashfs)
+    out = tmp_path / "out"
+    job = job_for(root, out, compression=compression)
+    formats = [exports.FORMATS["lxd"], exports.FORMATS["incus"]]
+    exports.export(root, formats, job, keep=frozenset(), overwrite=False)
+    assert len(rootfs_streams) == 1 and len(squashfs_runs) == 1
+    suffix = tarball.SUFFIX[compression or "zstd"]
+    lxd, incus = out / f"web1.lxd.tar{suffix}", out / f"web1.incus.tar{suffix}"
+    assert (out / "web1.lxd/rootfs.squashfs").read_bytes() == (out / "web1.incus/rootfs.squashfs").read_bytes()
+    for path, var in ((lxd, "container"), (incus, "instance")):
+        data = unpack(path)
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            names = tar.getnames()
+            hostname = tar.extractfile("templates/hostname.tpl")
+            assert hostname is not None and hostname.read() == ("{{ " + var + ".name }}\n").encode()
+        assert names[:5] == ["metadata.yaml", "templates", "templates/hostname.tpl", "templates/hosts.tpl", "rootfs"]
+        assert "rootfs/usr/bin/tool" in names
+        # The same tar one run of GNU tar over both would give, up to the zero padding at the end.
+        with tempfile.TemporaryDirectory(dir=tmp_path) as meta_dir:
+            names_top = lxdimage.write_metadata_dir(job, path.name.split(".")[1], Path(meta_dir))
+            argv = tarball.tar_argv(root, epoch=EPOCH, transform=lxdimage.ROOTFS_PREFIX,
+                                    extra=(Path(meta_dir), names_top))  # fmt: skip
+            one = subprocess.run(argv, capture_output=True, check=True, timeout=120).stdout
+        assert data.rstrip(b"\0") == one.rstrip(b"\0")
+
+
+def test_members_end_is_before_the_end_of_archive_blocks(tmp_path: Path) -> None:
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "a").write_bytes(b"x" * 700)  # two data blocks, the second one partly used
+    tar = tmp_path / "t.tar"
+    tar.write_bytes(subprocess.run(tarball.tar_argv(tmp_path / "d", epoch=EPOCH), capture_output=True, check=True,
+                                   timeout=60).stdout)  # fmt: skip
+    end = sharing.members_end(tar)
+    data = tar.read_bytes()
+    assert end % 512 == 0 and data[end - 512 : end - 512 + 188] == b"x" * 188 and set(data[end:]) == {0}

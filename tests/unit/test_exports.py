@@ -173,8 +173,8 @@ def test_template_properties_describe_the_uncompressed_tar(rootfs: Path, tmp_pat
 
 def test_lxd_unified_and_split_images(rootfs: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    exports.export(rootfs, [exports.FORMATS["lxd"]], job_for(rootfs, out, arch="arm64"), keep=frozenset(),
-                   overwrite=False)  # fmt: skip
+    job = job_for(rootfs, out, arch="arm64", compression="xz")
+    exports.export(rootfs, [exports.FORMATS["lxd"]], job, keep=frozenset(), overwrite=False)
     unified = members(out / "web1.lxd.tar.xz")
     assert list(unified)[:5] == ["metadata.yaml", "templates", "templates/hostname.tpl", "templates/hosts.tpl",
                                  "rootfs"]  # fmt: skip

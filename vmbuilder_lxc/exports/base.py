@@ -38,6 +38,9 @@ class ExportJob:
     compression_level: int | None = None
     compression_explicit: bool = False  # --compression was given (not each format's default)
     render: Callable[[str, dict[str, Any]], str] = field(default=_no_render, compare=False, repr=False)
+    # What one export run compressed once for several formats (lxd and incus share their rootfs
+    # stream and squashfs): key -> where it is. The runner gives each run a fresh one.
+    shared: dict[tuple[object, ...], Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def profile(self) -> str:

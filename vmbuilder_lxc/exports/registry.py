@@ -13,7 +13,7 @@ FORMATS: dict[str, ExportFormat] = {f.name: f for f in (TAR, LXC, LXD, INCUS, SQ
 
 
 def default_compressions() -> str:
-    """Each format's own compression, as --help and the docs say it: "tar none, lxc/lxd/incus xz,
+    """Each format's own compression, as --help and the docs say it: "tar none, lxc xz, lxd/incus zstd,
     ...; rootfs.squashfs of lxd/incus zstd". Generated from FORMATS, which the exports read."""
     by_value: dict[str, list[str]] = {}
     by_part: dict[tuple[str, str], list[str]] = {}

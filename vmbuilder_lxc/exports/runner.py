@@ -92,7 +92,7 @@ def export(
         with step("Staging the rootfs for export"), staged(rootfs, keep) as (view, stripped):
             for rule, paths in stripped.items():
                 LOG.debug("stripped %s: %s", rule, ", ".join(paths[:10]) + (" ..." if len(paths) > 10 else ""))
-            base = dataclasses.replace(job, root=view)
+            base = dataclasses.replace(job, root=view, shared={})
             for fmt in formats:
                 fjob = dataclasses.replace(
                     base, compression=compression_for(fmt, job.compression), compression_explicit=bool(job.compression)

@@ -86,14 +86,19 @@ def hasher() -> list[str]:
 
 
 def pipe(
-    producer: list[str], out: Path, compression: str, level: int | None = None, progress: str | None = None
+    producer: list[str],
+    out: Path,
+    compression: str,
+    level: int | None = None,
+    progress: str | None = None,
+    append: bool = False,
 ) -> Path:
-    """Run `producer | compressor > out` through one logged shell, failing if any part fails."""
+    """Run `producer | compressor > out` (>> with append) through one logged shell, failing if any part fails."""
     comp = compressor(compression, level)
     script = "set -o pipefail; " + shlex.join(producer)
     if comp:
         script += " | " + shlex.join(comp)
-    script += " > " + shlex.quote(str(out))
+    script += (" >> " if append else " > ") + shlex.quote(str(out))
     run(["bash", "-c", script], progress=progress)
     return out
 
