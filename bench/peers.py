@@ -40,7 +40,8 @@ def ensure_lxc_templates() -> bool:
 
 
 def lxc_cache_present(suite: str) -> bool:
-    return (LXC_CACHE / suite).is_dir()
+    """Whether lxc-create -t ubuntu would be warm: its finished cache (not a partial one) is there."""
+    return (LXC_CACHE / suite / f"rootfs-{host_arch()}").is_dir()
 
 
 def clear_lxc_cache(suite: str) -> None:

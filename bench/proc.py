@@ -103,13 +103,13 @@ def machine() -> dict[str, str]:
 
 def disk_type(path: Path) -> str:
     """Filesystem type and whether the device rotates (for the record of the machine)."""
-    fstype = subprocess.run(["stat", "-f", "-c", "%T", str(path)], capture_output=True, text=True).stdout.strip()
-    source = subprocess.run(["findmnt", "-n", "-o", "SOURCE", "-T", str(path)], capture_output=True, text=True)
-    dev = Path(source.stdout.strip()).name
+    found = subprocess.run(["findmnt", "-n", "-o", "FSTYPE,SOURCE", "-T", str(path)], capture_output=True, text=True)
+    fstype, _, source = found.stdout.strip().partition(" ")
+    dev = Path(source.strip()).name
     rotational = Path(f"/sys/block/{dev}/queue/rotational")
     kind = "unknown disk"
     if rotational.exists():
-        kind = "rotational disk" if rotational.read_text().strip() == "1" else "non-rotational (SSD/virtual) disk"
+        kind = "rotational flag 1" if rotational.read_text().strip() == "1" else "non-rotational (SSD)"
     return f"{fstype} on {dev or '?'}, {kind}"
 
 

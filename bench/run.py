@@ -53,6 +53,7 @@ def run_all(b: measure.Bench) -> list[Row]:
     rows += measure.warm_dir(b)
     rows += measure.warm_backing(b, "overlay", b.work / "ov")
     btrfs = mount_btrfs(b.work) if "btrfs" in b.backings else None
+    b.btrfs_empty = measure._fs_used(btrfs) if btrfs else 0
     rows += measure.warm_backing(b, "btrfs", btrfs)
     scale_rows, dests = measure.scale(b, "overlay", b.work / "ov")
     rows += measure.overlay_disk(b, dests)
@@ -77,7 +78,7 @@ def main() -> int:
     parser.add_argument("--suite", default="jammy", help="the Ubuntu suite every build uses (default: jammy)")
     parser.add_argument("--quick", action="store_true",
                         help="fewer repeats and clones; skip lxc-create cold and the extra xz peer")  # fmt: skip
-    parser.add_argument("--repeats", type=int, help="A B pairs per timed comparison (default: 5, --quick 2)")
+    parser.add_argument("--repeats", type=int, help="A B pairs per timed comparison (default: 3, --quick 2)")
     parser.add_argument("--scale", type=int, help="containers in the scale runs (default: 20, --quick 5)")
     parser.add_argument("--json", metavar="FILE", help="also write the rows and the machine as JSON ('-': stdout)")
     parser.add_argument("--workdir", default="/var/tmp", help="where the work directory is made (default: /var/tmp)")
@@ -87,9 +88,10 @@ def main() -> int:
     b = measure.Bench(
         work=work,
         suite=args.suite,
-        repeats=args.repeats or (2 if args.quick else 5),
+        repeats=args.repeats or (2 if args.quick else 3),
         scale=args.scale or (5 if args.quick else 20),
         quick=args.quick,
+        lxc_samples=1 if args.quick else 3,
         backings=measure.detect_backings(),
     )
     b.lxcpath.mkdir()

@@ -33,6 +33,10 @@ def seconds(samples: list[float], rss_kb: int | None = None) -> str:
     return text
 
 
+def runs(n: int) -> str:
+    return f"{n} run" if n == 1 else f"{n} runs"
+
+
 def megabytes(nbytes: float) -> str:
     """Decimal megabytes, the unit the targets are written in."""
     return f"{nbytes / 1e6:.0f} MB"
