@@ -81,11 +81,13 @@ def unmount(point: Path | str) -> None:
         run(["umount", "-l", point], check=False)
 
 
-def unmount_below(path: Path) -> None:
-    """Unmount everything at or below `path`, deepest first."""
+def unmount_below(path: Path, keep_self: bool = False) -> None:
+    """Unmount everything at or below `path` (with keep_self: only below it), deepest first."""
+    base = Path(os.path.realpath(path))
     for point in mounts_below(path):
-        unmount(point)
-    left = mounts_below(path)
+        if not (keep_self and point == base):
+            unmount(point)
+    left = [p for p in mounts_below(path) if not (keep_self and p == base)]
     if left:
         raise RuntimeError(f"could not unmount {', '.join(map(str, left))}")
 
@@ -166,7 +168,8 @@ class Chroot:
     def unmount_all(self) -> None:
         while self.mounted:
             unmount(self.mounted.pop())
-        unmount_below(self.root)
+        # The rootfs itself may be a mount (--backing overlay): backing.py unmounts it, not the chroot.
+        unmount_below(self.root, keep_self=True)
 
     # -- daemons, DNS and proxy -----------------------------------------------------------------
 

@@ -28,8 +28,11 @@ def du_bytes(path: Path) -> int:
 
 @pytest.fixture(scope="module")
 def overlay_build(builder: Builder, tmp_path_factory: pytest.TempPathFactory) -> Build:
-    dest = tmp_path_factory.mktemp("backing-overlay") / "ov1"
-    return builder.run(*ARGS, "--backing", "overlay", "-d", str(dest)).check()
+    work = tmp_path_factory.mktemp("backing-overlay")
+    script = work / "post-install.sh"  # runs after the chroot is left: the overlay must still be there
+    script.write_text('#!/bin/sh\necho ran > "$1/root/post-install-ran"\n')
+    script.chmod(0o755)
+    return builder.run(*ARGS, "--backing", "overlay", "--execscript", str(script), "-d", str(work / "ov1")).check()
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +70,7 @@ def test_overlay_writes_liblxcs_overlay_layout_with_a_small_delta(overlay_build:
     delta, whole = du_bytes(dest / "overlay/delta"), du_bytes(base)
     assert delta * 20 < whole, f"the delta ({delta} bytes) is not much smaller than the base ({whole} bytes)"
     assert not mounts_mentioning(dest), "the build left its overlay mounted"
+    assert (dest / "overlay/delta/root/post-install-ran").is_file(), "post-install did not write through the overlay"
 
 
 def test_the_pin_reports_the_container(overlay_build: Build, builder: Builder) -> None:

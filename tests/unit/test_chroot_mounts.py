@@ -168,3 +168,14 @@ def test_chroot_unmounts_its_own_mounts_in_reverse_then_anything_left(fake_mount
     umounted = [c[-1] for c in fake_mounts.calls if c[:2] != ["umount", "-l"]]
     assert umounted == [str(ROOT / p) for p in ("dev/pts", "dev", "sys", "proc", "mnt/extra")]
     assert fake_mounts.points == [] and chroot.mounted == []
+
+
+def test_chroot_leaves_a_mounted_rootfs_itself_to_its_owner(fake_mounts: FakeMounts) -> None:
+    """--backing overlay mounts the rootfs; leaving the chroot must not take the overlay away."""
+    chroot = Chroot(ROOT)
+    chroot.mounted = [ROOT / "proc"]
+    fake_mounts.points = [ROOT, ROOT / "proc", ROOT / "mnt/extra"]
+    chroot.unmount_all()
+    assert fake_mounts.points == [ROOT]
+    unmount_below(ROOT)  # the build directory's removal still takes everything
+    assert fake_mounts.points == []
