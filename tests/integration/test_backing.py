@@ -111,6 +111,17 @@ def test_btrfs_container_is_a_snapshot_and_boots(
     boot_within(container, dest, "btrfs")
 
 
+def test_export_of_a_btrfs_container(btrfs_build: Build) -> None:
+    """Hard links never cross into a subvolume: the export stage copies (with reflinks) instead."""
+    dest = btrfs_build.dest
+    proc = subprocess.run([vmbuilder_command(), "lxc", "export", str(dest), "--export", "tar"],
+                          capture_output=True, text=True, timeout=600, cwd="/")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    names = subprocess.run(["tar", "-tf", str(dest.parent / f"{dest.name}.tar")], capture_output=True, text=True,
+                           check=True).stdout.splitlines()  # fmt: skip
+    assert "./etc/os-release" in names or "etc/os-release" in names
+
+
 def test_btrfs_overwrite_and_lxc_destroy_leave_no_subvolume(
     btrfs_build: Build, btrfs_parent: Path, builder: Builder
 ) -> None:
