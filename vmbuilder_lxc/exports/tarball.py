@@ -9,6 +9,7 @@ staged rootfs and epoch give the same bytes.
 from __future__ import annotations
 
 import hashlib
+import os
 import shlex
 import shutil
 from collections.abc import Sequence
@@ -106,22 +107,24 @@ def pipe(
 def pipe_digest(
     producer: list[str], out: Path, compression: str, level: int | None = None, progress: str | None = None
 ) -> tuple[int, str]:
-    """`producer | compressor > out` that also hashes the uncompressed stream on the way (tee to a
-    hasher running on another core): (size, sha256) without reading the stream a second time.
-    The producer is GNU tar with --totals, whose "Total bytes written" is the stream's size."""
+    """`producer | compressor > out` and (size, sha256) of the uncompressed stream, which is never
+    read a second time: compressed, a tee feeds a hasher on another core, and GNU tar's --totals
+    ("Total bytes written") gives the size; uncompressed, tar writes the file itself and it is hashed
+    from the page cache afterwards (measured faster than tee's extra pipe copies)."""
+    if compression == "none":
+        run([arg if arg != "--file=-" else f"--file={out}" for arg in producer], progress=progress)
+        return stream_stats(out, "none")
     digest = out.with_name(out.name + ".sha256")
-    comp = compressor(compression, level)
     head = "set -o pipefail; " + shlex.join([producer[0], "--totals", *producer[1:]])
     hash_to = shlex.join(hasher()) + " > " + shlex.quote(str(digest))
-    if comp:  # tee's copy goes to fd 3, the compressor's stdin; its stdout to the hasher
-        script = f"{head} | {{ tee /dev/fd/3 | {hash_to}; }} 3>&1 >&2 | {shlex.join(comp)} > {shlex.quote(str(out))}"
-    else:
-        script = f"{head} | tee {shlex.quote(str(out))} | {hash_to}"
-    lines = run(["bash", "-c", script], progress=progress).lines
+    # tee's copy goes to fd 3, the compressor's stdin; its stdout to the hasher.
+    script = (f"{head} | {{ tee /dev/fd/3 | {hash_to}; }} 3>&1 >&2 | "
+              f"{shlex.join(compressor(compression, level))} > {shlex.quote(str(out))}")  # fmt: skip
     try:
+        lines = run(["bash", "-c", script], progress=progress).lines
         sha256 = digest.read_text().split()[0]
     finally:
-        digest.unlink()
+        digest.unlink(missing_ok=True)
     totals = [ln for ln in lines if ln.startswith("Total bytes written:")]
     if not totals:
         raise RuntimeError(f"tar printed no totals for {out.name}")
@@ -153,13 +156,8 @@ def write_tar_digest(
 def stream_stats(path: Path, compression: str) -> tuple[int, str]:
     """(size, sha256) of the uncompressed stream: what a consumer that stores it unpacked sees."""
     if compression == "none":
-        digest = hashlib.sha256()
-        size = 0
         with path.open("rb") as fh:
-            while chunk := fh.read(1 << 20):
-                digest.update(chunk)
-                size += len(chunk)
-        return size, digest.hexdigest()
+            return os.fstat(fh.fileno()).st_size, hashlib.file_digest(fh, "sha256").hexdigest()
     dec = shlex.join([*decompressor(compression), str(path)])
     out = run(["bash", "-c", f"set -o pipefail; {dec} | wc -c; {dec} | sha256sum"]).lines
     return int(out[0].strip()), out[1].split()[0]
