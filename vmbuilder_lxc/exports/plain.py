@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..run import clean_env, run
 from .base import COMPRESSIONS, ExportFormat, ExportJob
-from .tarball import SUFFIX, write_tar_digest
+from .tarball import DEFAULT_LEVEL, SUFFIX, write_tar_digest
 
 
 def tar_name(job: ExportJob) -> str:
@@ -52,6 +52,8 @@ def squashfs_argv(job: ExportJob, out: Path) -> list[str]:
     level: list[str] = []
     if job.compression_level is not None and job.compression in ("zstd", "gzip"):
         level = ["-Xcompression-level", str(job.compression_level)]
+    elif job.compression == "zstd":  # the tarballs' zstd level: mksquashfs's own (15) takes ~1.8x as long for 0.3% less
+        level = ["-Xcompression-level", str(DEFAULT_LEVEL["zstd"])]
     return ["mksquashfs", str(job.root), str(out), "-noappend", *SQUASHFS_COMP[job.compression], "-b", "1M",
             "-quiet", "-no-progress", *level]  # fmt: skip
 
