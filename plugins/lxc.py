@@ -196,7 +196,7 @@ class LXC(Hypervisor):
             "lxcpath_arg": lxcpath != DEFAULT_LXC_PATH,
             "includes": [],
             "rootfs": str(ctx.dest / "rootfs"),
-            "rootfs_spec": self._rootfs_spec(),
+            **self._rootfs_vars(),
             "hostname": s["hostname"],
             **guest_config_vars(str(s["arch"]), ctx.hook_env),
             "network": "none" if s["network"] == "none" else "veth",
@@ -219,15 +219,19 @@ class LXC(Hypervisor):
             "mac": variables["mac"] if variables["network"] != "none" else None,
         }
 
-    def _rootfs_spec(self) -> str:
-        """lxc.rootfs.path for --backing: dir:, overlay:BASE:DELTA or btrfs: (backing.py)."""
+    def _rootfs_vars(self) -> dict[str, str]:
+        """lxc.rootfs.path's parts for --backing: dir:, overlay:LOWER:UPPER or btrfs: (backing.py)."""
         ctx = self.context
         info = ctx.summary.get("backing") or {}
         kind = str(info.get("kind", "dir"))
+        if kind != "overlay":
+            return {"backing": kind, "overlay_lower": "", "overlay_upper": ""}
         try:
-            return backing.rootfs_spec(kind, ctx.dest, Path(info["base"]) if kind == "overlay" else None)
+            spec = backing.rootfs_spec(kind, ctx.dest, Path(info["base"]))  # refuses what liblxc would split
         except ValueError as exc:
             die(str(exc), "use --backing dir")
+        lower, upper = spec.removeprefix("overlay:").split(":")
+        return {"backing": kind, "overlay_lower": lower, "overlay_upper": upper}
 
     def start_command(self) -> str:
         lxcpath = self.context.dest.parent

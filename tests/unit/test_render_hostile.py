@@ -85,7 +85,8 @@ GUEST_LXC = {"lxc_arch": "x86_64", "ttys": 4, "tty_dir_empty": True, "container_
 LXC = {"version": "0.1.0", "name": "web1", "lxcpath": "/srv/ct", "lxcpath_arg": True, "includes": [],
        "rootfs": "/srv/ct/web1/rootfs", "hostname": "web1", **GUEST_LXC, "network": "veth", "bridge": "lxcbr0",
        "mac": "00:16:3e:12:34:56", "mem": 256, "cpus": 2, "autostart": True, "cgroup_layout": "unified (cgroup2)",
-       "cgroup_v1_memory": False, "cgroup_v1_cpu": False}  # fmt: skip
+       "cgroup_v1_memory": False, "cgroup_v1_cpu": False, "backing": "dir", "overlay_lower": "",
+       "overlay_upper": ""}  # fmt: skip
 DOMAIN = {"name": "web1", "version": "0.1.0", "uuid": "0b6f6d2a-8a39-4f3a-9d7e-3c1f3f6d2b11", "mem": 512, "cpus": 2,
           "arch": "x86_64", "init": "/sbin/init", "rootfs": "/srv/ct/web1/rootfs", "network": "bridge",
           "network_name": "lxcbr0", "mac": "00:16:3e:12:34:56", "distro": "ubuntu", "suite": "noble"}  # fmt: skip
@@ -116,7 +117,9 @@ CONTEXTS: dict[str, list[dict[str, Any]]] = {
                                {"nic": True, "iface": "eth0", "dhcp": False, "init": "systemd", "address": "10.0.3.10",
                                 "netmask": "255.255.255.0", "gateway": "10.0.3.1"}],
     "libvirt/domain.xml.j2": [DOMAIN, {**DOMAIN, "network": "network", "network_name": "default"}],
-    "lxc/config.j2": [LXC, {**LXC, "cgroup_v1_memory": True, "cgroup_v1_cpu": True, "includes": ["/etc/lxc/x.conf"]}],
+    "lxc/config.j2": [LXC, {**LXC, "cgroup_v1_memory": True, "cgroup_v1_cpu": True, "includes": ["/etc/lxc/x.conf"]},
+                      {**LXC, "backing": "overlay", "overlay_lower": "/var/cache/vmbuilder-lxc/bases/k.tree/rootfs",
+                       "overlay_upper": "/srv/ct/web1/overlay/delta"}],
     "lxc/guest.conf.j2": [GUEST_LXC],
     "netplan/10-lxc.yaml.j2": [STATIC],
     "networkd/10-lxc-eth0.network.j2": [STATIC],
@@ -128,6 +131,7 @@ CONTEXTS: dict[str, list[dict[str, Any]]] = {
 # Variables that only steer a branch and are never printed.
 CONTROL_ONLY = {
     ("lxc/config.j2", "network"),
+    ("lxc/config.j2", "backing"),
     ("libvirt/domain.xml.j2", "network"),
     ("ifupdown/interfaces.j2", "init"),
     ("common/hosts.j2", "domain"),
