@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import tarfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -87,7 +86,8 @@ def write_once(job: ExportJob, kind: str, out: Path, write: Callable[[Path], obj
     key = (kind, job.compression, job.compression_level)
     earlier: Path | None = job.shared.get(key)
     if earlier is not None and earlier.is_file():
-        shutil.copyfile(earlier, out)  # copy_file_range underneath: a reflink where the filesystem can
+        out.touch(mode=0o600, exist_ok=False)
+        copy_range(earlier, 0, earlier.stat().st_size, out)  # a reflink where the filesystem has them
         os.chmod(out, earlier.stat().st_mode & 0o7777)
         return
     write(out)
