@@ -143,7 +143,8 @@ def attach(ctx: Context, entry: CacheEntry, fresh: bool = False) -> bool:
     if fresh:
         run(["rm", "-rf", "--one-file-system", "--", ctx.rootfs])
     cache_dir = Path(str(ctx.settings["cache-dir"]))
-    base = entry.root if kind == "overlay" else _btrfs_base(ctx.dest.parent, entry)
+    # Absolute: the LXC config and the marker name it, and --cache-dir may be relative.
+    base = entry.root.absolute() if kind == "overlay" else _btrfs_base(ctx.dest.parent, entry)
     pins.write_marker(ctx.workdir, entry.key, kind, base)  # before the pin: users() checks it
     pins.pin(cache_dir, entry.key, ctx.workdir)
     if kind == "overlay":
