@@ -59,8 +59,8 @@ def test_disk_full(small_fs: Path, warm_entry: tuple[str, Path], tmp_path: Path)
     assert len(errors) == 1, failed.stderr[-3000:]
     assert errors[0].startswith(f"vmbuilder: error: no space left on device: the filesystem mounted at {small_fs} ")
     assert not dest.exists() and leftovers(dest.parent) == []
-    assert sorted(p.name for p in (cache / "bases").iterdir()) == sorted([f"{key}.tree", f"{key}.manifest",
-                                                                         f"{key}.json", f"{key}.lock"])  # fmt: skip
+    entry = [f"{key}.tree", f"{key}.manifest", f"{key}.json", f"{key}.used", f"{key}.lock"]
+    assert sorted(p.name for p in (cache / "bases").iterdir()) == sorted(entry)
     assert trusted_entry(cache, key), "the earlier cache entry was harmed"
 
     # The entry is still used: the same build with DEST on a disk with room is a cache hit.
