@@ -11,6 +11,7 @@ from tests.unit.conftest import ContextFactory
 from vmbuilder_lxc import backing, pins
 from vmbuilder_lxc.log import UserError
 
+ARGV = ("--arch", "amd64", "--mirror", "http://archive.test/ubuntu")
 BASE = Path("/var/cache/vmbuilder-lxc/bases/abc.tree/rootfs")
 
 
@@ -30,7 +31,7 @@ def test_overlay_paths_that_liblxc_or_overlayfs_would_split_are_refused(bad: str
 
 
 def test_overlay_config_through_the_plugin(fake_fs: FakeFilesystem, make_ctx: ContextFactory) -> None:
-    ctx = make_ctx("--arch", "amd64", "--mirror", "http://archive.test/ubuntu", "-d", "/srv/ct/web1", "--backing", "overlay")
+    ctx = make_ctx(*ARGV, "-d", "/srv/ct/web1", "--backing", "overlay")
     ctx.hypervisor.set_defaults()
     ctx.workdir = Path("/build")
     fake_fs.create_dir("/build/rootfs")
@@ -43,7 +44,7 @@ def test_overlay_config_through_the_plugin(fake_fs: FakeFilesystem, make_ctx: Co
 def test_a_base_path_the_lxc_config_cannot_hold_stops_the_build(
     fake_fs: FakeFilesystem, make_ctx: ContextFactory
 ) -> None:
-    ctx = make_ctx("--arch", "amd64", "--mirror", "http://archive.test/ubuntu", "-d", "/srv/ct/web1", "--backing", "overlay")
+    ctx = make_ctx(*ARGV, "-d", "/srv/ct/web1", "--backing", "overlay")
     ctx.hypervisor.set_defaults()
     ctx.workdir = Path("/build")
     fake_fs.create_dir("/build/rootfs")
@@ -53,7 +54,7 @@ def test_a_base_path_the_lxc_config_cannot_hold_stops_the_build(
 
 
 def test_dir_is_the_default_and_writes_dir(fake_fs: FakeFilesystem, make_ctx: ContextFactory) -> None:
-    ctx = make_ctx("--arch", "amd64", "--mirror", "http://archive.test/ubuntu", "-d", "/srv/ct/web1")
+    ctx = make_ctx(*ARGV, "-d", "/srv/ct/web1")
     assert backing.backing_of(ctx.settings) == "dir"
     backing.preflight(ctx)  # nothing to refuse
     ctx.hypervisor.set_defaults()
