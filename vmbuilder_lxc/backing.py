@@ -110,6 +110,10 @@ def preflight(ctx: Context) -> None:
                 "use --backing dir or btrfs with --libvirt")  # fmt: skip
         if "overlay" not in Path("/proc/filesystems").read_text():
             die("--backing overlay: this kernel has no overlay filesystem", "modprobe overlay, or use --backing dir")
+        found = fs_type(ctx.dest.parent)
+        if found in ("overlayfs", "nfs", "fuseblk", "fuse"):  # overlayfs refuses these as its upper layer
+            die(f"--backing overlay: {ctx.dest.parent} is on {found}, which cannot hold an overlay's delta",
+                "put -d on a local disk (ext4, xfs, btrfs), or use --backing dir")  # fmt: skip
         try:
             check_overlay_path(Path(str(s["cache-dir"])).absolute(), "--cache-dir")
             check_overlay_path(ctx.dest, "-d")

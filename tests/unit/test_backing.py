@@ -109,3 +109,12 @@ def test_merged_view_of_an_overlay_build_without_its_base_is_a_user_error(tmp_pa
     pins.write_marker(tmp_path, "k" * 32, "overlay", tmp_path / "gone")
     with pytest.raises(UserError, match="base .* or delta .* is missing"), backing.merged_view(tmp_path):
         pass
+
+
+def test_overlay_is_refused_where_the_delta_cannot_live(
+    no_host_config: Path, make_ctx: ContextFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(backing, "fs_type", lambda path: "overlayfs")
+    ctx = make_ctx("--arch", "amd64", "-d", "/tmp/vmb-backing-test/web1", "--backing", "overlay")
+    with pytest.raises(UserError, match="is on overlayfs, which cannot hold an overlay's delta"):
+        backing.preflight(ctx)
