@@ -116,12 +116,14 @@ def prune(cache: BaseCache, max_age_days: float | None, max_size: int | None) ->
         if reason is None:
             continue
         with cache.locked(e["key"]):
-            gone = cache.remove(cache.entry(e["key"]))
-        if gone:
+            users = cache.users(e["key"])
+            if not users:
+                cache.remove(cache.entry(e["key"]), force=True)
+        if users:
+            kept.append({**e, "reason": "in use by " + ", ".join(map(str, users))})
+        else:
             total -= e["size"]
             removed.append({**e, "reason": reason})
-        else:
-            kept.append({**e, "reason": "in use by " + ", ".join(map(str, cache.users(e["key"])))})
     lines = [f"removed {r['key']} ({r['suite']}/{r['arch']}, {_human(r['size'])}): {r['reason']}" for r in removed]
     lines += [f"kept {k['key']}: {k['reason']}" for k in kept]
     lines.append(f"{len(removed)} removed, {len(described) - len(removed)} kept, {_human(total)} in {cache.dir}")
