@@ -1,6 +1,6 @@
 """Issue 12, the fault matrix: SIGINT, SIGTERM and SIGKILL at every stage of a build.
 
-Stages: bootstrap (inside mmdebstrap, a fresh cache key), cache store (the tarball written, not yet
+Stages: bootstrap (inside mmdebstrap, a fresh cache key), cache store (the tree written, not yet
 published), configure (in the chroot, its mounts in place), export (every format written, none
 moved), move into place (the new build swapped in, the old one not yet removed) and deploy (before
 --libvirt's define). The build is stopped at a stage by a `setup` hook that waits inside mmdebstrap,
