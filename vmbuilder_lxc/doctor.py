@@ -176,7 +176,7 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--timeout", type=_seconds, default="10", metavar="SECONDS",
                     help="how long each probe (virsh, gpg, a daemon's socket) may take")  # fmt: skip
     ap.add_argument("--verify-cache", action="store_true",
-                    help="also check every cache tarball against its recorded SHA-256 (reads them all)")  # fmt: skip
+                    help="also hash every file of every cached base against its SHA-256 (reads them all)")  # fmt: skip
     return ap
 
 
