@@ -38,6 +38,13 @@ def _days(text: str) -> float:
     return value
 
 
+def _configured_cache_dir() -> str:
+    """The cache-dir a default build resolves from /etc/vmbuilder.cfg and ~/.vmbuilder.cfg."""
+    from vmbuilder_lxc import doctor
+
+    return dict(doctor.build_config()[0]).get("cache-dir") or str(DEFAULT_CACHE_DIR)
+
+
 class Cache(Plugin):
     name: ClassVar[str] = "cache"
     description: ClassVar[str] = "base cache upkeep (vmbuilder lxc cache list|prune|verify|refresh)"
@@ -48,8 +55,9 @@ class Cache(Plugin):
     def cache_parser() -> CommandParser:
         """The parser of `vmbuilder lxc cache` (built apart so that the man page can list it)."""
         parser = CommandParser("vmbuilder lxc cache", DESCRIPTION, operand=("ACTION", "one of: " + ", ".join(ACTIONS)))
-        parser.add_argument("--cache-dir", metavar="DIR", default=str(DEFAULT_CACHE_DIR),
-                            help=f"the cache to look after (default: {DEFAULT_CACHE_DIR})")  # fmt: skip
+        parser.add_argument("--cache-dir", metavar="DIR",
+                            help=f"the cache to look after (default: a build's, from the config files, "
+                                 f"else {DEFAULT_CACHE_DIR})")  # fmt: skip
         parser.add_argument("--max-age", metavar="DAYS", help="prune: remove entries unused for more than DAYS")
         size_help = "prune: remove the least recently used entries until the cache fits SIZE (e.g. 20G)"
         parser.add_argument("--max-size", metavar="SIZE", help=size_help)
@@ -66,8 +74,8 @@ class Cache(Plugin):
         for dest, (flag, action) in ONLY_FOR.items():
             if getattr(args, dest) is not None and args.action != action:
                 die(f"{flag} applies to `cache {action}` only", f"drop {flag}, or run `vmbuilder lxc cache {action}`")
-        directory = Path(args.cache_dir).expanduser().absolute()
-        if not directory.is_dir():
+        directory = Path(args.cache_dir or _configured_cache_dir()).expanduser().absolute()
+        if directory.exists() and not directory.is_dir():  # absent: no build has cached a base yet
             die(f"--cache-dir {directory} is not a directory", "give the --cache-dir your builds use")
         cache = BaseCache(directory)
         ok = True

@@ -66,7 +66,8 @@ def test_list_shows_each_entry_and_its_users(
     assert code == 0 and A in out and "jammy" in out and str(tmp_path / "ct1") in out
 
 
-def test_list_of_an_empty_cache(cache: BaseCache, capsys: pytest.CaptureFixture[str]) -> None:
+def test_list_of_an_empty_or_absent_cache(cache: BaseCache, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(capsys, "list", "--cache-dir", str(cache.root))[1].startswith("no cached bases")
     cache.dir.mkdir(parents=True)
     assert run(capsys, "list", "--cache-dir", str(cache.root))[1].startswith("no cached bases")
 
@@ -160,7 +161,7 @@ def test_refresh_marks_old_entries_stale_so_the_next_build_rebootstraps(
         (["prune", "--max-age", "-1"], "'-1' is not a number of days"),
         (["refresh"], "cache refresh needs --older-than DAYS"),
         (["list", "--max-age", "3"], "--max-age applies to `cache prune` only"),
-        (["list", "--cache-dir", "/nonexistent/cache"], "--cache-dir /nonexistent/cache is not a directory"),
+        (["list", "--cache-dir", "/etc/hostname"], "--cache-dir /etc/hostname is not a directory"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(
