@@ -117,7 +117,8 @@ def test_third_party_option_is_a_setting_and_config_key(
     ctx = cli.make_context("lxc", "ubuntu", discover())
     cli.configure(ctx, ["--arch", "amd64"])
     assert ctx.settings["greeting"] == "moin"
-    assert [p.name for p in ctx.plugins] == ["ubuntu", "cache", "doctor", "hello", "libvirt", "postinst", "export", "lxc"]
+    names = ["ubuntu", "cache", "doctor", "hello", "libvirt", "postinst", "export", "lxc"]
+    assert [p.name for p in ctx.plugins] == names
 
 
 def test_third_party_plugin_may_restrict_itself(install: Installer) -> None:
