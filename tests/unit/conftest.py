@@ -11,6 +11,7 @@ import os
 import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pyfakefs.fake_filesystem import FakeFilesystem
@@ -144,3 +145,27 @@ class RootView:
 
     def exists(self, path: str) -> bool:
         return os.path.lexists(ROOT / path.lstrip("/"))
+
+
+class DictSettings:
+    """The few settings calls the pipeline makes (get_*, table, as_dict), answered from a dict."""
+
+    def __init__(self, **values: Any) -> None:
+        self.values = values
+        self.table = dict.fromkeys(values)
+
+    def get_bool(self, name: str) -> bool:
+        return bool(self.values.get(name))
+
+    def get_str(self, name: str) -> str | None:
+        value = self.values.get(name)
+        return str(value) if value else None
+
+    def get_list(self, name: str) -> list[str]:
+        return list(self.values.get(name) or [])
+
+    def check_resolved(self) -> None:
+        pass
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.values)

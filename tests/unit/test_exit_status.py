@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from tests.unit.conftest import DictSettings
 from tests.unit.test_run import _alive
 from vmbuilder_lxc import pipeline
 from vmbuilder_lxc.run import BuildInterrupted, CommandError, interrupt_exit_code
@@ -139,24 +140,8 @@ def test_no_pause_without_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
 # -- a full disk ---------------------------------------------------------------------------------
 
 
-class FakeSettings:
-    def __init__(self, values: dict[str, Any]) -> None:
-        self.values = values
-        self.table = dict.fromkeys(values)
-
-    def get_bool(self, name: str) -> bool:
-        return bool(self.values.get(name))
-
-    def get_str(self, name: str) -> str | None:
-        value = self.values.get(name)
-        return str(value) if value else None
-
-    def get_list(self, name: str) -> list[str]:
-        return list(self.values.get(name) or [])
-
-
 def fake_ctx(tmp_path: Path, **values: Any) -> Any:
-    settings = FakeSettings({"cache": True, "cache-dir": str(tmp_path / "cache"), **values})
+    settings = DictSettings(cache=True, **{"cache-dir": str(tmp_path / "cache")}, **values)
     return SimpleNamespace(settings=settings, workdir=tmp_path / ".x.1.vmbuilder-partial", dest=tmp_path / "x")
 
 
@@ -206,7 +191,7 @@ def commit_ctx(tmp_path: Path, overwrite: bool) -> Any:
     (workdir / ".pid").write_text(str(os.getpid()))
     return SimpleNamespace(
         workdir=workdir, dest=tmp_path / "x", name="x", keep_dest=True,
-        settings=FakeSettings({"overwrite": overwrite}),
+        settings=DictSettings(overwrite=overwrite),
     )  # fmt: skip
 
 

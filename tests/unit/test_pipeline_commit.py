@@ -18,34 +18,11 @@ from typing import Any, cast
 
 import pytest
 
+from tests.unit.conftest import DictSettings
 from vmbuilder_lxc import pipeline
 from vmbuilder_lxc.context import Context
 from vmbuilder_lxc.log import UserError
 from vmbuilder_lxc.pipeline import MARKER, PARTIAL_SUFFIX
-
-
-class Settings:
-    """The few settings calls the pipeline makes, answered from a dict."""
-
-    def __init__(self, **values: Any) -> None:
-        self.values = values
-        self.table = dict.fromkeys(values)
-
-    def get_bool(self, name: str) -> bool:
-        return bool(self.values.get(name))
-
-    def get_str(self, name: str) -> str | None:
-        value = self.values.get(name)
-        return str(value) if value else None
-
-    def get_list(self, name: str) -> list[str]:
-        return list(self.values.get(name) or [])
-
-    def check_resolved(self) -> None:
-        pass
-
-    def as_dict(self) -> dict[str, Any]:
-        return dict(self.values)
 
 
 class Ctx:
@@ -55,7 +32,7 @@ class Ctx:
         self.dest = dest
         self.name = dest.name
         self.keep_dest = keep_dest
-        self.settings = Settings(overwrite=overwrite)
+        self.settings = DictSettings(overwrite=overwrite)
         self.workdir: Path | None = None
         self.plugins = list(plugins)
         self.hook_env: dict[str, str] = {}
