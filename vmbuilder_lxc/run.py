@@ -145,6 +145,8 @@ class BuildError(OneLineError):
 # group still registered, and every process whose environment carries this build's token (a command
 # killed in the instant between its start and its registration, or one that left its group). It
 # ignores the interrupt signals: it lives in its own session and only ever ends through its input.
+# After "=done" (stop_reaper: no command is running, none is being started) one pass over /proc is
+# enough; without it (vmbuilder was killed) it looks until three passes find nothing.
 REAPER_ENV = "VMBUILDER_BUILD_TOKEN"
 _REAPER_SCRIPT = """
 import os, signal, sys, time
@@ -152,9 +154,12 @@ for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
     signal.signal(s, signal.SIG_IGN)
 tag = sys.argv[1].encode()
 groups = set()
+passes = 3
 for line in sys.stdin:
     line = line.strip()
-    if line[:1] == "+" and line[1:].isdigit():
+    if line == "=done":
+        passes = 1
+    elif line[:1] == "+" and line[1:].isdigit():
         groups.add(int(line[1:]))
     elif line[:1] == "-" and line[1:].isdigit():
         groups.discard(int(line[1:]))
@@ -178,7 +183,7 @@ for _ in range(50):  # until three passes 0.2 s apart find nothing (a child fork
         except OSError:
             pass
     quiet = 0 if found else quiet + 1
-    if quiet >= 3:
+    if quiet >= passes:
         break
     time.sleep(0.2)
 """
@@ -209,6 +214,7 @@ def stop_reaper() -> None:
     if proc is None:
         return
     try:
+        proc.stdin.write("=done\n")  # a clean end: nothing can be mid-start, so one scan will do
         proc.stdin.close()
         proc.wait(timeout=10)
     except (OSError, subprocess.TimeoutExpired):

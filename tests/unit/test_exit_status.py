@@ -128,6 +128,34 @@ def test_a_clean_exit_kills_nothing(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
 
 
+LEFT_BEHIND_BY_A_CLEAN_BUILD = """
+import sys
+from vmbuilder_lxc.run import run, start_reaper, stop_reaper
+start_reaper()
+run(["sh", "-c", "setsid sleep 120 </dev/null >/dev/null 2>&1 & echo $! > " + sys.argv[1]])
+stop_reaper()
+"""
+
+
+def test_a_clean_stop_still_kills_what_a_command_left_behind(tmp_path: Path) -> None:
+    """stop_reaper's "=done" shortens the reaper's scan to one pass; that pass still finds a daemon
+    a command started in a session of its own (it carries the build's token in its environment)."""
+    pidfile = tmp_path / "pid"
+    done = subprocess.run(
+        [sys.executable, "-c", LEFT_BEHIND_BY_A_CLEAN_BUILD, str(pidfile)],
+        timeout=HANG_GUARD,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    child = int(pidfile.read_text())
+    try:
+        _wait(lambda: not _alive(child), "the daemon a command left behind survived the build")
+    finally:
+        if _alive(child):
+            os.kill(child, signal.SIGKILL)
+
+
 def test_no_pause_without_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     from vmbuilder_lxc.run import pause_point
 
