@@ -74,11 +74,16 @@ class Debian(DebianFamily):
     tweaks: ClassVar[tuple[Tweak, ...]] = TWEAKS
     mmdebstrap_since: ClassVar[str] = ""  # mmdebstrap bootstraps every supported suite
 
+    # Debian's own suite names for distro-info-data's aliases.
+    SUITE_ALIASES: ClassVar[dict[str, str]] = {"lts": "stable", "testing": "devel"}
+
     def resolve_suite(self, text: str, today: dt.date | None = None) -> Release:
         """`lts` is `stable`: Debian has no LTS releases of its own (distro-info-data marks none);
         every stable release gets Debian LTS support after its regular security support, so the
-        newest release is also the one supported longest. `--suite lts` is the default."""
-        return super().resolve_suite("stable" if text.strip().lower() == "lts" else text, today)
+        newest release is also the one supported longest. `--suite lts` is the default.
+        `testing` is the versioned suite in development (forky in 2026), built under its codename."""
+        key = text.strip().lower()
+        return super().resolve_suite(self.SUITE_ALIASES.get(key, text), today)
 
     def unsupported(self, release: Release) -> str | None:
         if release.series == "experimental":

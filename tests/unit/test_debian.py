@@ -143,7 +143,7 @@ def tweak(fake_fs: FakeFilesystem, debian_ctx: Callable[..., Context], monkeypat
     ("text", "series"),
     [("bookworm", "bookworm"), ("12", "bookworm"), ("12.13", "bookworm"), ("Trixie", "trixie"), ("13", "trixie"),
      ("forky", "forky"), ("14", "forky"), ("sid", "sid"), ("stable", "trixie"), ("lts", "trixie"),
-     ("devel", "forky")],
+     ("devel", "forky"), ("testing", "forky"), ("Testing", "forky")],
 )  # fmt: skip
 def test_suites_resolve(debian: DebianFamily, text: str, series: str) -> None:
     assert debian.resolve_suite(text, TODAY).series == series
