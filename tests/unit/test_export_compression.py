@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
+from tests.unit.test_exports import job_for
 from vmbuilder_lxc import exports
 from vmbuilder_lxc.exports import lxdimage, sharing, tarball
-from vmbuilder_lxc.render import Templates
 
 EPOCH = 1_700_000_000
 
@@ -89,16 +89,6 @@ def test_digest_is_that_of_the_uncompressed_stream(tree: Path, tmp_path: Path, c
 
 
 # -- the shared-compression plan (sharing.py) ---------------------------------------------------
-
-
-def job_for(root: Path, out: Path, **kw: Any) -> exports.ExportJob:
-    fields: dict[str, Any] = dict(
-        root=root, out_dir=out, name="web1", distro="ubuntu", suite="noble", version="24.04", arch="amd64",
-        variant="minbase", hostname="web1", epoch=EPOCH, compression="", compression_level=1,
-        hook_env={"INIT": "systemd"}, render=Templates().render,
-    )  # fmt: skip
-    fields.update(kw)
-    return exports.ExportJob(**fields)
 
 
 def unpack(path: Path) -> bytes:
