@@ -51,6 +51,9 @@ class When:
     container_detect: bool | None = None
     initctl: bool | None = None  # False: nothing in the release listens on /run/initctl
     installed: str | None = None  # a package that must be installed in the guest
+    # Build facts, not release traits: read from the guest's variables (distro.guest_vars).
+    userns: bool | None = None  # True: the guest runs under an id map (--idmap, or a build without root)
+    emulated: bool | None = None  # True: --arch is foreign and runs through qemu-user (binfmt)
 
     def matches(self, release: Release, traits: ReleaseTraits, guest: Guest) -> bool:
         if not release.in_range(self.since, self.until):
@@ -68,6 +71,10 @@ class When:
         if self.container_detect is not None and traits.container_detect != self.container_detect:
             return False
         if self.initctl is not None and traits.initctl != self.initctl:
+            return False
+        if self.userns is not None and bool(guest.vars.get("userns")) != self.userns:
+            return False
+        if self.emulated is not None and bool(guest.vars.get("emulated")) != self.emulated:
             return False
         return not (self.installed and not guest.is_installed(self.installed))
 
