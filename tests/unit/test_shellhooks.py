@@ -230,3 +230,24 @@ def test_timezone_hook_refuses_a_zone_the_guest_lacks(guest_with_zones: Path) ->
 def test_timezone_hook_needs_its_input(guest_with_zones: Path) -> None:
     with pytest.raises(HookError):
         run_builtin("timezone", guest_with_zones, {})
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Etc/UTC"])
+def test_timezone_hook_leaves_the_zone_tzdata_already_recorded(guest_with_zones: Path, zone: str) -> None:
+    """The base's zone in tzdata's own form: no dpkg-reconfigure (here it would fail: no chroot)."""
+    (guest_with_zones / "usr/share/zoneinfo/UTC").symlink_to("Etc/UTC")
+    (guest_with_zones / "etc/timezone").write_text("Etc/UTC\n")
+    (guest_with_zones / "var/lib/dpkg/info").mkdir(parents=True)
+    (guest_with_zones / "var/lib/dpkg/info/tzdata.list").write_text("")
+    run_builtin("timezone", guest_with_zones, {"VM_TIMEZONE": zone})
+    assert os.readlink(guest_with_zones / "etc/localtime") == "/usr/share/zoneinfo/Etc/UTC"
+    with pytest.raises(HookError):  # another zone does reconfigure tzdata (which this fake guest lacks)
+        run_builtin("timezone", guest_with_zones, {"VM_TIMEZONE": "Europe/Berlin"})
+
+
+def test_timezone_hook_reconfigures_when_etc_timezone_disagrees(guest_with_zones: Path) -> None:
+    (guest_with_zones / "etc/timezone").write_text("Europe/Berlin\n")
+    (guest_with_zones / "var/lib/dpkg/info").mkdir(parents=True)
+    (guest_with_zones / "var/lib/dpkg/info/tzdata.list").write_text("")
+    with pytest.raises(HookError):
+        run_builtin("timezone", guest_with_zones, {"VM_TIMEZONE": "Etc/UTC"})
