@@ -107,6 +107,13 @@ ARCHITECTURES: PackagesTable = [
     ("20.04", None, ("riscv64",)),
 ]
 
+# (first version, last version or None, architectures) – listed in the Release files' Architectures
+# line but partial: from 19.10 on, i386 carries only the libraries 64-bit systems need for 32-bit
+# programs, no base system, so a release that lists it still cannot be bootstrapped for it.
+PARTIAL_ARCHITECTURES: PackagesTable = [
+    ("19.10", None, ("i386",)),
+]
+
 
 class Ubuntu(DebianFamily):
     name: ClassVar[str] = "ubuntu"
@@ -122,6 +129,7 @@ class Ubuntu(DebianFamily):
     buildd_tweaks: ClassVar[tuple[Tweak, ...]] = BUILDD_TWEAKS
     unwanted_table: ClassVar[PackagesTable] = UNWANTED_PACKAGES
     arch_table: ClassVar[PackagesTable] = ARCHITECTURES
+    partial_arch_table: ClassVar[PackagesTable] = PARTIAL_ARCHITECTURES
     tweaks: ClassVar[tuple[Tweak, ...]] = TWEAKS
     template_vars: ClassVar[dict[str, Any]] = {"manager_mounts": MANAGER_MOUNTS}
     # xenial's systemd postinst runs chfn, which fails in mmdebstrap's essential phase.

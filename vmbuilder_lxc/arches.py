@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import platform
 import shutil
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from . import binfmt
 from .log import LOG, die
 from .run import run
 
@@ -42,26 +44,35 @@ def host_arch() -> str:
     return next((arch for arch, names in NATIVE_MACHINES.items() if names[0] == machine), machine)
 
 
-def check_suite_arch(release: str, arches: list[str], arch: str) -> None:
+def foreign(arch: str, machine: str | None = None) -> bool:
+    """True when this host (uname -m: MACHINE) runs ARCH only through an emulator."""
+    return (machine or platform.machine()) not in NATIVE_MACHINES.get(arch, (arch,))
+
+
+def release_architectures(fields: Mapping[str, str], partial: Iterable[str] = ()) -> list[str]:
+    """The architectures a suite's Release file lists (`Architectures:`), without `all` and without
+    those the distro knows to be partial there (Ubuntu's i386 after 19.04: multilib only, no base)."""
+    skip = {"all", *partial}
+    return sorted({a for a in fields.get("Architectures", "").split() if a not in skip})
+
+
+def check_suite_arch(release: str, arches: list[str], arch: str, where: str = "") -> None:
     """Refuse --arch for a release (described) whose base systems are `arches` ([]: unknown), before
-    anything is downloaded."""
+    anything is downloaded. WHERE names the Release file the list was read from, if any."""
     if arches and arch not in arches:
-        die(f"{release} has no {arch} base system (its architectures: {', '.join(arches)})",
-            "choose one of those with --arch, or another --suite")  # fmt: skip
+        source = f" in {where}" if where else ""
+        die(f"{release} has no {arch} base system{source} (its architectures: {', '.join(arches)})",
+            "choose one of those with --arch, or another --suite or --mirror")  # fmt: skip
 
 
-def check_arch(arch: str) -> None:
-    """Refuse an --arch this host cannot run: neither native nor registered with qemu-user's binfmt."""
+def check_arch(arch: str, directory: Path = binfmt.BINFMT_DIR) -> None:
+    """Refuse an --arch this host cannot run: neither native nor registered with qemu-user's binfmt
+    with the F flag (nothing is ever copied into the guest to make up for a missing one)."""
     if arch not in NATIVE_MACHINES:
         die(f"unknown architecture '{arch}'", f"use --arch with one of: {', '.join(NATIVE_MACHINES)}")
-    if platform.machine() in NATIVE_MACHINES[arch]:
+    if not foreign(arch):
         return
-    binfmt = Path(f"/proc/sys/fs/binfmt_misc/qemu-{QEMU_NAMES[arch]}")
-    if not binfmt.exists():
-        die(
-            f"this host cannot run {arch} binaries (no {binfmt})",
-            "install qemu-user-static and binfmt-support, or build for the host's architecture",
-        )
-    flags = next((ln.split(":", 1)[1] for ln in binfmt.read_text().splitlines() if ln.startswith("flags:")), "")
-    if "F" not in flags:
-        LOG.warning("%s lacks the F flag; the chroot may not find the emulator", binfmt)
+    trouble = binfmt.problem(QEMU_NAMES[arch], directory)
+    if trouble is not None:
+        die(f"this {platform.machine()} host cannot run {arch} binaries: {trouble.what}", trouble.fix)
+    LOG.debug("--arch %s runs through qemu-%s (binfmt_misc, F flag)", arch, QEMU_NAMES[arch])

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import aptargs, aptnet
+from .arches import foreign
 from .log import UserError
 from .mirrors import DEBOOTSTRAP_SCRIPTS
 from .run import clean_env, run
@@ -132,6 +133,9 @@ def choose_backend(requested: str, req: BootstrapRequest) -> str:
         )
     if not shutil.which(requested, path=clean_env()["PATH"]):
         raise UserError(f"{requested} is not installed", f"install it with: apt-get install {requested}")
+    if requested == "mmdebstrap" and foreign(req.arch) and not shutil.which("arch-test", path=clean_env()["PATH"]):
+        raise UserError(f"mmdebstrap needs arch-test to bootstrap {req.arch} on this host",
+                        "install it with: apt-get install arch-test")  # fmt: skip
     if requested == "debootstrap" and req.script and not (DEBOOTSTRAP_SCRIPTS / req.script).exists():
         raise UserError(f"debootstrap script {DEBOOTSTRAP_SCRIPTS / req.script} is missing", "reinstall debootstrap")
     return requested

@@ -51,6 +51,9 @@ class DebianFamily(Distro):
     unwanted_table: ClassVar[PackagesTable] = ()
     # (first version, last version or None, architectures): what the archive has a base system for.
     arch_table: ClassVar[PackagesTable] = ()
+    # (first version, last version or None, architectures): listed in a Release file, but partial
+    # there (libraries only, no base system).
+    partial_arch_table: ClassVar[PackagesTable] = ()
     tweaks: ClassVar[Sequence[Tweak]] = ()
     # The buildd profile (--variant buildd): its packages and its tweaks, instead of the above.
     buildd_packages_table: ClassVar[PackagesTable] = ()
@@ -165,8 +168,13 @@ class DebianFamily(Distro):
                                     self.archive_fields)  # fmt: skip
 
     def archive_fields(self, name: str) -> dict[str, str]:
-        """The Release fields of dists/NAME on the mirror; empty when the mirror does not serve it."""
-        return suites.archive_fields(str(self.settings["install-mirror"] or self.settings["mirror"]), name)
+        """The Release fields of dists/NAME on the mirror; empty when the mirror does not serve it.
+        Fetched once per build (suite resolution and the architecture check share the answer)."""
+        mirror = str(self.settings["install-mirror"] or self.settings["mirror"])
+        cache: dict[tuple[str, str], dict[str, str]] = self.__dict__.setdefault("_release_fields", {})
+        if (mirror, name) not in cache:
+            cache[(mirror, name)] = suites.archive_fields(mirror, name, self.settings.get_str("proxy"))
+        return cache[(mirror, name)]
 
     def report(self, today: dt.date | None = None) -> str | None:
         """--list-suites: the table of suites.py's rows instead of a build."""
@@ -238,12 +246,20 @@ class DebianFamily(Distro):
                 self.release.describe(),
             )
 
-    def suite_arches(self) -> list[str]:
-        """The architectures the archive publishes a base system of this release for ([]: unknown)."""
-        return sorted(set(self._from_table(self.arch_table)))
+    def suite_arches(self) -> tuple[list[str], str]:
+        """The architectures the archive publishes a base system of this release for ([]: unknown),
+        and where that was read: the `Architectures:` of the suite's Release file on the build's
+        mirror, less the partial ones; the plugin's table when the mirror does not answer."""
+        fields = self.archive_fields(self.release.series)
+        listed = arches.release_architectures(fields, self._from_table(self.partial_arch_table))
+        if listed:
+            mirror = str(self.settings["install-mirror"] or self.settings["mirror"])
+            return listed, f"{mirror.rstrip('/')}/dists/{self.release.series}/InRelease"
+        return sorted(set(self._from_table(self.arch_table))), ""
 
     def check_suite_arch(self, arch: str) -> None:
-        arches.check_suite_arch(self.release.describe(), self.suite_arches(), arch)
+        listed, where = self.suite_arches()
+        arches.check_suite_arch(self.release.describe(), listed, arch, where)
 
     def check_package_inputs(self) -> None:
         packages.check_inputs(self.settings)
@@ -306,6 +322,7 @@ class DebianFamily(Distro):
             "keyring": str(self.keyring_path),  # where the guest's own keyring package puts it
             "user": s["user"],
             "systemd_version": self.traits.systemd_version,
+            "emulated": arches.foreign(str(s["arch"])),  # runs through qemu-user: When(emulated=True) rows
             **self.template_vars,
         }
 

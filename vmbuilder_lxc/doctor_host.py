@@ -14,8 +14,9 @@ import re
 import tempfile
 from pathlib import Path
 
+from . import binfmt
 from . import doctor_probes as p
-from .arches import NATIVE_MACHINES, QEMU_NAMES
+from .arches import QEMU_NAMES, foreign
 from .distro import DebianFamily
 from .keyring import fingerprints
 from .log import UserError
@@ -32,7 +33,7 @@ KEYRING_PACKAGES = {
 MMDEBSTRAP_UBUNTU_SINCE = "18.04"
 LXCFS_MOUNT = Path("/var/lib/lxcfs")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
-BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")
+BINFMT_DIR = binfmt.BINFMT_DIR
 SUBID_FILES = (Path("/etc/subuid"), Path("/etc/subgid"))
 SUBID_MIN = 65536
 
@@ -288,56 +289,30 @@ def host_machine() -> str:
     return platform.machine()
 
 
-def foreign(arch: str, machine: str) -> bool:
-    return machine not in NATIVE_MACHINES.get(arch, (arch,))
-
-
-def binfmt_entry(name: str) -> tuple[bool, str, str] | None:
-    """(enabled, interpreter, flags) of a binfmt_misc registration, or None."""
-    try:
-        text = (BINFMT_DIR / name).read_text()
-    except OSError:
-        return None
-    fields = {line.partition(" ")[0]: line.partition(" ")[2] for line in text.splitlines()}
-    return "enabled" in fields, fields.get("interpreter", "").strip(), fields.get("flags:", "").strip()
-
-
 def check_binfmt(opts: p.Options) -> list[Result]:
+    """Which foreign architectures this host can build (binfmt.problem: registered, enabled, F flag);
+    a FAIL for one asked for with --arch, a WARN when none can be built."""
     machine = host_machine()
     wanted = [a for a in opts.arches if foreign(a, machine)]
     bad: p.Status = "fail" if wanted else "warn"
-    install = "apt-get install qemu-user-static binfmt-support"
-    enable = f"mount -t binfmt_misc binfmt_misc {BINFMT_DIR}; {install}; update-binfmts --enable"
-    mounted = p.mount_at(BINFMT_DIR) is not None or (BINFMT_DIR / "status").exists()
-    if not mounted:
+    if not binfmt.mounted(BINFMT_DIR):
+        trouble = binfmt.problem(QEMU_NAMES.get(wanted[0] if wanted else "arm64", "aarch64"), BINFMT_DIR)
         return [Result("binfmt", bad, f"binfmt_misc is not mounted at {BINFMT_DIR}: only architectures this "
-                       f"{machine} host runs natively can be built",
-                       enable)]  # fmt: skip
-    registered = {}
-    for arch, qemu in sorted(QEMU_NAMES.items()):
-        if foreign(arch, machine):
-            entry = binfmt_entry(f"qemu-{qemu}")
-            if entry is not None:
-                registered[arch] = entry
-    problems, usable = [], []
+                       f"{machine} host runs natively can be built", trouble.fix if trouble else "")]  # fmt: skip
+    problems, fixes = [], []
     for arch in wanted:
-        entry = registered.get(arch)
-        if entry is None:
-            problems.append(f"{arch}: no qemu-{QEMU_NAMES.get(arch, arch)} registration")
-        elif not entry[0]:
-            problems.append(f"{arch}: registered but disabled")
-        elif "F" not in entry[2]:
-            problems.append(f"{arch}: registered without the F flag (the chroot cannot find {entry[1]})")
-        elif not Path(entry[1]).exists():
-            problems.append(f"{arch}: interpreter {entry[1]} is missing")
-    usable = [a for a, e in registered.items() if e[0] and "F" in e[2]]
+        trouble = binfmt.problem(QEMU_NAMES.get(arch, arch), BINFMT_DIR)
+        if trouble is not None:
+            problems.append(f"{arch}: {trouble.what}")
+            fixes.append(trouble.fix)
     if problems:
-        return [Result("binfmt", "fail", "; ".join(problems), f"{install}; update-binfmts --enable")]
+        return [Result("binfmt", "fail", "; ".join(problems), "; ".join(dict.fromkeys(fixes)))]
+    usable = [a for a, q in sorted(QEMU_NAMES.items()) if foreign(a, machine) and binfmt.problem(q, BINFMT_DIR) is None]
     if not usable:
         return [Result("binfmt", bad, "no qemu-user interpreter is registered with the F flag: foreign "
                        "architectures cannot be built (not needed for native builds)",
-                       f"{install}; update-binfmts --enable")]  # fmt: skip
-    return [Result("binfmt", "ok", f"foreign architectures that can be built: {', '.join(usable)}")]
+                       f"{binfmt.INSTALL}; update-binfmts --enable")]  # fmt: skip
+    return [Result("binfmt", "ok", f"foreign architectures that can be built (qemu-user, F flag): {', '.join(usable)}")]
 
 
 def check_root(opts: p.Options) -> list[Result]:

@@ -196,13 +196,15 @@ class Traits(Protocol):
     def network(self) -> str: ...
 
 
-def fetch_release_fields(url: str) -> dict[str, str]:
-    """The header fields of a (clear-signed) Release file; only used to learn a suite's name.
+def fetch_release_fields(url: str, proxy: str | None = None) -> dict[str, str]:
+    """The header fields of a (clear-signed) Release file; only used to learn a suite's name and
+    architectures, through --proxy when one is given.
 
     The signature is not checked here; the bootstrap verifies the same file with the keyring.
     """
+    handlers = [urllib.request.ProxyHandler({"http": proxy, "https": proxy})] if proxy else []
     try:
-        with urllib.request.urlopen(url, timeout=20) as resp:
+        with urllib.request.build_opener(*handlers).open(url, timeout=20) as resp:
             text = resp.read(65536).decode("utf-8", "replace")
     except OSError:
         return {}
@@ -218,9 +220,10 @@ def fetch_release_fields(url: str) -> dict[str, str]:
     return fields
 
 
-def archive_fields(mirror: str, name: str) -> dict[str, str]:
+def archive_fields(mirror: str, name: str, proxy: str | None = None) -> dict[str, str]:
     """The Release fields of dists/NAME on the mirror; empty when the mirror does not serve it."""
-    return fetch_release_fields(f"{mirror.rstrip('/')}/dists/{name}/InRelease")
+    url = f"{mirror.rstrip('/')}/dists/{name}/InRelease"
+    return fetch_release_fields(url, proxy) if proxy else fetch_release_fields(url)
 
 
 def probe_unknown_suite(text: str, table: ReleaseTable, archive: ArchiveFields) -> Release | None:

@@ -84,6 +84,13 @@ def _restore_logging() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
+def _no_archive(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No Release file is ever fetched: the archive answers as an unreachable one does (the
+    architecture tables then decide); a test that needs its fields patches them in."""
+    monkeypatch.setattr("vmbuilder_lxc.suites.fetch_release_fields", lambda url, proxy=None: {})
+
+
+@pytest.fixture(autouse=True)
 def _restore_signals() -> Iterator[None]:
     """cli.main() installs handlers for SIGINT/SIGTERM/SIGHUP; pytest must get its own back."""
     saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
