@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
 
-from vmbuilder_lxc import __version__, domaincheck
+from vmbuilder_lxc import __version__, domaincheck, idmap
 from vmbuilder_lxc import validators as v
 from vmbuilder_lxc.arches import kernel_arch
 from vmbuilder_lxc.cliparse import CommandParser
@@ -193,6 +193,7 @@ class Libvirt(Plugin):
                 "mac": s["mac"],
                 "distro": self.context.distro_name,
                 "suite": s["suite"],
+                "idmap": idmap.of_summary(self.context.summary),  # --idmap, resolved by the lxc plugin
             },
         )
 

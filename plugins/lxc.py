@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
 
-from vmbuilder_lxc import __version__, backing
+from vmbuilder_lxc import __version__, backing, idmap
 from vmbuilder_lxc import validators as v
 from vmbuilder_lxc.log import LOG, die
 from vmbuilder_lxc.lxcconf import guest_config_vars
@@ -28,6 +28,7 @@ DEFAULT_BRIDGE = "lxcbr0"
 LIBVIRT_NETWORK = "default"  # --network with --libvirt and no --bridge: libvirt's usual NAT network
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 LXCFS_MOUNT = Path("/var/lib/lxcfs")
+USERNS_CONF = "/usr/share/lxc/config/userns.conf"  # shipped by the lxc package, like common.conf
 LXC_PATH_HINT = "give --lxc-path a directory on a writable disk"
 # When the container settings have an effect: with a network card, and for a guest that boots.
 HAS_NIC = Needs(lambda s: s["network"] != "none", "with --network none (the container has no network card)")
@@ -125,6 +126,10 @@ class LXC(Hypervisor):
                     "the domain's autostart instead)", "bool", False, needs=(BOOTS,), group=GROUP),
             Setting("backing", backing.BACKING_HELP, default="dir", choices=backing.BACKINGS, metavar="KIND",
                     group=GROUP),
+            Setting("idmap", "an unprivileged container: shift the rootfs and map guest ids 0..COUNT-1 to host "
+                    "ids HOSTUID.. (auto: the first free range of the builder's /etc/subuid and /etc/subgid, "
+                    f"COUNT {idmap.DEFAULT_COUNT}; see docs/unprivileged.md)", metavar="auto|HOSTUID:COUNT",
+                    validate=idmap.validate_setting, group=GROUP),
         ]  # fmt: skip
 
     def set_defaults(self) -> None:
@@ -172,11 +177,26 @@ class LXC(Hypervisor):
             )
         elif s["mem"] and lxcfs_state() != "running":
             LOG.info("note: lxcfs is not running, so the container's /proc/meminfo will show the host's memory")
+        self._resolve_idmap()
         if ctx.dest.exists() and self.is_running():
             die(
                 f"container {ctx.name} in {ctx.dest.parent} is running",
                 f"stop it first: lxc-stop -P {ctx.dest.parent} -n {ctx.name}",
             )
+
+    def _resolve_idmap(self) -> None:
+        """--idmap: pick or check the range now (it reads /etc/subuid, /etc/subgid and our other
+        containers' markers) and record it as summary["idmap"], where the shift step, the config,
+        the libvirt domain, DEST/vmbuilder-lxc.json and --json all read it (idmap.of_summary)."""
+        text = self.settings.get_str("idmap")
+        if not text:
+            return
+        try:
+            m = idmap.resolve(idmap.parse_spec(text), self.context.dest)
+        except idmap.IdMapError as exc:
+            problem, _, fix = str(exc).partition("; ")
+            die(problem, fix or "see docs/unprivileged.md")
+        self.context.summary[idmap.SUMMARY_KEY] = m.to_json()
 
     def is_running(self) -> bool:
         return container_running(self.context.dest)
@@ -189,12 +209,16 @@ class LXC(Hypervisor):
             ctx.summary["lxc"] = {"config": None, "why": "a buildd chroot does not boot (--variant buildd)"}
             return
         lxcpath = ctx.dest.parent
+        ids = idmap.of_summary(ctx.summary)
         variables = {
             "version": __version__,
             "name": ctx.name,
             "lxcpath": str(lxcpath),
             "lxcpath_arg": lxcpath != DEFAULT_LXC_PATH,
-            "includes": [],
+            # userns.conf: LXC's settings for a container in a user namespace (its own /sys, no
+            # cgroup mounts it cannot own); it must come after common.conf
+            "includes": [USERNS_CONF] if ids else [],
+            "idmap": ids.lxc_lines() if ids else [],
             "rootfs": str(ctx.dest / "rootfs"),
             **self._rootfs_vars(),
             "hostname": s["hostname"],
@@ -217,6 +241,7 @@ class LXC(Hypervisor):
             "start": self.start_command(),
             "network": variables["network"],
             "mac": variables["mac"] if variables["network"] != "none" else None,
+            "idmap": variables["idmap"],
         }
 
     def _rootfs_vars(self) -> dict[str, str]:
@@ -245,7 +270,7 @@ class LXC(Hypervisor):
             return [f"Buildd chroot {self.context.name} is ready in {self.context.dest / 'rootfs'} (it does not "
                     "boot, so there is no LXC config); docs/sbuild.md shows how sbuild and schroot use it"]  # fmt: skip
         if libvirt_uri(self.settings):  # libvirt runs it; lxc-start on the same rootfs would boot it twice
-            return [f"Container {self.context.name} is ready in {self.context.dest}"]
+            return [f"Container {self.context.name} is ready in {self.context.dest}", *self._idmap_lines()]
         start = self.start_command()
         attach = start.replace("lxc-start", "lxc-attach")
         return [
@@ -253,4 +278,9 @@ class LXC(Hypervisor):
             f"  start it:      {start}",
             f"  get a shell:   {attach}",
             f"  login prompt:  {start.replace('lxc-start', 'lxc-console')}",
+            *self._idmap_lines(),
         ]
+
+    def _idmap_lines(self) -> list[str]:
+        ids = idmap.of_summary(self.context.summary)
+        return [f"  unprivileged:  {ids.describe()} (--idmap)"] if ids else []

@@ -323,6 +323,8 @@ class DebianFamily(Distro):
             "user": s["user"],
             "systemd_version": self.traits.systemd_version,
             "emulated": arches.foreign(str(s["arch"])),  # runs through qemu-user: When(emulated=True) rows
+            # --idmap: the guest boots in a user namespace (When(userns=True) tweak rows)
+            "userns": bool("idmap" in s.table and s.get_str("idmap")),
             **self.template_vars,
         }
 

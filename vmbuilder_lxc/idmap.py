@@ -20,6 +20,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .textchecks import Invalid
+
 # 65536 ids cover every id a Debian/Ubuntu system allocates (nobody/nogroup is 65534); a smaller
 # map leaves files owned by ids the namespace cannot see (they show as nobody and cannot be
 # chowned back), so that is the minimum.
@@ -298,3 +300,24 @@ def resolve(
         m = IdMap(spec.start, spec.start, spec.count)
     check_inside(m, ur, gr, who)
     return m
+
+
+SUMMARY_KEY = "idmap"
+
+
+def of_summary(summary: object) -> IdMap | None:
+    """The build's IdMap: the lxc plugin's preflight stores it as summary["idmap"] (to_json()), which
+    also puts it in DEST/vmbuilder-lxc.json and `--json`; None for an unshifted build."""
+    if not isinstance(summary, dict) or summary.get(SUMMARY_KEY) is None:
+        return None
+    return IdMap.from_json(summary[SUMMARY_KEY])
+
+
+def validate_setting(text: str) -> str:
+    """The `--idmap` setting's syntax check (textchecks.Invalid: problem and fix); ranges are checked in preflight."""
+    try:
+        parse_spec(text)
+    except IdMapError as exc:
+        problem, _, hint = str(exc).partition("; ")
+        raise Invalid(problem.removeprefix("--idmap "), hint or None) from None
+    return text.strip()
