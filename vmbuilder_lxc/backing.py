@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
-from . import pins
+from . import pins, sysmount
 from .chroot import enter_private_mount_namespace, unmount
 from .context import Context
 from .log import LOG, UserError, die
@@ -156,7 +156,7 @@ def attach(ctx: Context, entry: CacheEntry, fresh: bool = False) -> bool:
         for d in (upper, work, ctx.rootfs):
             d.mkdir(parents=True, exist_ok=True)
         opts = f"lowerdir={base},upperdir={upper},workdir={work}"
-        run(["mount", "-t", "overlay", "-o", opts, "overlay", ctx.rootfs])
+        sysmount.mount(["-t", "overlay", "-o", opts, "overlay"], ctx.rootfs)
     else:
         with contextlib.suppress(FileNotFoundError):
             ctx.rootfs.rmdir()
@@ -248,7 +248,7 @@ def merged_view(dest: Path) -> Iterator[None]:
     except ValueError as exc:
         raise UserError(str(exc), "move the container to a plain path") from None
     enter_private_mount_namespace()
-    run(["mount", "-t", "overlay", "-o", opts, "overlay", dest / "rootfs"])
+    sysmount.mount(["-t", "overlay", "-o", opts, "overlay"], dest / "rootfs")
     try:
         yield
     finally:

@@ -127,12 +127,17 @@ class FakeMounts:
         self.points.remove(point)
         return CommandResult(args, 0, "")
 
+    def umount2(self, point: Path | str) -> bool:
+        """sysmount.umount: umount2(2), then a lazy detach; recorded as the umount(8) lines they replace."""
+        return self.run(["umount", point]).returncode == 0 or self.run(["umount", "-l", point]).returncode == 0
+
 
 @pytest.fixture
 def fake_mounts(monkeypatch: pytest.MonkeyPatch) -> FakeMounts:
     mounts = FakeMounts()
     monkeypatch.setattr(chroot_module, "mounts_below", mounts.below)
     monkeypatch.setattr(chroot_module, "run", mounts.run)
+    monkeypatch.setattr(chroot_module, "sys_umount", mounts.umount2)
     return mounts
 
 
