@@ -27,6 +27,7 @@ setup(
         "vmbuilder_lxc.exports",
         "vmbuilder_lxc.manpage",
         "vmbuilder_lxc.plugins",
+        "vmbuilder_lxc.publish",
         "vmbuilder_lxc.source",
         "vmbuilder_lxc.templates",
         "vmbuilder_lxc.hooks",

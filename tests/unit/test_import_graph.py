@@ -11,6 +11,7 @@ The exports rule: a module under vmbuilder_lxc/exports/ is an export. Only these
 exports/ at all:
 - the exports themselves;
 - the export plugin (vmbuilder_lxc.plugins.export), which drives them;
+- the publisher's image writer (vmbuilder_lxc.publish.images), which drives them for an image tree;
 - FRONT_ENDS, which list every format to the user, and only the package's public names
   (`vmbuilder_lxc.exports`, e.g. FORMATS), never one of its modules.
 Every other module, core or plugin, imports nothing from exports/: a helper that a core module
@@ -29,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = "vmbuilder_lxc"
 EXPORTS = f"{PACKAGE}.exports"
 EXPORT_PLUGIN = f"{PACKAGE}.plugins.export"
+PUBLISH_IMAGES = f"{PACKAGE}.publish.images"
 # Modules that show the whole tool to the user: shell completion (--export's values) and the
 # generated upgrading.md (the list of formats).
 FRONT_ENDS = {f"{PACKAGE}.completion", f"{PACKAGE}.upgrading"}
@@ -246,7 +248,7 @@ def exports_imports(graph: dict[str, dict[str, Edge]]) -> dict[tuple[str, str], 
 
 
 def allowed(importer: str, target: str) -> bool:
-    if importer == EXPORTS or importer.startswith(f"{EXPORTS}.") or importer == EXPORT_PLUGIN:
+    if importer == EXPORTS or importer.startswith(f"{EXPORTS}.") or importer in (EXPORT_PLUGIN, PUBLISH_IMAGES):
         return True
     return importer in FRONT_ENDS and target == EXPORTS
 

@@ -1,0 +1,112 @@
+"""The files of one published version, written by the export code from one stripped view.
+
+- lxd.tar.xz: the split image's metadata (metadata.yaml + templates/), xz as its ftype says. One
+  file serves LXD and Incus: its templates use `instance.name`, which both offer (LXD 5.0 offers
+  `container` too, Incus only `instance`).
+- rootfs.squashfs: the split image's root (the squashfs export, zstd).
+- meta.tar.xz + rootfs.tar.xz: LXC's download files (the lxc export; always xz). rootfs.tar.xz is
+  also LXD's root.tar.xz (files at the archive root) with --root-tar.
+- unified.tar.* (--unified): the unified image, its own product.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..exports import FORMATS, ExportJob
+from ..exports.lxdimage import ROOTFS_PREFIX, write_metadata_dir
+from ..exports.sharing import write_unified
+from ..exports.stage import staged
+from ..exports.tarball import SUFFIX, write_tar
+from ..log import die, step
+from . import streams
+from .streams import FileInfo
+
+__all__ = ["Built", "ExportJob", "build_files", "check_tools", "combined_sha256", "file_info", "is_xz"]
+CHUNK = 1 << 20
+XZ_MAGIC = b"\xfd7zXZ\x00"
+# The metadata tarball is a few KiB; its own level does not matter for speed.
+META_FLAVOUR = "incus"  # templates say `instance.name`: LXD 5.0 and Incus both fill it in
+TOOLS = ("mksquashfs", "xz", "tar")
+
+
+@dataclass(frozen=True)
+class Built:
+    files: dict[str, FileInfo]
+    combined: dict[str, str]
+    unified: str | None = None  # the unified tarball's name in the version directory
+
+
+def check_tools(unified_compression: str | None) -> None:
+    needed = [*TOOLS, *(["zstd"] if unified_compression == "zstd" else [])]
+    missing = [t for t in needed if not shutil.which(t)]
+    if missing:
+        die(f"publishing needs {', '.join(missing)}, which is not installed",
+            "install it with: apt-get install squashfs-tools xz-utils zstd")  # fmt: skip
+
+
+def file_info(path: Path) -> FileInfo:
+    with path.open("rb") as fh:
+        return FileInfo(os.fstat(fh.fileno()).st_size, hashlib.file_digest(fh, "sha256").hexdigest())
+
+
+def combined_sha256(meta: Path, root: Path) -> str:
+    """sha256 of the metadata bytes followed by the root's: the image's fingerprint in LXD and Incus."""
+    digest = hashlib.sha256()
+    for path in (meta, root):
+        with path.open("rb") as fh:
+            while chunk := fh.read(CHUNK):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def is_xz(path: Path) -> bool:
+    with path.open("rb") as fh:
+        return fh.read(len(XZ_MAGIC)) == XZ_MAGIC
+
+
+def build_files(rootfs: Path, job: ExportJob, out: Path, *, keep: frozenset[str], xz_level: int | None,
+                unified_compression: str | None, root_tar: bool) -> Built:  # fmt: skip
+    """Write every file of the version into `out` (an empty staging directory)."""
+    with step("Staging the rootfs for publishing"), staged(rootfs, keep) as (view, _stripped):
+        base = dataclasses.replace(job, root=view, out_dir=out, shared={}, compression_explicit=True)
+        unified_name = None
+        with tempfile.TemporaryDirectory(prefix=".meta.", dir=out) as meta_dir:
+            names = write_metadata_dir(base, META_FLAVOUR, Path(meta_dir))
+            with step("Writing the LXD/Incus metadata (xz)"):
+                write_tar(None, out / streams.META, epoch=job.epoch, compression="xz", extra=(Path(meta_dir), names),
+                          level=xz_level)  # fmt: skip
+            if unified_compression is not None:
+                unified_name = streams.UNIFIED + SUFFIX[unified_compression]
+                ujob = dataclasses.replace(base, compression=unified_compression, compression_level=None)
+                with step(f"Writing the unified image ({unified_compression})"):
+                    write_unified(ujob, Path(meta_dir), names, out / unified_name, transform=ROOTFS_PREFIX,
+                                  label=unified_name)  # fmt: skip
+        squashfs = FORMATS["squashfs"]
+        sjob = dataclasses.replace(
+            base, name="rootfs", compression=squashfs.default_compression, compression_level=None
+        )
+        with step("Writing rootfs.squashfs"):
+            squashfs.write(sjob, out)
+        lxc = FORMATS["lxc"]
+        ljob = dataclasses.replace(base, name="lxc", compression="xz", compression_level=xz_level)
+        with step("Writing LXC's meta.tar.xz and rootfs.tar.xz"), tempfile.TemporaryDirectory(dir=out) as tmp:
+            lxc.write(ljob, Path(tmp))
+            for rel in lxc.outputs(ljob):
+                os.replace(Path(tmp) / rel, out / Path(rel).name)
+    files = {name: file_info(out / name) for name in (streams.META, streams.SQUASHFS, streams.LXC_META,
+                                                       streams.LXC_ROOTFS)}  # fmt: skip
+    if unified_name:
+        files[unified_name] = file_info(out / unified_name)
+    if not is_xz(out / streams.META):
+        raise RuntimeError(f"{streams.META} was not written as xz")
+    combined = {"combined_squashfs_sha256": combined_sha256(out / streams.META, out / streams.SQUASHFS)}
+    if root_tar:
+        combined["combined_rootxz_sha256"] = combined_sha256(out / streams.META, out / streams.LXC_ROOTFS)
+    return Built(files, combined, unified_name)
