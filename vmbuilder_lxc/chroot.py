@@ -14,7 +14,7 @@ import stat
 from pathlib import Path
 from types import TracebackType
 
-from . import aptargs
+from . import aptargs, userns
 from .guestfs import GuestFS
 from .log import LOG
 from .run import CommandResult, clean_env, run
@@ -141,6 +141,9 @@ class Chroot:
         self._mount("-t", "tmpfs", "-o", "mode=755,nosuid,size=4m", "vmbuilder-dev", target=dev)
         fs = GuestFS(dev)  # our fresh tmpfs; still written through the confined path
         for name, (major, minor, mode) in DEVICES.items():
+            if userns.active():  # no mknod in a user namespace: an empty file to bind the host's node on
+                fs.write_bytes(name, b"", mode)
+                continue
             fs.mknod(name, stat.S_IFCHR | mode, os.makedev(major, minor))
             fs.chmod(name, mode)
         for name, dest in {
@@ -154,12 +157,19 @@ class Chroot:
         fs.mkdir("pts")
         fs.mkdir("shm")
         fs.close()
+        if userns.active():
+            for name in DEVICES:
+                self._mount("--bind", f"/dev/{name}", target=dev / name)
         self._mount("-t", "devpts", "-o", "newinstance,ptmxmode=0666,mode=620,gid=5", "devpts", target=dev / "pts")
         self._mount("-t", "tmpfs", "-o", "mode=1777,nosuid,nodev", "shm", target=dev / "shm")
 
     def mount_all(self) -> None:
         self._mount("-t", "proc", "-o", "nosuid,nodev,noexec", "proc", target=_inside(self.root, "proc"))
-        self._mount("-t", "sysfs", "-o", "ro,nosuid,nodev,noexec", "sysfs", target=_inside(self.root, "sys"))
+        if userns.active():  # a new sysfs needs a network namespace of our own: the host's /sys, read-only
+            self._mount("--rbind", "/sys", target=_inside(self.root, "sys"))
+            run(["mount", "-o", "remount,bind,ro", self.root / "sys"], check=False)
+        else:
+            self._mount("-t", "sysfs", "-o", "ro,nosuid,nodev,noexec", "sysfs", target=_inside(self.root, "sys"))
         self._populate_dev()
         # An empty /run hides anything package scripts write there, and there is no
         # /run/systemd/system, so they do not try to talk to a running systemd.

@@ -61,7 +61,8 @@ def clean_env(extra: Mapping[str, str] | None = None, *, host_path: bool = True)
         "LC_ALL": "C.UTF-8",
         "DEBIAN_FRONTEND": "noninteractive",
         "DEBCONF_NONINTERACTIVE_SEEN": "true",
-        "HOME": "/root",
+        # A host command without root (a build in a user namespace) cannot read root's home: none then.
+        "HOME": "/root" if not host_path or os.access("/root", os.X_OK) else "/nonexistent",
         "TERM": "dumb",
     }
     if extra:
