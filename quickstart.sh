@@ -59,6 +59,45 @@ install_packages() {
         apt-get update -qq
         apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
     fi
+    if [ "${1:-}" = test ]; then
+        install_incus
+    fi
+}
+
+debian_mirror() {
+    # The Debian mirror this host already uses for its release (sources.list or deb822 .sources,
+    # as apt itself reads them), else debootstrap's default: never a host name of our own.
+    local uri
+    uri=$(apt-get indextargets --format '$(REPO_URI) $(RELEASE) $(TARGET_OF)' 2>/dev/null \
+        | awk -v r="$VERSION_CODENAME" '$2 == r && $3 == "deb" { print $1; exit }')
+    if [ -z "$uri" ] && [ -r /usr/sbin/debootstrap ]; then
+        uri=$(sed -n 's/^DEF_MIRROR="\(.*\)"$/\1/p' /usr/sbin/debootstrap | head -n 1)
+    fi
+    [ -n "$uri" ] || die "cannot tell which Debian mirror this host uses (no $VERSION_CODENAME source in apt)"
+    echo "${uri%/}"
+}
+
+install_incus() {
+    # The Incus tests: Debian 12 has no incus, bookworm-backports has 6.0. Only incus-base (and what it
+    # needs that is not installed yet) comes from backports; backports keeps apt's default priority
+    # (100), so nothing already installed is upgraded from it, then or later. incus-base is the daemon
+    # and client for containers: the `incus` package adds VM support, which needs backports' qemu 10 and
+    # would upgrade the qemu-utils that libvirt's packages installed.
+    dpkg-query -W -f='${Status}' incus-base 2>/dev/null | grep -q "ok installed" && return 0
+    local target=()
+    if [ "${ID:-}" = debian ] && [ "${VERSION_CODENAME:-}" = bookworm ]; then
+        local list=/etc/apt/sources.list.d/vmbuilder-bookworm-backports.sources
+        if [ ! -s "$list" ]; then
+            say "Adding bookworm-backports to apt's sources ($list), for incus"
+            printf 'Types: deb\nURIs: %s\nSuites: bookworm-backports\nComponents: main\nSigned-By: %s\n' \
+                "$(debian_mirror)" /usr/share/keyrings/debian-archive-keyring.gpg > "$list"
+        fi
+        target=(-t bookworm-backports)
+    fi
+    say "Installing incus-base ${target[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${target[@]}" incus-base >/dev/null
 }
 
 install_project() {
