@@ -433,3 +433,80 @@ def lxd(lxcfs: Path) -> Iterator[None]:
             except subprocess.TimeoutExpired:
                 started.kill()
                 started.wait(timeout=10)
+
+
+# -- Incus ---------------------------------------------------------------------------------------
+
+INCUS_DAEMON = Path("/usr/libexec/incus/incusd")  # Debian's incus-base keeps the daemon off PATH
+INCUS_LOG = Path("/var/log/incus/incus.log")
+
+
+def incus_client(*args: str, check: bool = True, timeout: int = 120, env: dict[str, str] | None = None
+                 ) -> subprocess.CompletedProcess[str]:  # fmt: skip
+    """Run the `incus` client; with CHECK a failure is an assertion that shows its output."""
+    result = subprocess.run(["incus", *args], capture_output=True, text=True, timeout=timeout, cwd="/", env=env)
+    if check and result.returncode != 0:
+        raise AssertionError(f"incus {' '.join(args)} failed ({result.returncode}): {result.stdout}{result.stderr}")
+    return result
+
+
+def incus_version() -> str:
+    """The server's version, as `incus version` prints it."""
+    out = incus_client("version").stdout
+    m = re.search(r"^Server version:\s*(\S+)", out, re.M)
+    return m.group(1) if m else out.strip()
+
+
+def _incus_answers() -> bool:
+    try:
+        argv = ["incus", "admin", "waitready", "--timeout", "1"]
+        return subprocess.run(argv, capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@pytest.fixture(scope="session")
+def incus(lxcfs: Path) -> Iterator[str]:
+    """Incus (6.0 from bookworm-backports, as quickstart.sh installs it) with a `dir` pool as root disk.
+
+    There is no systemd here, so incusd is started by hand like LXD (`--group root`); it sits beside
+    LXD without conflict (/var/lib/incus, its own socket, no bridge: instances get no network), and
+    lxcfs comes first so that it sees it at start. `incus admin init --auto` would make a bridge, so
+    the pool and the default profile's root disk are made by hand. Yields the server version. A
+    daemon that is missing or does not come up fails the run: these tests are never skipped for it.
+    """
+    if not shutil.which("incus") or not INCUS_DAEMON.exists():
+        message = "Incus is not installed (bash quickstart.sh test installs incus-base from bookworm-backports)"
+        if REQUIRED:
+            pytest.fail(message)
+        pytest.skip(message)
+    started: subprocess.Popen[bytes] | None = None
+    if not _incus_answers():
+        INCUS_LOG.parent.mkdir(parents=True, exist_ok=True)
+        started = subprocess.Popen(
+            [str(INCUS_DAEMON), "--group", "root", "--logfile", str(INCUS_LOG)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        ready = subprocess.run(["incus", "admin", "waitready", "--timeout", "60"], capture_output=True, text=True)
+        if ready.returncode != 0:
+            started.kill()
+            log = INCUS_LOG.read_text(errors="replace")[-3000:] if INCUS_LOG.exists() else "(no log)"
+            pytest.fail(f"Incus did not start: {ready.stderr.strip()}\n{INCUS_LOG}:\n{log}")
+    try:
+        if incus_client("storage", "show", "default", check=False).returncode != 0:
+            incus_client("storage", "create", "default", "dir")
+        if "root" not in incus_client("profile", "device", "list", "default").stdout.split():
+            incus_client("profile", "device", "add", "default", "root", "disk", "path=/", "pool=default")
+        yield incus_version()
+    finally:
+        if started is not None:
+            # SIGPWR would stop the instances too; the tests delete theirs, so a plain TERM is enough.
+            started.terminate()
+            try:
+                started.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                started.kill()
+                started.wait(timeout=10)
