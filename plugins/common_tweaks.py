@@ -11,6 +11,9 @@ import dataclasses
 from vmbuilder_lxc.tweakactions import DropIn, Enable, File, Hook, Mask, Remove, Symlink, Truncate
 from vmbuilder_lxc.tweaks import Tweak, When
 
+from .emulated_tweaks import EMULATED_TWEAKS
+from .userns_tweaks import USERNS_TWEAKS
+
 FSTAB = Tweak(
     "fstab",
     "The manager mounts /proc, /sys and /dev (with lxcfs or libvirt's views on top); a guest "
@@ -177,4 +180,6 @@ def distro_table(
         APT_SOURCES_ONE_LINE,
         *locale,
         TIMEZONE,
+        *USERNS_TWEAKS,
+        *EMULATED_TWEAKS,
     )

@@ -197,6 +197,13 @@ class LXC(Hypervisor):
             problem, _, fix = str(exc).partition("; ")
             die(problem, fix or "see docs/unprivileged.md")
         self.context.summary[idmap.SUMMARY_KEY] = m.to_json()
+        closed = idmap.unreachable_dir(self.context.dest, m)
+        if closed is not None:
+            LOG.warning(
+                "%s cannot be searched by the container's root (host uid %d), so lxc-start will fail with "
+                "'Could not access %s'; chmod o+x %s (or setfacl -m u:%d:x %s), or build elsewhere",
+                closed, m.uid_start, closed, closed, m.uid_start, closed,
+            )  # fmt: skip
 
     def is_running(self) -> bool:
         return container_running(self.context.dest)

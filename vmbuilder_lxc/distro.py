@@ -323,8 +323,9 @@ class DebianFamily(Distro):
             "user": s["user"],
             "systemd_version": self.traits.systemd_version,
             "emulated": arches.foreign(str(s["arch"])),  # runs through qemu-user: When(emulated=True) rows
-            # --idmap: the guest boots in a user namespace (When(userns=True) tweak rows)
-            "userns": bool("idmap" in s.table and s.get_str("idmap")),
+            # --idmap or a build without root: the guest boots in a user namespace (When(userns=True)
+            # rows); the map is summary["idmap"], set in preflight (idmap.py, userns.py)
+            "userns": self.context.summary.get("idmap") is not None,
             **self.template_vars,
         }
 

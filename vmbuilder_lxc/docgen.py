@@ -87,6 +87,8 @@ def _when(w: When) -> str:
                      "no listener on /run/initctl (systemd 258 on, upstart; see --initctl-listener)")  # fmt: skip
     if w.installed:
         parts.append(f"{w.installed} installed")
+    if w.userns is not None:
+        parts.append("a user namespace (--idmap, or built without root)" if w.userns else "no user namespace")
     return ", ".join(parts) or "every release"
 
 

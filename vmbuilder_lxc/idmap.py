@@ -321,3 +321,23 @@ def validate_setting(text: str) -> str:
         problem, _, hint = str(exc).partition("; ")
         raise Invalid(problem.removeprefix("--idmap "), hint or None) from None
     return text.strip()
+
+
+def unreachable_dir(dest: Path, m: IdMap) -> Path | None:
+    """The first existing directory above DEST that the container's root (host uid/gid start) cannot
+    search: liblxc then stops at "Could not access DIR. Please grant it x access" (pytest's 0700 tmp,
+    a 0700 home). Permission bits only; an ACL granting x is not read (a warning, never a refusal)."""
+    for d in reversed(dest.absolute().parents):
+        try:
+            st = d.stat()
+        except OSError:
+            return None  # the rest is created by the build
+        if st.st_uid == m.uid_start:
+            ok = bool(st.st_mode & stat.S_IXUSR)
+        elif st.st_gid == m.gid_start:
+            ok = bool(st.st_mode & stat.S_IXGRP)
+        else:
+            ok = bool(st.st_mode & stat.S_IXOTH)
+        if not ok:
+            return d
+    return None

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -137,3 +139,15 @@ def test_resolve_fixed_checked_against_the_files(tmp_path: Path) -> None:
 def test_search_dirs_include_the_lxc_path() -> None:
     assert I.search_dirs(Path("/srv/ct/one")) == [Path("/srv/ct"), I.DEFAULT_LXC_PATH]
     assert I.search_dirs(Path("/var/lib/lxc/one")) == [I.DEFAULT_LXC_PATH]
+
+
+def test_unreachable_dir(fs: Any) -> None:
+    m = I.IdMap(100000, 100000, 65536)
+    fs.create_dir("/srv/top/sub")
+    for d in ("/", "/srv", "/srv/top", "/srv/top/sub"):
+        Path(d).chmod(0o755)
+    assert I.unreachable_dir(Path("/srv/top/sub/ct/new"), m) is None
+    Path("/srv/top").chmod(0o700)
+    assert I.unreachable_dir(Path("/srv/top/sub/ct"), m) == Path("/srv/top")
+    os.chown("/srv/top", 100000, 0)  # the container's root owns it: its user bits count
+    assert I.unreachable_dir(Path("/srv/top/sub/ct"), m) is None
