@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import ClassVar
 
-from vmbuilder_lxc import cacheadmin
+from vmbuilder_lxc import cacheadmin, cacherefresh
 from vmbuilder_lxc.cache import DEFAULT_CACHE_DIR, BaseCache
 from vmbuilder_lxc.cliparse import CommandParser
 from vmbuilder_lxc.log import die
@@ -21,11 +21,12 @@ DESCRIPTION = (
     "Look after the cache of bootstrapped bases. list: each entry's suite, arch, variant, size, age, "
     "last use and the containers that use it as their base; prune: remove entries by --max-age and "
     "--max-size, least recently used first, never one a container uses; verify: hash every file of "
-    "every entry (exit 1 if one is bad; it is removed); refresh: mark entries older than "
-    "--older-than DAYS stale, so that the next build of the same inputs bootstraps afresh."
+    "every entry (exit 1 if one is bad; it is removed); refresh: bootstrap the entries built more than "
+    "--older-than DAYS ago again from their recorded inputs and replace them, so that new containers get "
+    "the archive's updates (exit 1 if one fails; its old entry is kept)."
 )
 ONLY_FOR = {"max_age": ("--max-age", "prune"), "max_size": ("--max-size", "prune"),
-            "older_than": ("--older-than", "refresh")}  # fmt: skip
+            "older_than": ("--older-than", "refresh"), "dry_run": ("--dry-run", "refresh")}  # fmt: skip
 
 
 def _days(text: str) -> float:
@@ -62,6 +63,8 @@ class Cache(Plugin):
         size_help = "prune: remove the least recently used entries until the cache fits SIZE (e.g. 20G)"
         parser.add_argument("--max-size", metavar="SIZE", help=size_help)
         parser.add_argument("--older-than", metavar="DAYS", help="refresh: the entries built more than DAYS ago")
+        dry_help = "refresh: list the entries and the build options it would use; change nothing"
+        parser.add_argument("--dry-run", action="store_true", help=dry_help)
         parser.add_output_options("print a JSON summary")
         return parser
 
@@ -72,7 +75,7 @@ class Cache(Plugin):
         if args.action not in ACTIONS:
             die(f"unknown cache action {args.action!r}", "give one of: " + ", ".join(ACTIONS))
         for dest, (flag, action) in ONLY_FOR.items():
-            if getattr(args, dest) is not None and args.action != action:
+            if getattr(args, dest) not in (None, False) and args.action != action:
                 die(f"{flag} applies to `cache {action}` only", f"drop {flag}, or run `vmbuilder lxc cache {action}`")
         directory = Path(args.cache_dir or _configured_cache_dir()).expanduser().absolute()
         if directory.exists() and not directory.is_dir():  # absent: no build has cached a base yet
@@ -92,7 +95,7 @@ class Cache(Plugin):
         else:
             if args.older_than is None:
                 die("cache refresh needs --older-than DAYS", "give --older-than 0 to refresh every entry")
-            summary, lines = cacheadmin.refresh(cache, _days(args.older_than))
+            summary, lines, ok = cacherefresh.refresh(cache, _days(args.older_than), dry_run=args.dry_run)
         if args.json:
             print(json.dumps({"action": args.action, **summary}, indent=2, sort_keys=True))
         else:

@@ -32,7 +32,7 @@ from typing import Any
 
 from . import cachetree
 from .locks import lock_or_wait
-from .log import LOG
+from .log import LOG, UserError
 from .places import check_writable_dir
 from .run import pause_point, run
 
@@ -40,6 +40,19 @@ DEFAULT_CACHE_DIR = Path("/var/cache/vmbuilder-lxc")
 FORMAT = 2  # 1: KEY.tar[.zst] + KEY.json (before the trees); such entries are removed on sight
 OLD_SUFFIXES = (".tar.zst", ".tar")
 VERIFY_MODES = ("quick", "full")
+# Set by `vmbuilder lxc cache refresh` (cacheadmin.py) for the build that re-bootstraps an entry: that
+# build ignores the entry of this key (it would hit it) and replaces it by storing its fresh base.
+REFRESH_ENV = "VMBUILDER_CACHE_REFRESH"
+
+
+def request_record(keyring: Path | None, seedfile: str | None, hook_dirs: list[str]) -> dict[str, Any]:
+    """What `cache refresh` needs besides the inputs to build the base again: the inputs hold only
+    the digests of these files, the marker records where they were (absolute paths)."""
+    return {
+        "keyring": str(keyring.absolute()) if keyring else None,
+        "seedfile": str(Path(seedfile).absolute()) if seedfile else None,
+        "hook_dirs": [str(Path(d).absolute()) for d in hook_dirs],
+    }
 
 
 def check_cache_dir(directory: Path) -> None:
@@ -169,6 +182,23 @@ class BaseCache:
         from . import pins
 
         return pins.users(self.root, key)
+
+    def refreshing(self, key: str, inputs: dict[str, Any]) -> bool:
+        """Whether this build is `cache refresh` re-bootstrapping KEY: it then skips the lookup and its
+        store replaces the entry. A request that now gives another key is refused before any work."""
+        wanted = os.environ.get(REFRESH_ENV)
+        if not wanted:
+            return False
+        if wanted != key:
+            raw = (self.entry(wanted).load_meta() or {}).get("inputs")
+            old: dict[str, Any] = raw if isinstance(raw, dict) else {}
+            changed = ", ".join(sorted(k for k in set(old) | set(inputs) if old.get(k) != inputs.get(k)))
+            raise UserError(
+                f"cache entry {wanted} cannot be refreshed: its recorded request now gives another base "
+                f"({changed or 'other inputs'} changed)",
+                "remove it with `vmbuilder lxc cache prune`; the next build with your options bootstraps anew",
+            )
+        return True
 
     def lookup(self, key: str, full: bool | None = None) -> Entry | None:
         """A valid entry, or None (a broken, stale or expired one is removed). Call with the lock held."""

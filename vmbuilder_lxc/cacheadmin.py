@@ -1,4 +1,4 @@
-"""`vmbuilder lxc cache list|prune|verify|refresh`: look after the base cache between builds.
+"""`vmbuilder lxc cache list|prune|verify`: look after the base cache between builds (refresh: cacherefresh.py).
 
 Each action returns a JSON-ready dict (what --json prints) and the lines a person reads. Every
 change to an entry is made under that entry's lock, so it never races a build of the same key,
@@ -87,7 +87,7 @@ def list_entries(cache: BaseCache) -> tuple[dict[str, Any], list[str]]:
     return {"cache_dir": str(cache.root), "entries": entries}, lines
 
 
-def _mark_stale(entry: Entry, why: str) -> None:
+def mark_stale(entry: Entry, why: str) -> None:
     """Keep the tree (a container uses it) but let no new build trust it."""
     meta = entry.load_meta() or {}
     meta.update({"stale": True, "stale_reason": why})
@@ -143,29 +143,9 @@ def verify(cache: BaseCache) -> tuple[dict[str, Any], list[str], bool]:
                 continue
             action = "removed"
             if not cache.remove(entry):
-                _mark_stale(entry, problem)
+                mark_stale(entry, problem)
                 action = "marked stale (in use)"
         bad.append({"key": key, "problem": problem, "action": action})
     lines = [f"BAD {b['key']}: {b['problem']} ({b['action']})" for b in bad]
     lines.append(f"{len(good)} entries verified, {len(bad)} bad")
     return {"verified": good, "bad": bad}, lines, not bad
-
-
-def refresh(cache: BaseCache, older_than_days: float) -> tuple[dict[str, Any], list[str]]:
-    """Mark the entries built more than N days ago stale: the next build of the same inputs
-    bootstraps afresh (with the archive's current updates) and stores the new base."""
-    now = time.time()
-    marked: list[str] = []
-    for key in cache.keys():
-        entry = cache.entry(key)
-        with cache.locked(key):
-            meta = entry.load_meta()
-            if meta is None or meta.get("stale"):
-                continue
-            created = meta.get("created")
-            if not isinstance(created, int | float) or now - created > older_than_days * DAY:
-                _mark_stale(entry, f"refresh --older-than {older_than_days:g}")
-                marked.append(key)
-    lines = [f"stale: {key} (the next build of its inputs bootstraps it afresh)" for key in marked]
-    lines.append(f"{len(marked)} entries marked for re-bootstrap")
-    return {"stale": marked}, lines

@@ -138,14 +138,18 @@ def test_verify_marks_a_bad_entry_in_use_stale(cache: BaseCache, tmp_path: Path)
         assert cache.lookup(A) is None  # no new build trusts it
 
 
-def test_refresh_marks_old_entries_stale_so_the_next_build_rebootstraps(
-    cache: BaseCache, capsys: pytest.CaptureFixture[str]
+def test_refresh_marks_an_old_entry_in_use_stale(
+    cache: BaseCache, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """An entry a container uses cannot be replaced: it is marked stale, as before (test_cache_refresh.py
+    covers the re-bootstrap itself)."""
     old, new = store(cache, A), store(cache, B)
+    use(cache, old, tmp_path / "ct")
     meta = json.loads(old.meta.read_text())
     old.meta.write_text(json.dumps({**meta, "created": time.time() - 10 * 86400}))
     code, out, _ = run(capsys, "refresh", "--older-than", "7", "--cache-dir", str(cache.root), "--json")
-    assert code == 0 and json.loads(out)["stale"] == [A]
+    summary = json.loads(out)
+    assert code == 0 and [s["key"] for s in summary["stale"]] == [A] and summary["refreshed"] == []
     with cache.locked(A):
         assert cache.lookup(A) is None
     with cache.locked(B):
@@ -161,6 +165,7 @@ def test_refresh_marks_old_entries_stale_so_the_next_build_rebootstraps(
         (["prune", "--max-age", "-1"], "'-1' is not a number of days"),
         (["refresh"], "cache refresh needs --older-than DAYS"),
         (["list", "--max-age", "3"], "--max-age applies to `cache prune` only"),
+        (["prune", "--max-age", "3", "--dry-run"], "--dry-run applies to `cache refresh` only"),
         (["list", "--cache-dir", "/etc/hostname"], "--cache-dir /etc/hostname is not a directory"),
     ],
 )

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from .. import __version__, backing, shellhooks
 from ..bootstrap import BootstrapRequest, bootstrap, choose_backend
-from ..cache import BaseCache, cache_key, check_cache_dir
+from ..cache import BaseCache, cache_key, check_cache_dir, request_record
 from ..chroot import Chroot
 from ..keyring import require_keyring, sha256_file
 from ..log import LOG, note, step
@@ -157,7 +157,7 @@ class ArchiveSource:
             return
         cache = BaseCache(Path(str(s["cache-dir"])), s.get_int("cache-max-age") or 0, str(s["cache-verify"]))
         with cache.locked(key):
-            entry = cache.lookup(key)
+            entry = None if cache.refreshing(key, manifest) else cache.lookup(key)
             if entry is not None:
                 meta = entry.load_meta() or {}
                 built = dt.datetime.fromtimestamp(float(meta.get("created", 0))).strftime("%Y-%m-%d %H:%M")
@@ -169,7 +169,9 @@ class ArchiveSource:
             note("cache miss: no base %s yet in %s", key, cache.dir)
             self.build_base(req, backend)
             with step("Saving the base system to the cache"):
-                stored = cache.store(key, ctx.rootfs, manifest, {"packages": self.host.package_list()})
+                request = request_record(req.keyring, s.get_str("seedfile"), s.get_list("hook-dir"))  # cache refresh
+                extra = {"packages": self.host.package_list(), "request": request}
+                stored = cache.store(key, ctx.rootfs, manifest, extra)
                 if stored is not None:
                     ctx.summary["cache"]["path"] = str(stored.root)
             if stored is None:
