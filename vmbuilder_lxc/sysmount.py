@@ -79,4 +79,4 @@ def umount(target: Path | str) -> bool:
     if _c().umount2(path, 0) == 0:
         return True
     LOG.debug("umount %s: %s; detaching it lazily", os.fspath(target), os.strerror(ctypes.get_errno()))
-    return _c().umount2(path, MNT_DETACH) == 0
+    return bool(_c().umount2(path, MNT_DETACH) == 0)
