@@ -89,6 +89,8 @@ def _when(w: When) -> str:
         parts.append(f"{w.installed} installed")
     if w.userns is not None:
         parts.append("a user namespace (--idmap, or built without root)" if w.userns else "no user namespace")
+    if w.emulated is not None:
+        parts.append("a foreign --arch (qemu-user; docs/architectures.md)" if w.emulated else "a native --arch")
     return ", ".join(parts) or "every release"
 
 
