@@ -60,6 +60,7 @@ setup(
             "export = vmbuilder_lxc.plugins.export:Export",
             "doctor = vmbuilder_lxc.plugins.doctor:Doctor",
             "cache = vmbuilder_lxc.plugins.cache:Cache",
+            "publish = vmbuilder_lxc.plugins.publish:Publish",
         ],
     },
     classifiers=[

@@ -39,6 +39,7 @@ BUILTIN_PLUGINS = {
     "export": "vmbuilder_lxc.plugins.export:Export",
     "doctor": "vmbuilder_lxc.plugins.doctor:Doctor",
     "cache": "vmbuilder_lxc.plugins.cache:Cache",
+    "publish": "vmbuilder_lxc.plugins.publish:Publish",
 }
 KINDS = ("hypervisor", "distro", "plugin")
 

@@ -43,7 +43,7 @@ def test_pip_install_finds_its_data(tmp_path: Path, editable: bool) -> None:
         assert str(env_dir) in package_file, "the installed copy must be used, not the checkout"
         assert str(env_dir) in str(templates) and str(env_dir) in str(hooks)
     assert (templates / "lxc/config.j2").is_file() and (templates / "netplan/10-lxc.yaml.j2").is_file()
-    assert plugins == "['cache', 'debian', 'doctor', 'export', 'libvirt', 'lxc', 'postinst', 'ubuntu']"
+    assert plugins == "['cache', 'debian', 'doctor', 'export', 'libvirt', 'lxc', 'postinst', 'publish', 'ubuntu']"
     top = run([str(env_dir / "bin/vmbuilder"), "--help"])
     assert "lxc" in top and "ubuntu" in top
     assert "--ssh-user-key" in run([str(env_dir / "bin/vmbuilder"), "lxc", "ubuntu", "--help"])

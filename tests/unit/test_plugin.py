@@ -117,7 +117,7 @@ def test_third_party_option_is_a_setting_and_config_key(
     ctx = cli.make_context("lxc", "ubuntu", discover())
     cli.configure(ctx, ["--arch", "amd64"])
     assert ctx.settings["greeting"] == "moin"
-    names = ["ubuntu", "cache", "doctor", "hello", "libvirt", "postinst", "export", "lxc"]
+    names = ["ubuntu", "cache", "doctor", "hello", "libvirt", "postinst", "export", "publish", "lxc"]
     assert [p.name for p in ctx.plugins] == names
 
 
