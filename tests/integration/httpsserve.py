@@ -11,8 +11,11 @@ and check the certificate against the system's CA store, so a test that serves a
 - `make_ca(workdir)` -> CA: a throw-away CA (openssl, EC P-256, valid 2 days);
 - `server_cert(ca, workdir)` -> (cert, key) for 127.0.0.1 (subjectAltName IP:127.0.0.1, DNS:localhost);
 - `trusted_ca(ca.cert)`: copies it to /usr/local/share/ca-certificates/ and runs update-ca-certificates;
-  removes it again (and updates) on exit. Go daemons (LXD, Incus) read the store once, at their first
-  TLS check: restart one that already made one (see restart notes in test_publish.py);
+  removes it again (and updates) on exit. Clients (lxc, incus, wget) read the store each run; the
+  LXD/Incus daemons read it once, so a daemon started earlier does not trust the new CA. Instead of
+  restarting it, give the client the server's certificate for that remote (LXD 5.0.2, checked):
+  `~/.config/lxc/servercerts/REMOTE.crt` (Incus: `~/.config/incus/servercerts/REMOTE.crt`) = `served.cert`;
+  the client hands it to the daemon with each download (test_publish.py's `served` fixture);
 - `serve(root, cert, key)` -> Served: Python's http.server + ssl in a thread on a free port, stopped on exit.
   Paths with double slashes (lxc-download asks for //images/...) are served like single ones.
 """
@@ -46,6 +49,7 @@ class Served:
     root: Path
     port: int
     ca_cert: Path
+    cert: Path | None = None  # the server's own certificate (LXD's per-remote servercerts/NAME.crt takes it)
 
     @property
     def host(self) -> str:
@@ -134,4 +138,4 @@ def https_tree(root: Path, workdir: Path) -> Iterator[Served]:
     ca = make_ca(workdir)
     cert, key = server_cert(ca, workdir)
     with trusted_ca(ca.cert), serve(root, cert, key) as port:
-        yield Served(root, port, ca.cert)
+        yield Served(root, port, ca.cert, cert)

@@ -3,16 +3,20 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 
 import pytest
-from vmbuilder_lxc.plugins.publish import Publish, run_command
 
 from vmbuilder_lxc.log import UserError
 from vmbuilder_lxc.publish.tree import Tree
 
 from .test_publish import SERIAL_A, SERIAL_B, image, put
+
+# vmbuilder_lxc.plugins is the plugins/ folder, installed under that name (mypy knows it as plugins/).
+_plugin = importlib.import_module("vmbuilder_lxc.plugins.publish")
+Publish, run_command = _plugin.Publish, _plugin.run_command
 
 
 def args(*argv: str):  # type: ignore[no-untyped-def]
