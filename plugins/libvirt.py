@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
 
-from vmbuilder_lxc import __version__, domaincheck, idmap
+from vmbuilder_lxc import __version__, idmap
 from vmbuilder_lxc import validators as v
 from vmbuilder_lxc.arches import kernel_arch
 from vmbuilder_lxc.cliparse import CommandParser
@@ -136,6 +136,8 @@ class Libvirt(Plugin):
 
     def domain_name(self) -> str:
         """The domain's name: the container's, or the <name> of --libvirt-xml (read once)."""
+        from vmbuilder_lxc import domaincheck  # here, not at the top: an LXC-only build never needs it
+
         if self._name is None:
             self._name = self.context.name
             xml_file = self.settings.get_str("libvirt-xml")
@@ -148,6 +150,8 @@ class Libvirt(Plugin):
 
     def _check(self, xml: str, rootfs: Path | None, source: str, static: bool = False) -> None:
         """Refuse a domain with errors (printing every finding); warnings are logged."""
+        from vmbuilder_lxc import domaincheck
+
         try:
             others = {n: u for n, u in self.connection().domains().items() if n != self.domain_name()}
             findings = domaincheck.check_domain(xml, rootfs, other_domains=others)
@@ -274,6 +278,8 @@ class Libvirt(Plugin):
     @staticmethod
     def validate_command(argv: list[str]) -> int:
         """Check a domain XML file the way a build checks its own; exit 1 on errors."""
+        from vmbuilder_lxc import domaincheck
+
         args = Libvirt.validate_parser().parse_command(argv)
         xml = read_domain_xml(Path(args.file), args.file)
         if args.rootfs and not Path(args.rootfs).is_dir():
