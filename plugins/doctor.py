@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 from typing import ClassVar
 
-from vmbuilder_lxc import doctor
 from vmbuilder_lxc.plugin import Plugin
 
 
@@ -21,9 +20,13 @@ class Doctor(Plugin):
     @staticmethod
     def doctor_parser() -> argparse.ArgumentParser:
         """The parser of `vmbuilder lxc doctor` (built apart so that the man page can list it)."""
+        from vmbuilder_lxc import doctor  # here, not at load: every build discovers this plugin
+
         return doctor.parser()
 
     @staticmethod
     def doctor_command(argv: list[str]) -> int:
         """Check this host for what builds and containers need; exit 1 if a default build would fail."""
+        from vmbuilder_lxc import doctor
+
         return doctor.main(argv)
