@@ -10,7 +10,6 @@ import json
 from pathlib import Path
 from typing import ClassVar
 
-from vmbuilder_lxc import cacheadmin, cacherefresh
 from vmbuilder_lxc.cache import DEFAULT_CACHE_DIR, BaseCache
 from vmbuilder_lxc.cliparse import CommandParser
 from vmbuilder_lxc.log import die
@@ -71,6 +70,8 @@ class Cache(Plugin):
     @staticmethod
     def cache_command(argv: list[str]) -> int:
         """List, prune, verify or refresh the cached bases."""
+        from vmbuilder_lxc import cacheadmin, cacherefresh  # here: every build discovers this plugin
+
         args = Cache.cache_parser().parse_command(argv)
         if args.action not in ACTIONS:
             die(f"unknown cache action {args.action!r}", "give one of: " + ", ".join(ACTIONS))
