@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 from vmbuilder_lxc import backing, exports
 from vmbuilder_lxc import validators as v
 from vmbuilder_lxc.cliparse import CommandParser
+from vmbuilder_lxc.exports import unshift
 from vmbuilder_lxc.log import LOG, UserError, die
 from vmbuilder_lxc.lxcstate import container_running
 from vmbuilder_lxc.options import each
@@ -55,6 +56,9 @@ EXPORT_DIR_HELP = "where --export writes"
 COMPRESSION_HELP = "compression of the exports"
 LEVEL_HELP = "compression level passed to zstd (1-22), xz (0-9) or gzip (1-9)"
 KEEP_LISTS_HELP = "keep the apt package lists in the exports (they are stripped by default)"
+LXD_IMAGE_HELP = ("which forms of the lxd and incus images to write: unified (one tarball, all `lxc image import` "
+                  "needs), split (metadata tarball + rootfs.squashfs, as image servers publish) or both; each form "
+                  "compresses the rootfs once")  # fmt: skip
 EXPORT_DESCRIPTION = "Write template archives of a finished build (its DEST directory)."
 DEST_HELP = "a directory built by vmbuilder (holds rootfs/)"
 
@@ -67,6 +71,8 @@ def default_help(text: str, default: object) -> str:
 
 EXPORT_DIR_HINT = "give --export-dir a directory on a writable disk"
 EXPORTS = Needs(lambda s: bool(s.get_list("export")), "without --export")
+LXD_EXPORTS = Needs(lambda s: bool({f.lower() for f in s.get_list("export")} & {"lxd", "incus"}),
+                    "without --export lxd or incus")  # fmt: skip
 
 
 def _check_level(s: Settings, level: int) -> None:
@@ -101,6 +107,8 @@ class Export(Plugin):
                     needs=(EXPORTS, Needs(lambda s: s["compression"] != "none", "with --compression none")),
                     group=GROUP),
             Setting("keep-apt-lists", KEEP_LISTS_HELP, "bool", False, needs=(EXPORTS,), group=GROUP),
+            Setting("lxd-image", LXD_IMAGE_HELP, default=exports.DEFAULT_LXD_IMAGE, choices=exports.LXD_IMAGE_FORMS,
+                    needs=(LXD_EXPORTS,), group=GROUP),
             Setting("export-only", "keep only the exports: no DEST directory is left behind", "bool", False,
                     group=GROUP),
         ]  # fmt: skip
@@ -142,6 +150,7 @@ class Export(Plugin):
             epoch=source_date_epoch(self.build_time),
             compression=s.get_str("compression") or "",
             compression_level=s.get_int("compression-level"),
+            lxd_image=s.get_str("lxd-image") or exports.DEFAULT_LXD_IMAGE,
             dest_rootfs=ctx.dest / "rootfs" if ctx.keep_dest else None,
             hook_env=dict(hook_env),
             render=ctx.render,
@@ -193,6 +202,8 @@ class Export(Plugin):
                             help=default_help(COMPRESSION_HELP, _default_compression))  # fmt: skip
         parser.add_argument("--compression-level", type=int, metavar="N", help=LEVEL_HELP)
         parser.add_argument("--keep-apt-lists", action="store_true", help=KEEP_LISTS_HELP)
+        parser.add_argument("--lxd-image", choices=exports.LXD_IMAGE_FORMS, default=exports.DEFAULT_LXD_IMAGE,
+                            help=LXD_IMAGE_HELP + " (default: %(default)s)")  # fmt: skip
         parser.add_argument("-o", "--overwrite", action="store_true", help="replace existing exports")
         parser.add_output_options("print a JSON summary")
         return parser
@@ -284,12 +295,14 @@ def export_existing(args: argparse.Namespace) -> dict[str, Any]:
         epoch=source_date_epoch(_built_at(marker)),
         compression=args.compression or "",
         compression_level=args.compression_level,
+        lxd_image=args.lxd_image,
         dest_rootfs=dest / "rootfs",
         hook_env=hook_env,
         render=templates.render,
     )
-    with backing.merged_view(dest):  # --backing overlay: DEST/rootfs is empty until the overlay is mounted
+    with backing.merged_view(dest), unshift.zero_based(dest / "rootfs", marker.get("idmap")) as rootfs:
+        # --backing overlay: DEST/rootfs is empty until the overlay is mounted; --idmap: exports are 0-based
         keep = keep_set(args.keep_apt_lists)
-        result = exports.export(dest / "rootfs", formats, job, keep=keep, overwrite=args.overwrite)
+        result = exports.export(rootfs, formats, job, keep=keep, overwrite=args.overwrite)
     LOG.debug("exported %s", dest)
     return {"status": "ok", "dest": str(dest), "exports": result.pop("formats"), "export": result}

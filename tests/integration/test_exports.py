@@ -48,6 +48,8 @@ TIMINGS: dict[str, float] = {}
 # xz -1 instead of each format's default level: the same formats, code and consumers at a quarter of
 # the CPU time (each export compresses the rootfs three times with xz, and the module exports twice).
 LEVEL = ("--compression-level", "1")
+# Both LXD/Incus image forms (the default is the unified one alone): LXD imports and launches each.
+BOTH_FORMS = ("--lxd-image", "both")
 
 
 # -- running exports -----------------------------------------------------------------------------------
@@ -110,7 +112,7 @@ def start_export(dest: Path, out: Path, formats: str = ",".join(FORMATS), nice: 
     logs = out.parent / f".{out.name}.logs"
     logs.mkdir(parents=True)
     argv = [vmbuilder_command(), "lxc", "export", str(dest), "--export", formats, "--export-dir", str(out), *LEVEL,
-            "--json"]  # fmt: skip
+            *BOTH_FORMS, "--json"]  # fmt: skip
     env = {**os.environ, "SOURCE_DATE_EPOCH": str(EPOCH)}
     with (logs / "stdout").open("wb") as stdout, (logs / "stderr").open("wb") as stderr:
         proc = subprocess.Popen(["nice", "-n", "19", *argv] if nice else argv, stdout=stdout, stderr=stderr,

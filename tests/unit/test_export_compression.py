@@ -137,7 +137,7 @@ def test_lxd_and_incus_compress_the_rootfs_once(tmp_path: Path, monkeypatch: pyt
     monkeypatch.setattr(sharing, "pipe", counting_pipe)
     monkeypatch.setattr(lxdimage, "write_squashfs", counting_squashfs)
     out = tmp_path / "out"
-    job = job_for(root, out, compression=compression)
+    job = job_for(root, out, compression=compression, lxd_image="both")
     formats = [exports.FORMATS["lxd"], exports.FORMATS["incus"]]
     exports.export(root, formats, job, keep=frozenset(), overwrite=False)
     assert len(rootfs_streams) == 1 and len(squashfs_runs) == 1

@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 import io
 import os
+import shutil
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -173,7 +174,7 @@ def test_template_properties_describe_the_uncompressed_tar(rootfs: Path, tmp_pat
 
 def test_lxd_unified_and_split_images(rootfs: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    job = job_for(rootfs, out, arch="arm64", compression="xz")
+    job = job_for(rootfs, out, arch="arm64", compression="xz", lxd_image="both")
     exports.export(rootfs, [exports.FORMATS["lxd"]], job, keep=frozenset(), overwrite=False)
     unified = members(out / "web1.lxd.tar.xz")
     assert list(unified)[:5] == ["metadata.yaml", "templates", "templates/hostname.tpl", "templates/hosts.tpl",
@@ -197,12 +198,47 @@ def test_lxd_unified_and_split_images(rootfs: Path, tmp_path: Path) -> None:
     assert (out / "web1.lxd/rootfs.squashfs").read_bytes()[:4] == b"hsqs"
 
 
+def test_lxd_default_is_the_unified_image_alone(rootfs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The unified image is all `lxc image import` needs; the split form would compress the rootfs a
+    second time (as a squashfs), so it is written only when asked, and mksquashfs is not needed."""
+    monkeypatch.setattr(lxdimage, "write_squashfs", lambda job, out: pytest.fail("no squashfs by default"))
+    real_which = shutil.which
+    monkeypatch.setattr(shutil, "which", lambda tool, **kw: None if tool == "mksquashfs" else real_which(tool, **kw))
+    out = tmp_path / "out"
+    job = job_for(rootfs, out)
+    assert job.lxd_image == exports.DEFAULT_LXD_IMAGE == "unified"
+    result = exports.export(rootfs, [exports.FORMATS["lxd"]], job, keep=frozenset(), overwrite=False)
+    assert result["formats"] == {"lxd": [str(out / "web1.lxd.tar.zst")]}
+    assert sorted(p.name for p in out.iterdir()) == ["web1.lxd.tar.zst"]
+
+
+def test_lxd_split_image_alone(rootfs: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    job = job_for(rootfs, out, lxd_image="split")
+    exports.export(rootfs, [exports.FORMATS["lxd"]], job, keep=frozenset(), overwrite=False)
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == ["web1.lxd", "web1.lxd/lxd.tar.zst",
+                                                                      "web1.lxd/rootfs.squashfs"]  # fmt: skip
+
+
+def test_write_split_for_other_callers(rootfs: Path, tmp_path: Path) -> None:
+    """lxdimage.write_split writes the split form anywhere (an image server's tree), the same bytes as --export."""
+    out = tmp_path / "out"
+    exports.export(rootfs, [exports.FORMATS["lxd"]], job_for(rootfs, out, lxd_image="split"), keep=frozenset(),
+                   overwrite=False)  # fmt: skip
+    with stage.staged(rootfs) as (view, _):
+        job = job_for(view, tmp_path, compression="zstd")
+        lxdimage.write_split(job, "lxd", tmp_path / "lxd.tar.zst", tmp_path / "root.squashfs")
+    assert (tmp_path / "lxd.tar.zst").read_bytes() == (out / "web1.lxd/lxd.tar.zst").read_bytes()
+    assert (tmp_path / "root.squashfs").read_bytes() == (out / "web1.lxd/rootfs.squashfs").read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("lxd-meta.")) == []
+
+
 def test_incus_templates_use_instance(rootfs: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    exports.export(rootfs, [exports.FORMATS["incus"]], job_for(rootfs, out, compression="gzip"), keep=frozenset(),
-                   overwrite=False)  # fmt: skip
+    job = job_for(rootfs, out, compression="gzip", lxd_image="both")
+    exports.export(rootfs, [exports.FORMATS["incus"]], job, keep=frozenset(), overwrite=False)
     assert read_member(out / "web1.incus.tar.gz", "templates/hostname.tpl") == "{{ instance.name }}\n"
-    assert (out / "web1.incus/incus.tar.gz").exists()
+    assert read_member(out / "web1.incus/incus.tar.gz", "templates/hostname.tpl") == "{{ instance.name }}\n"
 
 
 def test_lxc_image_for_lxc_local(rootfs: Path, tmp_path: Path) -> None:

@@ -12,6 +12,11 @@ COMPRESSIONS = ("zstd", "xz", "gzip", "none")
 # The values of ExportFormat.profile: the --variant a format needs (a bootable container, a buildd chroot,
 # or either).
 FORMAT_PROFILES = ("container", "buildd", "any")
+# The forms of an LXD/Incus image: unified (one tarball, which `lxc image import` takes alone) and split
+# (a metadata tarball plus rootfs.squashfs, as image servers publish). Each form compresses the rootfs
+# on its own (a tar and a squashfs cannot share a stream), so only the unified one is written by default.
+LXD_IMAGE_FORMS = ("unified", "split", "both")
+DEFAULT_LXD_IMAGE = "unified"
 
 
 def _no_render(name: str, variables: dict[str, Any]) -> str:
@@ -37,6 +42,7 @@ class ExportJob:
     hook_env: dict[str, str] = field(default_factory=dict, compare=False)  # the build's (INIT, ...)
     compression_level: int | None = None
     compression_explicit: bool = False  # --compression was given (not each format's default)
+    lxd_image: str = DEFAULT_LXD_IMAGE  # which LXD/Incus image forms to write (LXD_IMAGE_FORMS)
     render: Callable[[str, dict[str, Any]], str] = field(default=_no_render, compare=False, repr=False)
     # What one export run compressed once for several formats (lxd and incus share their rootfs
     # stream and squashfs): key -> where it is. The runner gives each run a fresh one.
@@ -69,7 +75,12 @@ class ExportFormat:
     profile: str
     outputs: Callable[[ExportJob], list[str]]
     write: Callable[[ExportJob, Path], None]
-    tools: tuple[str, ...] = ()  # commands it needs besides tar and the compressor
+    # Commands it needs besides tar and the compressor: fixed, or what this job needs (lxd's split
+    # form needs mksquashfs, its unified form does not).
+    tools: tuple[str, ...] | Callable[[ExportJob], tuple[str, ...]] = ()
     # (file, its default compression) for a file compressed apart from the rest (LXD's
     # rootfs.squashfs): the writer reads its default here, so --help can say what it is.
     parts: tuple[tuple[str, str], ...] = ()
+
+    def tools_for(self, job: ExportJob) -> tuple[str, ...]:
+        return self.tools(job) if callable(self.tools) else self.tools

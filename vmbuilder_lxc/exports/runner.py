@@ -44,7 +44,7 @@ def check_outputs(formats: list[ExportFormat], job: ExportJob, overwrite: bool) 
         if fmt.profile != "any" and fmt.profile != job.profile:
             need = "--variant buildd" if fmt.profile == "buildd" else "a container build (not --variant buildd)"
             die(f"the {fmt.name} export needs {need}", f"drop {fmt.name} from --export or build it separately")
-        for tool in fmt.tools:
+        for tool in fmt.tools_for(job):
             if not shutil.which(tool):
                 die(f"the {fmt.name} export needs {tool}, which is not installed",
                     "install it with: apt-get install squashfs-tools")  # fmt: skip
