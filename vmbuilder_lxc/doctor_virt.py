@@ -17,6 +17,12 @@ Result = p.Result
 LXD_SOCKETS = (Path("/var/lib/lxd/unix.socket"), Path("/var/snap/lxd/common/lxd/unix.socket"))
 INCUS_SOCKETS = (Path("/var/lib/incus/unix.socket"),)
 LIBVIRT_PACKAGES = "libvirt-daemon-system libvirt-daemon-driver-lxc libvirt-clients"
+# Debian 12 has Incus only in bookworm-backports; incus-base is the container-only daemon and client
+# (the incus package adds VM support and would pull backports' qemu). Debian's incusd is off PATH.
+INCUS_INSTALL = (
+    "apt-get install incus (Debian 12: add bookworm-backports, then apt-get install -t bookworm-backports incus-base)"
+)
+INCUS_START = "systemctl start incus (without systemd: /usr/libexec/incus/incusd --group incus-admin &)"
 
 
 def check_libvirt(opts: p.Options) -> list[Result]:
@@ -79,13 +85,13 @@ def check_lxd_incus(opts: p.Options) -> list[Result]:
         if version:
             results.append(Result(name, "ok", f"{label} {version} answers on its socket"))
         elif installed:
-            start = "lxd init --auto, or systemctl start lxd" if name == "lxd" else "systemctl start incus"
+            start = "lxd init --auto, or systemctl start lxd" if name == "lxd" else INCUS_START
             results.append(Result(name, "warn", f"{label} is installed but its daemon does not answer: the "
                                   f"{name} export cannot be imported here", start))  # fmt: skip
         elif other_present[name]:
             results.append(Result(name, "ok", f"{label} is not installed (the other one is)"))
         else:
-            package = "lxd lxd-client" if name == "lxd" else "incus"
+            fix = "apt-get install lxd lxd-client" if name == "lxd" else INCUS_INSTALL
             results.append(Result(name, "warn", f"{label} is not installed: its exports can be written but "
-                                  "not imported here", f"apt-get install {package}"))  # fmt: skip
+                                  "not imported here", fix))  # fmt: skip
     return results
