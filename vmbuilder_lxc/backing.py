@@ -17,8 +17,10 @@ Either way DEST holds a marker (pins.MARKER) and the cache a pin, so `cache prun
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import hashlib
 import os
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +30,7 @@ from . import pins, sysmount
 from .chroot import enter_private_mount_namespace, unmount
 from .context import Context
 from .log import LOG, UserError, die
-from .run import run
+from .run import clean_env, run
 
 BACKINGS = ("dir", "overlay", "btrfs")
 BACKING_HELP = (
@@ -58,11 +60,32 @@ def backing_of(settings: Any) -> str:
     return str(settings["backing"]) if "backing" in settings.table else "dir"
 
 
+# statfs(2) f_type -> the name `stat -f -c %T` prints, for the types preflight decides on.
+FS_MAGICS = {0x9123683E: "btrfs", 0x794C7630: "overlayfs", 0x6969: "nfs", 0x65735546: "fuseblk",
+             0xEF53: "ext2/ext3", 0x58465342: "xfs", 0x01021994: "tmpfs"}  # fmt: skip
+
+
+def _statfs_type(path: Path) -> int | None:
+    """statfs(2)'s f_type (the struct's first field, a long), or None where it cannot be read."""
+    buf = ctypes.create_string_buffer(256)  # larger than struct statfs on every Linux architecture
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.statfs(os.fsencode(path), buf) != 0:
+            return None
+    except (OSError, AttributeError):
+        return None
+    return ctypes.c_long.from_buffer(buf).value & 0xFFFFFFFF
+
+
 def fs_type(path: Path) -> str:
-    """The filesystem type of `path` or of its nearest existing ancestor (as `stat -f` names it)."""
+    """The filesystem type of `path` or of its nearest existing ancestor (as `stat -f` names it);
+    statfs(2) for the usual types (no `stat` process on every overlay or btrfs build)."""
     probe = path.absolute()
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
+    magic = _statfs_type(probe)
+    if magic in FS_MAGICS:
+        return FS_MAGICS[magic]
     out = subprocess.run(["stat", "-f", "-c", "%T", "--", str(probe)], capture_output=True, text=True, check=False)
     return out.stdout.strip()
 
@@ -124,7 +147,7 @@ def preflight(ctx: Context) -> None:
         if found != BTRFS_MAGIC:
             die(f"--backing btrfs: {ctx.dest.parent} is on {found or 'an unknown filesystem'}, not btrfs",
                 "put -d on a btrfs filesystem, or use --backing dir")  # fmt: skip
-        if subprocess.run(["sh", "-c", "command -v btrfs"], capture_output=True, check=False).returncode != 0:
+        if shutil.which("btrfs", path=clean_env()["PATH"]) is None:
             die("--backing btrfs needs the btrfs command", "apt-get install btrfs-progs")
 
 

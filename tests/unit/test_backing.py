@@ -118,3 +118,13 @@ def test_overlay_is_refused_where_the_delta_cannot_live(
     ctx = make_ctx("--arch", "amd64", "-d", "/tmp/vmb-backing-test/web1", "--backing", "overlay")
     with pytest.raises(UserError, match="is on overlayfs, which cannot hold an overlay's delta"):
         backing.preflight(ctx)
+
+
+def test_fs_type_by_statfs_names_types_as_stat_does(tmp_path: Path) -> None:
+    """statfs(2) replaces `stat -f -c %T` for the usual types; the name must be stat's own."""
+    import subprocess
+
+    for path in (tmp_path, Path("/proc"), Path("/dev/shm")):
+        want = subprocess.run(["stat", "-f", "-c", "%T", str(path)], capture_output=True, text=True).stdout.strip()
+        assert backing.fs_type(path) == want
+    assert backing.fs_type(tmp_path / "not" / "yet") == backing.fs_type(tmp_path)  # the nearest existing parent
