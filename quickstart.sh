@@ -36,6 +36,9 @@ install_packages() {
         pkgs+=(sbuild)
         # --backing btrfs: the test makes and loop-mounts a btrfs image (mkfs.btrfs, btrfs subvolume).
         pkgs+=(btrfs-progs)
+        # Foreign architectures (test_foreign.py): qemu-user with binfmt_misc entries that carry the F flag,
+        # and arch-test, which mmdebstrap needs to bootstrap a foreign --arch.
+        pkgs+=(qemu-user-static binfmt-support arch-test)
         # The Debian package: dpkg-buildpackage with its Build-Depends, lintian, and the man pages and
         # bash completion read back by their consumers.
         pkgs+=(build-essential debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools lintian
@@ -138,6 +141,18 @@ start_lxcfs() {
     fi
 }
 
+enable_binfmt() {
+    # Debian 12 without systemd leaves binfmt_misc unmounted; binfmt-support then registers nothing.
+    # Both steps are idempotent: an already mounted binfmt_misc and enabled entries are kept.
+    local dir=/proc/sys/fs/binfmt_misc
+    if [ ! -e "$dir/status" ]; then
+        say "Mounting binfmt_misc (foreign architectures run through qemu-user)"
+        mount -t binfmt_misc binfmt_misc "$dir"
+    fi
+    update-binfmts --enable >/dev/null 2>&1 || true
+    [ -e "$dir/qemu-aarch64" ] || die "update-binfmts registered no qemu-aarch64 entry"
+}
+
 network_args() {
     # The default network is a veth on lxcbr0, which lxc-net provides. Without systemd (build
     # sandboxes) lxc-net is not running; then build the container without a network.
@@ -186,6 +201,7 @@ run_tests() {
     install_project test
     ensure_keyring
     start_lxcfs
+    enable_binfmt
     say "Running the test suite"
     cd "$HERE"
     VMBUILDER_REQUIRE_INTEGRATION=1 "$VENV/bin/python" -m pytest -ra -p no:cacheprovider "$@" tests

@@ -8,7 +8,9 @@ patches these fixtures in.
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -18,7 +20,11 @@ from vmbuilder_lxc.cache import cache_key
 from vmbuilder_lxc.distro import DebianFamily
 from vmbuilder_lxc.log import UserError
 from vmbuilder_lxc.source.archive import ArchiveSource
-from vmbuilder_lxc.suites import fetch_release_fields  # the real one: conftest patches the module's name
+from vmbuilder_lxc.suites import (
+    ReleaseTable,
+    fetch_release_fields,  # the real one: conftest patches the module's name
+)
+from vmbuilder_lxc.tweaks import ReleaseTraits
 
 from .conftest import Plugins
 
@@ -200,3 +206,14 @@ def test_cache_key_includes_the_architecture(plugins: Plugins, no_host_config: P
     # and nothing but the architecture differs between two of them
     differing = {k for k in manifests["amd64"] if manifests["amd64"][k] != manifests["arm64"][k]}
     assert differing == {"arch"}
+
+
+def test_emulated_rows_follow_the_guest_var() -> None:
+    """The emulated tweak rows are selected by guest.vars["emulated"], which guest_vars() sets."""
+    rows: Any = importlib.import_module("vmbuilder_lxc.plugins.emulated_tweaks").EMULATED_TWEAKS
+    bookworm = next(r for r in ReleaseTable.load("debian").releases if r.series == "bookworm")
+    traits = ReleaseTraits(init="systemd", network="networkd", systemd_version=252)
+    for emulated in (True, False):
+        guest: Any = SimpleNamespace(vars={"emulated": emulated}, is_installed=lambda name: True)
+        chosen = [t.name for t in rows if t.when.matches(bookworm, traits, guest)]
+        assert chosen == (["emulated-no-credentials", "emulated-skip-networkd"] if emulated else [])

@@ -111,7 +111,7 @@ CONTEXTS: dict[str, list[dict[str, Any]]] = {
                                       "image_name": "ubuntu-noble", "templates": {"/etc/hostname": "hostname.tpl"}}],
     "exports/sbuild-schroot.conf.j2": [SBUILD, {**SBUILD, "directory": ""}],
     "exports/template.properties.j2": [{"job": JOB, "filename": "web1.tar", "size": 1234, "sha256": "ab" * 32,
-                                        "download": "web1.tar.gz"}],
+                                        "download": "web1.tar.gz", "arch": "x86_64"}],
     "ifupdown/interfaces.j2": [{"nic": True, "iface": "eth0", "dhcp": True, "init": "systemd", "address": "",
                                 "netmask": "", "gateway": ""},
                                {"nic": True, "iface": "eth0", "dhcp": False, "init": "systemd", "address": "10.0.3.10",
@@ -281,7 +281,8 @@ LIBLXC_READS = {
 PREFIX = {("systemd/firstboot.service.j2", "script"): "/var/lib/vmbuilder-lxc/"}
 APT_PREFIX = {"mirror": MIRROR + "/", "security_mirror": MIRROR + "/", "keyring": "/usr/share/keyrings/"}
 # Formats where every value is escaped and none needs refusing.
-ESCAPING_ONLY = {("exports/template.properties.j2", "job"), ("exports/template.properties.j2", "sha256")}
+ESCAPING_ONLY = {("exports/template.properties.j2", "job"), ("exports/template.properties.j2", "sha256"),
+                 ("exports/template.properties.j2", "arch")}
 
 
 def test_every_template_has_contexts_or_no_variables() -> None:

@@ -13,7 +13,9 @@ upstart: Any = importlib.import_module("vmbuilder_lxc.plugins.upstart_tweaks")
 
 SHARED = ("fstab", "hostname", "machine-id", "instance-secrets", "ssh-host-keys", "initctl-listener",
           "resolv-conf-resolved", "resolv-conf-static", "apt-sources-deb822", "apt-sources-one-line",
-          "locale", "locale-conf", "timezone")  # fmt: skip
+          "locale", "locale-conf", "timezone",
+          # build facts last: the id-map rows (--idmap) and the foreign-architecture rows (qemu-user)
+          *(t.name for t in (*common.USERNS_TWEAKS, *common.EMULATED_TWEAKS)))  # fmt: skip
 
 
 def _names(table: tuple[Any, ...]) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..arches import kernel_arch
 from ..run import clean_env, run
 from .base import COMPRESSIONS, ExportFormat, ExportJob
 from .tarball import DEFAULT_LEVEL, SUFFIX, write_tar_digest
@@ -24,7 +25,14 @@ def _write_tar(job: ExportJob, tmp: Path) -> None:
                                     level=job.compression_level)  # fmt: skip
     properties = job.render(
         "exports/template.properties.j2",
-        {"job": job, "filename": f"{job.name}.tar", "size": size, "sha256": sha256, "download": out.name},
+        {
+            "job": job,
+            "filename": f"{job.name}.tar",
+            "size": size,
+            "sha256": sha256,
+            "download": out.name,
+            "arch": kernel_arch(job.arch),
+        },
     )
     (tmp / f"{job.name}.template.properties").write_text(properties)
 
