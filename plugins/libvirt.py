@@ -10,6 +10,7 @@ before any bootstrap work. docs/libvirt.md has the details.
 from __future__ import annotations
 
 import json
+import platform
 import stat
 import uuid as uuidlib
 from collections.abc import Sequence
@@ -18,7 +19,7 @@ from typing import ClassVar
 
 from vmbuilder_lxc import __version__, idmap
 from vmbuilder_lxc import validators as v
-from vmbuilder_lxc.arches import kernel_arch
+from vmbuilder_lxc.arches import foreign, kernel_arch
 from vmbuilder_lxc.cliparse import CommandParser
 from vmbuilder_lxc.log import LOG, UserError, die
 from vmbuilder_lxc.plugin import Plugin
@@ -89,6 +90,11 @@ class Libvirt(Plugin):
         if self.context.hook_env.get("PROFILE") == "buildd":
             die("--libvirt cannot register a buildd chroot (--variant buildd): it has no init to boot",
                 "drop --libvirt, or build a container (--variant minbase)")  # fmt: skip
+        arch = str(self.settings["arch"])
+        if self.uri.startswith("lxc:///") and foreign(arch):
+            die(f"libvirt's LXC driver runs only this host's architecture ({platform.machine()}), so a {arch} "
+                f"domain cannot be defined at {self.uri}",
+                f"drop --libvirt (lxc-start runs {arch} through qemu-user), or define it on a {arch} host")  # fmt: skip
         conn = self.connection()
         name = self.domain_name()
         existing = conn.lookup(name)

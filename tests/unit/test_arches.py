@@ -217,3 +217,19 @@ def test_emulated_rows_follow_the_guest_var() -> None:
         guest: Any = SimpleNamespace(vars={"emulated": emulated}, is_installed=lambda name: True)
         chosen = [t.name for t in rows if t.when.matches(bookworm, traits, guest)]
         assert chosen == (["emulated-no-credentials", "emulated-skip-networkd"] if emulated else [])
+
+
+def test_libvirt_refuses_a_foreign_domain_on_this_host(
+    no_host_config: Path, make_ctx: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """libvirt-lxc has capabilities for the host's architecture only: one line in preflight, before
+    anything slow (the domain would carry <type arch='aarch64'>, which it cannot define)."""
+    monkeypatch.setattr(arches.platform, "machine", lambda: "x86_64")
+    ctx = make_ctx("--libvirt", "lxc:///", "--arch", "arm64", "--suite", "noble", "-d", "/srv/ct/web1",
+                   "--network", "none")  # fmt: skip
+    for plugin in ctx.plugins:
+        plugin.set_defaults()
+    libvirt = next(p for p in ctx.plugins if type(p).__name__ == "Libvirt")
+    with pytest.raises(UserError, match="an? arm64 domain cannot be defined at lxc:///") as err:
+        libvirt.preflight_check()
+    assert "lxc-start" in (err.value.hint or "")
