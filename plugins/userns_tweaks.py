@@ -23,4 +23,13 @@ USERNS_DEBUGFS = Tweak(
     When(init="systemd", userns=True),
 )
 
-USERNS_TWEAKS: tuple[Tweak, ...] = (USERNS_DEBUGFS,)
+USERNS_MODULES_LOAD = Tweak(
+    "userns-modules-load",
+    "The same for systemd-modules-load.service (trixie, whose packages ship a modules-load.d entry): "
+    "CAP_SYS_MODULE is no longer dropped, so its condition passes, but a user namespace can never load a "
+    "kernel module and the unit fails. Skip it in a user namespace; the host loads modules.",
+    (DropIn("systemd-modules-load.service", SKIP, NAME),),
+    When(init="systemd", userns=True),
+)
+
+USERNS_TWEAKS: tuple[Tweak, ...] = (USERNS_DEBUGFS, USERNS_MODULES_LOAD)
