@@ -113,6 +113,28 @@ def cold_build(b: Bench) -> list[Row]:
     return rows
 
 
+def emulated_build(b: Bench, arch: str = "arm64", suite: str = "bookworm") -> list[Row]:
+    """A cold foreign build through qemu-user next to the same cold build native (issue 18). Debian,
+    whose archive serves every architecture; each without the cache, so both bootstrap."""
+    from vmbuilder_lxc import binfmt
+    from vmbuilder_lxc.arches import QEMU_NAMES
+
+    work = f"emulated build (debian {suite} {arch}, cold), 1 run"
+    trouble = binfmt.problem(QEMU_NAMES[arch])
+    if trouble is not None:
+        return [not_available(work, f"not measured: {trouble.what}")]
+    times: dict[str, Run] = {}
+    for which in (arch, "native"):
+        dest = b.work / f"emulated-{which}"
+        args = ["lxc", "debian", "--suite", suite, "--network", "none", "--no-cache", "-d", str(dest),
+                *(["--arch", arch] if which == arch else [])]  # fmt: skip
+        times[which] = b.project(args)
+        remove(dest)  # untimed
+    ours, native = times[arch], times["native"]
+    return [Row(work, seconds(_ok(ours), ours.rss_kb), "the same build native: " + seconds(_ok(native)),
+                ratio(ours.seconds, native.seconds))]  # fmt: skip
+
+
 def warm_dir(b: Bench) -> list[Row]:
     """Warm default build (cache hit, --backing dir) vs `cp -a` of the same rootfs, A B A B."""
     ours: list[float] = []
