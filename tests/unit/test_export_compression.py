@@ -7,9 +7,11 @@ import hashlib
 import io
 import os
 import random
+import shlex
 import subprocess
 import tarfile
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ import pytest
 from tests.unit.test_exports import job_for
 from vmbuilder_lxc import exports
 from vmbuilder_lxc.exports import lxdimage, sharing, tarball
+from vmbuilder_lxc.run import CommandError
 
 EPOCH = 1_700_000_000
 
@@ -86,6 +89,25 @@ def test_digest_is_that_of_the_uncompressed_stream(tree: Path, tmp_path: Path, c
     )
     assert unpacked == data
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([out.name, "tree"])  # no digest file left
+
+
+def test_plain_tar_is_hashed_while_it_grows(tmp_path: Path) -> None:
+    """The follower reads a file another process is still appending to, and everything it appended
+    after the follower caught up (a slow writer: the follower waits, then reads the rest)."""
+    out = tmp_path / "grown"
+    writer = "import sys, time\nfor i in range(6):\n    sys.stdout.buffer.write(bytes([i]) * 300001); " \
+             "sys.stdout.flush(); time.sleep(0.05)\n"  # fmt: skip
+    producer = ["bash", "-c", f"python3 -c {shlex.quote(writer)} > {shlex.quote(str(out))}", "--file=-"]
+    size, sha256 = tarball.pipe_digest(producer, out, "none")
+    data = b"".join(bytes([i]) * 300001 for i in range(6))
+    assert (size, sha256) == (len(data), hashlib.sha256(data).hexdigest()) and out.read_bytes() == data
+
+
+def test_a_failing_tar_is_reported_and_its_follower_stopped(tmp_path: Path) -> None:
+    before = threading.active_count()
+    with pytest.raises(CommandError):
+        tarball.write_tar_digest(tmp_path / "missing", tmp_path / "t.tar", epoch=EPOCH, compression="none")
+    assert threading.active_count() == before
 
 
 # -- the shared-compression plan (sharing.py) ---------------------------------------------------
