@@ -7,15 +7,20 @@ checked the way the kernel and those tools see it, not only through our own pars
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
 import struct
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from vmbuilder_lxc import shiftstep
+from vmbuilder_lxc.context import Context
+from vmbuilder_lxc.idmap import IdMap
 from vmbuilder_lxc.idshift import (
     ACL_ACCESS,
     CAP_V1,
@@ -28,6 +33,9 @@ from vmbuilder_lxc.idshift import (
     convert_cap,
     shift_tree,
 )
+from vmbuilder_lxc.log import UserError
+
+from .conftest import DictSettings
 
 SHIFT = 100000
 COUNT = 65536
@@ -257,3 +265,64 @@ def test_the_last_id_of_the_map_is_the_last_one_taken() -> None:
         UIDS(COUNT, "x")
     with pytest.raises(IdShiftError):
         UNSHIFT(SHIFT - 1, "x")
+
+
+# -- the build's step (shiftstep.py) and the export's 0-based view (exports/unshift.py) ----------
+
+
+def step_context(summary: dict[str, object], **settings: object) -> Context:
+    ctx = Context(settings=DictSettings(**settings), hypervisor_name="lxc", distro_name="ubuntu")  # type: ignore[arg-type]
+    ctx.summary.update(summary)
+    return ctx
+
+
+IDS = {"uid_start": SHIFT, "gid_start": SHIFT, "count": COUNT}
+
+
+def test_the_step_shifts_only_a_root_build_with_an_idmap() -> None:
+    assert shiftstep.idmap_to_shift(step_context({})) is None
+    assert shiftstep.idmap_to_shift(step_context({"idmap": IDS, "rootless": True})) is None
+    assert shiftstep.idmap_to_shift(step_context({"idmap": IDS})) == IdMap(SHIFT, SHIFT, COUNT)
+
+
+def test_the_step_refuses_overlay_in_preflight() -> None:
+    with pytest.raises(UserError, match="--idmap with --backing overlay.*; use --backing btrfs"):
+        shiftstep.preflight(step_context({"idmap": IDS}, backing="overlay"))
+    shiftstep.preflight(step_context({"idmap": IDS}, backing="btrfs"))
+    shiftstep.preflight(step_context({}, backing="overlay"))
+
+
+VIEW_SCRIPT = """
+import json, os, sys
+from pathlib import Path
+from vmbuilder_lxc.exports.unshift import zero_based
+root, ids = Path(sys.argv[1]), json.loads(sys.argv[2])
+out = {}
+with zero_based(root, ids) as view:
+    for dirpath, dirnames, filenames in os.walk(view):
+        for name in ["", *dirnames, *filenames]:
+            path = os.path.join(dirpath, name) if name else dirpath
+            st = os.lstat(path)
+            xattrs = {n: os.getxattr(path, n, follow_symlinks=False).hex()
+                      for n in os.listxattr(path, follow_symlinks=False)}
+            out[os.path.relpath(path, view)] = [st.st_uid, st.st_gid, st.st_mode, xattrs]
+    out["mounted"] = str(view) in Path("/proc/self/mountinfo").read_text()
+out["left"] = sorted(p.name for p in root.parent.iterdir())
+print(json.dumps(out))
+"""
+
+
+@needs_root
+def test_the_export_view_of_a_shifted_tree_reads_as_the_unshifted_tree(tree: tuple[Path, Path]) -> None:
+    """Owners, modes, capabilities (v3 back to v2) and ACL entries, as the kernel shows them through
+    the idmapped mount; run in a private mount namespace so that nothing is ever left on the host."""
+    root, _ = tree
+    before = {rel: [v[0], v[1], v[2], {n: x.hex() for n, x in v[5].items()}] for rel, v in snapshot(root).items()}
+    shift_tree(root, SHIFT, SHIFT + 3, COUNT)
+    ids = json.dumps({"uid_start": SHIFT, "gid_start": SHIFT + 3, "count": COUNT})
+    argv = ["unshare", "-m", "--propagation", "private", sys.executable, "-c", VIEW_SCRIPT, str(root), ids]
+    seen = json.loads(subprocess.run(argv, check=True, capture_output=True, text=True, timeout=120).stdout)
+    assert seen.pop("mounted") is True
+    assert seen.pop("left") == sorted(p.name for p in root.parent.iterdir())  # the view's directory is gone
+    assert seen == before
+    assert os.lstat(root).st_uid == SHIFT  # the tree itself was only read
