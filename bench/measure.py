@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import peers
-from .proc import Run, disk_bytes, have, remove, run, shell, vmbuilder
+from .proc import Run, bytecode_env, disk_bytes, have, remove, run, shell, vmbuilder
 from .stats import Row, median, megabytes, not_available, ratio, runs, seconds
 
 RSS_LIMIT_BYTES = 100e6
@@ -56,7 +56,7 @@ class Bench:
         return self.project(args)
 
     def project(self, args: list[str]) -> Run:
-        result = vmbuilder(args)
+        result = vmbuilder(args, bytecode_env(self.work / "pycache"))
         if result.self_rss_kb:
             self.self_rss.append(result.self_rss_kb)
         if result.seconds is None:
@@ -163,6 +163,25 @@ def warm_dir(b: Bench) -> list[Row]:
                 ratio(median(ours), median(copies)), 1.3, "≤ 1.3×")]  # fmt: skip
     rows.append(_vs_lxc_warm(b, "warm build, --backing dir", ours, None))
     return rows
+
+
+def warm_idmap(b: Bench) -> list[Row]:
+    """Warm build with --idmap auto (the rootfs shifted once, idshift.py) vs the same warm build
+    unshifted, A B A B: ≤ 1.5× (issue 16)."""
+    shifted: list[float] = []
+    plain: list[float] = []
+    for i in range(b.repeats):
+        for extra, out in ((["--idmap", "auto"], shifted), ([], plain)):
+            dest = b.work / f"idmap{i}-{len(extra)}"
+            result = b.build(dest, "dir" if "dir" in b.backings else None, extra)
+            remove(dest)  # untimed: the writeback of a deleted tree is no part of either build
+            if result.seconds is not None:
+                out.append(result.seconds)
+    work = f"warm build with --idmap auto, {runs(b.repeats)}"
+    if not shifted or not plain:
+        return [not_available(work, "failed (see the notes)", "≤ 1.5×", True)]
+    return [Row(work, seconds(shifted), "the same warm build unshifted: " + seconds(plain),
+                ratio(median(shifted), median(plain)), 1.5, "≤ 1.5×")]  # fmt: skip
 
 
 def _vs_lxc_warm(b: Bench, work: str, ours: list[float], limit: float | None) -> Row:
