@@ -84,9 +84,12 @@ def make_tree(root: Path, outside: Path) -> None:
     os.chown(root / "null", 65534, 65534)  # nobody/nogroup: inside a 65536-id map
 
 
-def snapshot(root: Path) -> dict[str, tuple[object, ...]]:
+Meta = tuple[int, int, int, int, int, dict[str, bytes]]
+
+
+def snapshot(root: Path) -> dict[str, Meta]:
     """Owner, mode, link count and every xattr of every inode (symlinks not followed)."""
-    out: dict[str, tuple[object, ...]] = {}
+    out: dict[str, Meta] = {}
     for dirpath, dirnames, filenames in os.walk(root):
         for name in ["", *dirnames, *filenames]:
             path = Path(dirpath, name) if name else Path(dirpath)
@@ -116,7 +119,7 @@ def test_owners_shift_for_every_inode_symlinks_included(tree: tuple[Path, Path])
     after = snapshot(root)
     assert after.keys() == before.keys()
     for rel, (uid, gid, *_rest) in before.items():
-        assert after[rel][:2] == (uid + SHIFT, gid + SHIFT + 7), rel  # type: ignore[operator]
+        assert after[rel][:2] == (uid + SHIFT, gid + SHIFT + 7), rel
     assert os.lstat(root / "escape").st_uid == SHIFT
     assert os.lstat(outside).st_uid == 0  # the link's target outside the tree is untouched
     assert report.inodes == len(before) - 1  # su-again is su: one inode, one change
