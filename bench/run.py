@@ -52,6 +52,7 @@ def run_all(b: measure.Bench) -> list[Row]:
     rows += measure.cold_build(b)
     rows += [] if b.quick else measure.emulated_build(b)
     rows += measure.warm_dir(b)
+    rows += measure.warm_idmap(b)
     rows += measure.warm_backing(b, "overlay", b.work / "ov")
     btrfs = mount_btrfs(b.work) if "btrfs" in b.backings else None
     b.btrfs_empty = measure._fs_used(btrfs) if btrfs else 0
