@@ -32,6 +32,8 @@ install_packages() {
         pkgs+=(libxml2-utils)
         # The export tests: LXD imports and launches our images; squashfs and file capabilities are read back.
         pkgs+=(lxd lxd-client squashfs-tools libcap2-bin)
+        # The id shift's unit tests (--idmap) set and read POSIX ACLs with setfacl/getfacl.
+        pkgs+=(acl)
         # The sbuild export: sbuild 0.85 builds a package in it (unshare mode, with uidmap).
         pkgs+=(sbuild)
         # --backing btrfs: the test makes and loop-mounts a btrfs image (mkfs.btrfs, btrfs subvolume).
