@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, ClassVar, cast
 
 from vmbuilder_lxc import backing, publish
+from vmbuilder_lxc import validators as v
 from vmbuilder_lxc.cliparse import CommandParser
 from vmbuilder_lxc.log import UserError, die, setup_logging
 from vmbuilder_lxc.options import each
@@ -32,6 +33,7 @@ from .export import Export, _built_at, _marker, _refuse_running, _table, keep_se
 GROUP = "Publish options"
 PUBLISH_HELP = ("add the build to the image tree TREE (simplestreams for LXD/Incus, and lxc-create's download "
                 "index); serve TREE over HTTPS (docs/publish.md)")  # fmt: skip
+XZ_LEVEL_HELP = "publish: xz level (0-9) of LXC's rootfs.tar.xz and the image metadata (default: xz's 6)"
 ALIAS_HELP = "publish: an extra image alias (besides DISTRO/RELEASE and DISTRO/RELEASE/VARIANT); repeatable"
 DESCRIPTION = (
     "Add finished builds (DEST directories) to a static image tree that LXD, Incus and lxc-create -t download "
@@ -66,6 +68,8 @@ class Publish(Plugin):
             Setting("publish", PUBLISH_HELP, metavar="TREE", group=GROUP),
             Setting("alias", ALIAS_HELP, "list", [], metavar="ALIAS", validate=each(_alias), needs=(PUBLISHING,),
                     group=GROUP),
+            Setting("publish-xz-level", XZ_LEVEL_HELP, "int", metavar="N", validate=v.int_range(0, 9),
+                    needs=(PUBLISHING,), group=GROUP),
         ]  # fmt: skip
 
     def preflight_check(self) -> None:
@@ -87,8 +91,9 @@ class Publish(Plugin):
         raise UserError("--publish needs the export plugin, which is not loaded", "reinstall vmbuilder-lxc")
 
     def _options(self) -> publish.Options:
-        return publish.Options(aliases=tuple(self.settings.get_list("alias")),
-                               keep=keep_set(self.settings.get_bool("keep-apt-lists")))  # fmt: skip
+        s = self.settings
+        return publish.Options(aliases=tuple(s.get_list("alias")), xz_level=s.get_int("publish-xz-level"),
+                               keep=keep_set(s.get_bool("keep-apt-lists")))  # fmt: skip
 
     def finalize(self) -> None:
         tree = self.settings.get_str("publish")
@@ -122,7 +127,8 @@ class Publish(Plugin):
             "--root-tar", action="store_true", help="also offer LXC's rootfs.tar.xz to LXD/Incus as a root.tar.xz image"
         )
         parser.add_argument("--compression-level", type=int, metavar="N",
-                            help="xz level (0-9) of the xz files (default: xz's 6)")  # fmt: skip
+                            help="xz level (0-9) of LXC's rootfs.tar.xz and the image metadata "
+                                 "(default: xz's 6)")  # fmt: skip
         parser.add_argument("--keep-apt-lists", action="store_true", help="keep the apt package lists in the images")
         parser.add_argument("--list", action="store_true", help="list the products and versions of TREE")
         parser.add_argument(
