@@ -465,25 +465,18 @@ def _incus_answers() -> bool:
         return False
 
 
-@pytest.fixture(scope="session")
-def incus(lxcfs: Path) -> Iterator[str]:
-    """Incus (6.0 from bookworm-backports, as quickstart.sh installs it) with a `dir` pool as root disk.
+class IncusDaemon:
+    """incusd as the tests run it: started by hand unless something else runs it, stoppable only then."""
 
-    There is no systemd here, so incusd is started by hand like LXD (`--group root`); it sits beside
-    LXD without conflict (/var/lib/incus, its own socket, no bridge: instances get no network), and
-    lxcfs comes first so that it sees it at start. `incus admin init --auto` would make a bridge, so
-    the pool and the default profile's root disk are made by hand. Yields the server version. A
-    daemon that is missing or does not come up fails the run: these tests are never skipped for it.
-    """
-    if not shutil.which("incus") or not INCUS_DAEMON.exists():
-        message = "Incus is not installed (bash quickstart.sh test installs incus-base from bookworm-backports)"
-        if REQUIRED:
-            pytest.fail(message)
-        pytest.skip(message)
-    started: subprocess.Popen[bytes] | None = None
-    if not _incus_answers():
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.version = ""
+
+    def start(self) -> None:
+        if _incus_answers():
+            return
         INCUS_LOG.parent.mkdir(parents=True, exist_ok=True)
-        started = subprocess.Popen(
+        self.proc = subprocess.Popen(
             [str(INCUS_DAEMON), "--group", "root", "--logfile", str(INCUS_LOG)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -492,21 +485,66 @@ def incus(lxcfs: Path) -> Iterator[str]:
         )
         ready = subprocess.run(["incus", "admin", "waitready", "--timeout", "60"], capture_output=True, text=True)
         if ready.returncode != 0:
-            started.kill()
+            self.stop()
             log = INCUS_LOG.read_text(errors="replace")[-3000:] if INCUS_LOG.exists() else "(no log)"
             pytest.fail(f"Incus did not start: {ready.stderr.strip()}\n{INCUS_LOG}:\n{log}")
+
+    def stop(self) -> None:
+        """SIGTERM leaves instances running (SIGPWR would stop them); the tests delete their own."""
+        if self.proc is None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+    def restart(self) -> bool:
+        """Restart the daemon if the tests started it; False if it is not theirs to restart.
+
+        incusd (Go) reads the system CA store once, at its first TLS check, so a CA trusted after
+        that is unknown to it until it restarts (checked with Incus 6.0.4: "x509: certificate signed
+        by unknown authority" for a remote whose CA was added later, fine after a restart).
+        """
+        if self.proc is None:
+            return False
+        self.stop()
+        self.start()
+        return True
+
+
+@pytest.fixture(scope="session")
+def incus(lxcfs: Path) -> Iterator[IncusDaemon]:
+    """Incus (6.0 from bookworm-backports, as quickstart.sh installs it) with a `dir` pool as root disk.
+
+    There is no systemd here, so incusd is started by hand like LXD (`--group root`); it sits beside
+    LXD without conflict (/var/lib/incus, its own socket, no bridge: instances get no network), and
+    lxcfs comes first so that it sees it at start. `incus admin init --auto` would make a bridge, so
+    the pool and the default profile's root disk are made by hand. A daemon that is missing or does
+    not come up fails the run: these tests are never skipped for it.
+    """
+    if not shutil.which("incus") or not INCUS_DAEMON.exists():
+        message = "Incus is not installed (bash quickstart.sh test installs incus-base from bookworm-backports)"
+        if REQUIRED:
+            pytest.fail(message)
+        pytest.skip(message)
+    daemon = IncusDaemon()
+    daemon.start()
     try:
         if incus_client("storage", "show", "default", check=False).returncode != 0:
             incus_client("storage", "create", "default", "dir")
         if "root" not in incus_client("profile", "device", "list", "default").stdout.split():
             incus_client("profile", "device", "add", "default", "root", "disk", "path=/", "pool=default")
-        yield incus_version()
+        daemon.version = incus_version()
+        yield daemon
     finally:
-        if started is not None:
-            # SIGPWR would stop the instances too; the tests delete theirs, so a plain TERM is enough.
-            started.terminate()
-            try:
-                started.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                started.kill()
-                started.wait(timeout=10)
+        daemon.stop()
+
+
+@pytest.fixture(scope="session")
+def published_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One image tree for the session's publish tests (LXD, lxc-create, Incus), so that a later module
+    reads what an earlier one published instead of building and publishing again."""
+    return tmp_path_factory.mktemp("published") / "tree"

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import Builder, incus_client, lxc_client, vmbuilder_command
+from .conftest import Builder, IncusDaemon, incus_client, lxc_client, vmbuilder_command
 
 NAME = "inc1"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -112,9 +112,9 @@ def incus_sh(instance: str, script: str) -> str:
     return incus_client("exec", instance, "--", "/bin/sh", "-c", script).stdout.strip()
 
 
-def test_incus_imports_and_launches_both_image_forms(images: Images, incus: str, lxd: None) -> None:
+def test_incus_imports_and_launches_both_image_forms(images: Images, incus: IncusDaemon, lxd: None) -> None:
     """Issue 17 item 5: the unified and the split image import; instances reach running with their own names."""
-    print(f"\nIncus server version {incus}")
+    print(f"\nIncus server version {incus.version}")
     tag = str(os.getpid())
     forms = {
         f"vmbi-unified-{tag}": ([images.unified], sha256(images.unified)),
