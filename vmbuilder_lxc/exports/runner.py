@@ -107,7 +107,11 @@ def export(
         _commit(tmp, out_dir)
         committed = True
     finally:
-        if tmp.exists():
+        try:
+            tmp.rmdir()  # empty once every output was moved into place: no rm process needed
+        except FileNotFoundError:
+            pass
+        except OSError:
             run(["rm", "-rf", "--", tmp])
         if created and not committed:
             with contextlib.suppress(OSError):
