@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import __version__, backing, shellhooks
+from . import __version__, backing, shellhooks, shiftstep
 from .chroot import Chroot, enter_private_mount_namespace, mounts_below, unmount_below
 from .context import Context
 from .log import LOG, STEPS, deferred, die, step
@@ -326,6 +326,7 @@ def _build(ctx: Context) -> dict[str, Any]:
         # the real obstacle better than "the destination exists" would.
         call_hook(ctx.plugins, "preflight_check")
         check_destination(ctx)
+        shiftstep.preflight(ctx)  # --idmap
         for stray in shellhooks.unknown_scripts(hook_dirs(ctx)):
             LOG.warning("%s does not start with a stage name (%s); ignored", stray, ", ".join(shellhooks.STAGES))
     if os.geteuid() != 0:
@@ -355,6 +356,7 @@ def _build(ctx: Context) -> dict[str, Any]:
             call_hook(ctx.plugins, "post_install")
             shellhooks.run_stage(hook_dirs(ctx), "finalize", ctx.rootfs, ctx.hook_env)
             call_hook(ctx.plugins, "finalize")
+        shiftstep.shift_rootfs(ctx)  # --idmap: once, after configure and the (0-based) exports
         if ctx.keep_dest:
             with step(f"Moving the result into place at {ctx.dest}"):
                 ctx.summary["build_seconds"] = round(time.monotonic() - started, 1)
