@@ -29,6 +29,7 @@ from .log import LOG
 DAY = 86400.0
 NO_HOOKS = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"  # the digest of no hooks
 TAIL = 20
+SCRATCH_PREFIX = ".refresh-"  # the child build's throw-away DEST, in the cache directory
 
 # (cache, key, build arguments) -> (exit code, the output's last lines): the child build, faked in tests.
 Rebuild = Callable[[BaseCache, str, list[str]], tuple[int, list[str]]]
@@ -68,7 +69,8 @@ def request_argv(meta: dict[str, Any]) -> list[str] | str:
 
 def run_build(cache: BaseCache, key: str, argv: list[str]) -> tuple[int, list[str]]:
     """The child build: `vmbuilder lxc ARGV` into a throw-away DEST beside the cache, told to refresh KEY."""
-    scratch = Path(tempfile.mkdtemp(prefix=".refresh-", dir=cache.root))
+    scratch = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=cache.root))
+    (scratch / "pid").write_text(f"{os.getpid()}\n")  # remove_abandoned: whether its refresh still runs
     command = [sys.executable, "-m", "vmbuilder_lxc", "lxc", *argv, "--cache-dir", str(cache.root),
                "--backing", "dir", "-d", str(scratch / "dest")]  # fmt: skip
     LOG.debug("+ %s=%s %s", REFRESH_ENV, key, shlex.join(command))
@@ -79,6 +81,29 @@ def run_build(cache: BaseCache, key: str, argv: list[str]) -> tuple[int, list[st
     finally:
         subprocess.run(["rm", "-rf", "--one-file-system", "--", str(scratch)], check=False)
     return proc.returncode, [line for line in proc.stdout.splitlines() if line.strip()][-TAIL:]
+
+
+def _alive(pid_file: Path) -> bool:
+    try:
+        os.kill(int(pid_file.read_text()), 0)
+    except ProcessLookupError:
+        return False
+    except (OSError, ValueError):  # no pid yet: a refresh that is just starting, unless it is old
+        try:
+            return time.time() - pid_file.parent.stat().st_mtime < 3600
+        except OSError:
+            return False
+    return True
+
+
+def remove_abandoned(cache: BaseCache) -> list[Path]:
+    """The scratch directories of refreshes killed before they could remove them (a whole rootfs each)."""
+    removed = []
+    for scratch in sorted(cache.root.glob(SCRATCH_PREFIX + "*")):
+        if scratch.is_dir() and not scratch.is_symlink() and not _alive(scratch / "pid"):
+            subprocess.run(["rm", "-rf", "--one-file-system", "--", str(scratch)], check=False)
+            removed.append(scratch)
+    return removed
 
 
 def _mark_stale(cache: BaseCache, key: str, why: str) -> None:
@@ -92,6 +117,9 @@ def refresh(
 ) -> tuple[dict[str, Any], list[str], bool]:
     """Re-bootstrap every entry built more than N days ago; (summary, lines, all succeeded)."""
     rebuild = rebuild or run_build
+    if not dry_run:
+        for scratch in remove_abandoned(cache):
+            LOG.warning("removed %s, left by a refresh that was killed", scratch)
     now = time.time()
     refreshed: list[dict[str, Any]] = []
     planned: list[dict[str, Any]] = []

@@ -8,6 +8,7 @@ BaseCache.refreshing() says yes, and store() replaces the entry with a new tree.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -201,3 +202,13 @@ def test_the_child_build_runs_in_a_scratch_dest_that_is_removed(
     assert seen["command"][1:6] == ["-m", "vmbuilder_lxc", "lxc", "ubuntu", "--suite"]
     assert "--backing" in seen["command"] and str(cache.root) in seen["command"]
     assert [p.name for p in cache.root.iterdir()] == ["bases"]  # the scratch directory is gone
+
+
+def test_scratch_left_by_a_killed_refresh_is_removed_a_live_ones_kept(cache: BaseCache) -> None:
+    cache.dir.mkdir(parents=True)
+    dead, live = cache.root / ".refresh-dead", cache.root / ".refresh-live"
+    for scratch, pid in ((dead, 2**22 + 1), (live, os.getpid())):  # above pid_max: no such process
+        (scratch / "dest/rootfs/etc").mkdir(parents=True)
+        (scratch / "pid").write_text(f"{pid}\n")
+    summary, _, ok = cacherefresh.refresh(cache, 7, rebuild=FakeBuild())
+    assert ok and not dead.exists() and live.is_dir()
