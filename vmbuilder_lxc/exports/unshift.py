@@ -10,8 +10,8 @@ tar, mksquashfs and the stage's overlay read the view exactly as they read an un
 copy and no write to the rootfs (measured on a 230 MB rootfs: milliseconds, where a copy plus an
 unshift pass takes seconds and twice the disk).
 
-The mount is made in the caller's mount namespace (vmbuilder's export runs in a private one) at
-a hidden directory beside the rootfs and is unmounted and removed on exit, also on errors.
+The mount is made in a private mount namespace of the export's process, at a hidden directory
+beside the rootfs, and is unmounted and removed on exit, also on errors.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..chroot import unmount_below
+from ..chroot import enter_private_mount_namespace, unmount_below
 from ..idmap import IdMap, IdMapError
 from ..log import LOG, UserError
 
@@ -133,6 +133,10 @@ def remove_stale_views(parent: Path) -> None:
 def unshifted(rootfs: Path, uid_start: int, gid_start: int, count: int) -> Iterator[Path]:
     """`rootfs` (owned by host ids start..start+count-1) seen 0-based, read-only; see the module doc."""
     remove_stale_views(rootfs.parent)
+    # The mount (and the stage's overlay over it) lives in a mount namespace of this process's own:
+    # even after kill -9 nothing stays mounted on the host, only the empty directory, which the
+    # next export removes.
+    enter_private_mount_namespace()
     view = rootfs.parent / f".{rootfs.name}.{os.getpid()}{VIEW_SUFFIX}"
     view.mkdir(mode=0o700)
     try:
