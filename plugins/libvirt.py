@@ -203,9 +203,16 @@ class Libvirt(Plugin):
                 "mac": s["mac"],
                 "distro": self.context.distro_name,
                 "suite": s["suite"],
-                "idmap": idmap.of_summary(self.context.summary),  # --idmap, resolved by the lxc plugin
+                **self._idmap_vars(),
             },
         )
+
+    def _idmap_vars(self) -> dict[str, int]:
+        """--idmap as the lxc plugin resolved it (summary["idmap"]): <idmap> maps the same ranges; count 0: none."""
+        ids = idmap.of_summary(self.context.summary)
+        if ids is None:
+            return {"idmap_uid": 0, "idmap_gid": 0, "idmap_count": 0}
+        return {"idmap_uid": ids.uid_start, "idmap_gid": ids.gid_start, "idmap_count": ids.count}
 
     def memory_mb(self) -> int:
         """The domain's memory limit: --mem, or DEFAULT_MEM_MB (a domain must have one)."""

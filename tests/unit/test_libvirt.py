@@ -23,6 +23,7 @@ BASE: dict[str, Any] = {
     "version": "0.1.0", "name": "web1", "uuid": "6a1f2c4e-2d7b-4f0e-9a55-3c0b8f2b9d11", "mem": 512,
     "cpus": None, "arch": "x86_64", "init": "/sbin/init", "rootfs": "/srv/ct/web1/rootfs", "network": "none",
     "network_name": "", "mac": "00:16:3e:12:34:56", "distro": "ubuntu", "suite": "noble",
+    "idmap_uid": 0, "idmap_gid": 0, "idmap_count": 0,
 }  # fmt: skip
 
 
@@ -302,3 +303,20 @@ def test_a_bad_libvirt_xml_is_refused_before_bootstrap(
     xml.write_text(good)
     plugin = preflight(make_ctx, "-d", "/srv/ct/db1", "--network", "none", "--libvirt-xml", str(xml))
     assert plugin.domain_name() == "db1"
+
+
+def test_idmap_renders_both_maps_and_validates(
+    no_host_config: Path, tmp_path: Path, guest: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--idmap: <idmap> with the lxc plugin's ranges (root first), and `vmbuilder lxc validate` passes it."""
+    ids = {"idmap_uid": 100000, "idmap_gid": 200000, "idmap_count": 65536}
+    maps = domain(**ids).find("idmap")
+    assert maps is not None
+    assert [(e.tag, dict(e.attrib)) for e in maps] == [
+        ("uid", {"start": "0", "target": "100000", "count": "65536"}),
+        ("gid", {"start": "0", "target": "200000", "count": "65536"}),
+    ]
+    assert domain().find("idmap") is None
+    path = write_domain(tmp_path, guest, **ids)
+    assert cli.main(["lxc", "validate", str(path)]) == 0
+    assert "valid (0 errors" in capsys.readouterr().out

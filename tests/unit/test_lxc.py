@@ -31,6 +31,7 @@ BASE_VARS: dict[str, Any] = {
     "backing": "dir",
     "overlay_lower": "",
     "overlay_upper": "",
+    "idmap": [],
     "hostname": "web1",
     "ttys": 4,
     "container_ttys": "pts/1 pts/2 pts/3 pts/4",
@@ -237,3 +238,16 @@ def test_a_dead_lxcfs_mount_is_a_warning_not_a_crash(tmp_path: Path, monkeypatch
     assert lxc.lxcfs_state(tmp_path) == "running"
     monkeypatch.setattr(Path, "is_dir", enotconn)
     assert lxc.lxcfs_state(tmp_path) == "stale"
+
+
+def test_idmap_config_is_unprivileged_with_a_read_only_sys() -> None:
+    """--idmap: userns.conf, the maps, and /sys kept read-only (systemd >= 258 and console-getty)."""
+    text = Templates().render("lxc/config.j2", {**BASE_VARS, "includes": ["/usr/share/lxc/config/userns.conf"],
+                                                "idmap": ["u 0 100000 65536", "g 0 100000 65536"]})  # fmt: skip
+    lines = [line for line in text.splitlines() if line and not line.startswith("#")]
+    at = lines.index("lxc.include = /usr/share/lxc/config/userns.conf")
+    assert lines[at - 1] == "lxc.include = /usr/share/lxc/config/common.conf"
+    assert lines[at + 1 : at + 3] == ["lxc.mount.auto =", "lxc.mount.auto = cgroup:mixed proc:mixed sys:mixed"]
+    assert "lxc.idmap = u 0 100000 65536" in lines and "lxc.idmap = g 0 100000 65536" in lines
+    plain = Templates().render("lxc/config.j2", BASE_VARS)
+    assert "lxc.idmap" not in plain and "lxc.mount.auto" not in plain

@@ -86,10 +86,11 @@ LXC = {"version": "0.1.0", "name": "web1", "lxcpath": "/srv/ct", "lxcpath_arg": 
        "rootfs": "/srv/ct/web1/rootfs", "hostname": "web1", **GUEST_LXC, "network": "veth", "bridge": "lxcbr0",
        "mac": "00:16:3e:12:34:56", "mem": 256, "cpus": 2, "autostart": True, "cgroup_layout": "unified (cgroup2)",
        "cgroup_v1_memory": False, "cgroup_v1_cpu": False, "backing": "dir", "overlay_lower": "",
-       "overlay_upper": ""}  # fmt: skip
+       "overlay_upper": "", "idmap": []}  # fmt: skip
 DOMAIN = {"name": "web1", "version": "0.1.0", "uuid": "0b6f6d2a-8a39-4f3a-9d7e-3c1f3f6d2b11", "mem": 512, "cpus": 2,
           "arch": "x86_64", "init": "/sbin/init", "rootfs": "/srv/ct/web1/rootfs", "network": "bridge",
-          "network_name": "lxcbr0", "mac": "00:16:3e:12:34:56", "distro": "ubuntu", "suite": "noble"}  # fmt: skip
+          "network_name": "lxcbr0", "mac": "00:16:3e:12:34:56", "distro": "ubuntu", "suite": "noble",
+          "idmap_uid": 100000, "idmap_gid": 200000, "idmap_count": 65536}  # fmt: skip
 STATIC = {"iface": "eth0", "dhcp": False, "address": "10.0.3.10", "prefix": 24, "gateway": "10.0.3.1",
           "dns": ["10.0.3.1"], "domain": "example.org"}  # fmt: skip
 SBUILD = {"job": JOB, "chroot": "noble-amd64-sbuild", "conf": "noble-amd64-sbuild.conf", "readable": False,
@@ -117,7 +118,8 @@ CONTEXTS: dict[str, list[dict[str, Any]]] = {
                                {"nic": True, "iface": "eth0", "dhcp": False, "init": "systemd", "address": "10.0.3.10",
                                 "netmask": "255.255.255.0", "gateway": "10.0.3.1"}],
     "libvirt/domain.xml.j2": [DOMAIN, {**DOMAIN, "network": "network", "network_name": "default"}],
-    "lxc/config.j2": [LXC, {**LXC, "cgroup_v1_memory": True, "cgroup_v1_cpu": True, "includes": ["/etc/lxc/x.conf"]},
+    "lxc/config.j2": [LXC, {**LXC, "cgroup_v1_memory": True, "cgroup_v1_cpu": True, "includes": ["/etc/lxc/x.conf"],
+                            "idmap": ["u 0 100000 65536", "g 0 100000 65536"]},
                       {**LXC, "backing": "overlay", "overlay_lower": "/var/cache/vmbuilder-lxc/bases/k.tree/rootfs",
                        "overlay_upper": "/srv/ct/web1/overlay/delta"}],
     "lxc/guest.conf.j2": [GUEST_LXC],
