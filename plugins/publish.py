@@ -33,7 +33,7 @@ from .export import Export, _built_at, _marker, _refuse_running, _table, keep_se
 GROUP = "Publish options"
 PUBLISH_HELP = ("add the build to the image tree TREE (simplestreams for LXD/Incus, and lxc-create's download "
                 "index); serve TREE over HTTPS (docs/publish.md)")  # fmt: skip
-XZ_LEVEL_HELP = "publish: xz level (0-9) of LXC's rootfs.tar.xz and the image metadata (default: xz's 6)"
+XZ_LEVEL_HELP = "publish: xz level (0-9) of LXC's rootfs.tar.xz and meta.tar.xz; unset, xz's own (6)"
 ALIAS_HELP = "publish: an extra image alias (besides DISTRO/RELEASE and DISTRO/RELEASE/VARIANT); repeatable"
 DESCRIPTION = (
     "Add finished builds (DEST directories) to a static image tree that LXD, Incus and lxc-create -t download "
@@ -119,16 +119,24 @@ class Publish(Plugin):
         parser.add_argument("tree", metavar="TREE", help="the image tree (the directory a web server serves)")
         parser.add_argument("dest", metavar="DEST", nargs="*", help="directories built by vmbuilder, to publish")
         parser.add_argument("--alias", action="append", default=[], metavar="ALIAS", help=ALIAS_HELP)
-        parser.add_argument("--variant", default="default", help="the image variant name (default: %(default)s)")
+        parser.add_argument(
+            "--image-variant",
+            default="default",
+            metavar="NAME",
+            help="the product's variant name (default: %(default)s)",
+        )
         parser.add_argument("--unified", action="store_true",
                             help="also publish the unified image (zstd) as its own product, DISTRO:RELEASE:ARCH:"
                                  "VARIANT:unified, aliases .../unified")  # fmt: skip
         parser.add_argument(
             "--root-tar", action="store_true", help="also offer LXC's rootfs.tar.xz to LXD/Incus as a root.tar.xz image"
         )
-        parser.add_argument("--compression-level", type=int, metavar="N",
-                            help="xz level (0-9) of LXC's rootfs.tar.xz and the image metadata "
-                                 "(default: xz's 6)")  # fmt: skip
+        parser.add_argument(
+            "--compression-level",
+            type=int,
+            metavar="N",
+            help="xz level (0-9) of LXC's rootfs.tar.xz and meta.tar.xz; unset, xz's own (6)",
+        )
         parser.add_argument("--keep-apt-lists", action="store_true", help="keep the apt package lists in the images")
         parser.add_argument("--list", action="store_true", help="list the products and versions of TREE")
         parser.add_argument(
@@ -198,14 +206,14 @@ def _publish_all(tree: Path, args: argparse.Namespace) -> tuple[dict[str, Any], 
         problem = streams.check_alias(alias)
         if problem:
             die(problem, "give --alias a name like ubuntu/noble/web")
-    problem = streams.check_name("variant", args.variant)
+    problem = streams.check_name("variant", args.image_variant)
     if problem:
-        die(problem, "give --variant a lower-case name")
+        die(problem, "give --image-variant a lower-case name")
     if args.compression_level is not None and not 0 <= args.compression_level <= 9:
         die(f"--compression-level {args.compression_level} is not an xz level", "give 0 to 9")
     if os.geteuid() != 0:
         die("publishing needs root (the rootfs holds root-only files)", "run it as root, e.g. with sudo")
-    options = publish.Options(aliases=tuple(args.alias), variant=args.variant, root_tar=args.root_tar,
+    options = publish.Options(aliases=tuple(args.alias), variant=args.image_variant, root_tar=args.root_tar,
                               unified="zstd" if args.unified else None, xz_level=args.compression_level,
                               keep=keep_set(args.keep_apt_lists))  # fmt: skip
     dests = [Path(d).expanduser().absolute() for d in args.dest]

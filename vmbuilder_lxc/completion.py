@@ -31,7 +31,7 @@ from .suites import ALIASES
 
 # How a value is completed, by the metavar that names it. A new path-like metavar must be added
 # here (tests/unit/test_completion.py checks every setting and command argument).
-PATH_KINDS = {"DIR": "dir", "DEST": "dir", "FILE": "file", "SCRIPT": "file", "PATH": "file"}
+PATH_KINDS = {"DIR": "dir", "DEST": "dir", "TREE": "dir", "FILE": "file", "SCRIPT": "file", "PATH": "file"}
 # Values of settings that have no `choices` because the plugin checks them itself.
 KNOWN_VALUES: dict[str, tuple[str, ...]] = {"arch": tuple(NATIVE_MACHINES), "export": tuple(exports.FORMATS)}
 HELP_FLAGS = ("-h", "--help", "--version")

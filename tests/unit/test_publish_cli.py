@@ -30,7 +30,7 @@ def args(*argv: str):  # type: ignore[no-untyped-def]
     (["T"], "nothing to publish"),
     (["T", "--list"], "is not an image tree"),
     (["T", "--alias", "a,b", "D"], "alias"),
-    (["T", "D", "--variant", "Big"], "lower-case"),
+    (["T", "D", "--image-variant", "Big"], "lower-case"),
     (["T", "D", "--compression-level", "12"], "xz level"),
 ])  # fmt: skip
 def test_bad_input_is_refused_before_work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, argv: list[str],

@@ -44,7 +44,7 @@ def check_image(image: streams.Image) -> None:
                         ("variant", image.variant)):  # fmt: skip
         problem = streams.check_name(kind, value)
         if problem:
-            raise UserError(problem, hint if kind != "variant" else "give --variant a lower-case name")
+            raise UserError(problem, hint if kind != "variant" else "give --image-variant a lower-case name")
     for alias in image.aliases:
         problem = streams.check_alias(alias)
         if problem:
