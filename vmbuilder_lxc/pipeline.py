@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import __version__, backing, shellhooks, shiftstep
+from . import __version__, backing, shellhooks, shiftstep, userns
 from .chroot import Chroot, enter_private_mount_namespace, mounts_below, unmount_below
 from .context import Context
 from .log import LOG, STEPS, deferred, die, step
@@ -98,7 +98,7 @@ def _remove_stale_partials(parent: Path, name: str) -> None:
             pid = int((stale / ".pid").read_text())
         except (OSError, ValueError):
             pid = 0
-        if pid and pid != os.getpid() and Path(f"/proc/{pid}").exists():
+        if pid and pid != userns.host_pid() and userns.pid_exists(pid):
             continue
         LOG.info("removing %s left behind by an interrupted build", stale)
         remove_tree(stale)
@@ -113,10 +113,12 @@ def _make_workdir(ctx: Context) -> list[Path]:
         created.append(probe)
         probe = probe.parent
     parent.mkdir(parents=True, exist_ok=True)
+    for made in created:  # without root: the user's, not the namespace's root's
+        userns.give_back(made)
     _remove_stale_partials(parent, ctx.name)
     ctx.workdir = Path(tempfile.mkdtemp(prefix=f".{ctx.name}.", suffix=PARTIAL_SUFFIX, dir=parent))
     os.chmod(ctx.workdir, 0o755)
-    (ctx.workdir / ".pid").write_text(str(os.getpid()))
+    (ctx.workdir / ".pid").write_text(str(userns.host_pid()))  # the host's PID, also in a user namespace
     return created
 
 
@@ -329,8 +331,12 @@ def _build(ctx: Context) -> dict[str, Any]:
         shiftstep.preflight(ctx)  # --idmap
         for stray in shellhooks.unknown_scripts(hook_dirs(ctx)):
             LOG.warning("%s does not start with a stage name (%s); ignored", stray, ", ".join(shellhooks.STAGES))
-    if os.geteuid() != 0:
-        die("building needs root (it mounts filesystems and uses chroot)", "run it as root, e.g. with sudo")
+        # Without root, last: the subordinate ranges, what cannot work without root, the places (userns.py).
+        plan = userns.preflight(ctx.settings, ctx.dest) if os.geteuid() != 0 else None
+    if plan is not None:  # continue as root of a user namespace mapped to the user's subordinate ids
+        userns.enter(plan)
+        ctx.summary["idmap"] = plan.idmap.to_json()  # the LXC config's lxc.idmap, the marker, --json
+        ctx.summary["rootless"] = True
     start_reaper()  # before unsharing: the reaper stays in the host's mount namespace
     enter_private_mount_namespace()
     created_parents: list[Path] = []

@@ -105,9 +105,10 @@ def plan(uid: int | None = None, gid: int | None = None, subuid: Path = SUBUID, 
         if start is None:
             have = ", ".join(f"{s}:{c}" for s, c in ranges) or "none"
             raise UserError(
-                f"building without root needs a range of {MIN_COUNT} ids for {names[0]} in {path} (found: {have})",
-                f"ask an admin to run: usermod --add-subuids N-M --add-subgids N-M {names[0]} "
-                f"(a free range of {MIN_COUNT} ids), or build as root",
+                f"building needs root (or, to build without it, a range of {MIN_COUNT} ids for {names[0]} in "
+                f"{path}; found: {have})",
+                f"run it as root, e.g. with sudo, or ask an admin for a range: usermod --add-subuids N-M "
+                f"--add-subgids N-M {names[0]} (a free range of {MIN_COUNT} ids)",
             )
         starts.append(start)
     m = IdMap(starts[0], starts[1], MIN_COUNT)
@@ -189,6 +190,7 @@ def preflight(settings: Any, dest: Path) -> Plan:
 
     An unset --cache-dir becomes the user's own (user_cache_dir): the system cache is root's.
     """
+    p = plan()  # first: without a range, "building needs root" is the whole story
     for problem, fix in refusals(settings, dest):
         raise UserError(problem, fix)
     for tool in ("newuidmap", "newgidmap"):
@@ -197,7 +199,6 @@ def preflight(settings: Any, dest: Path) -> Plan:
     why = _kernel_refusal()
     if why:
         raise UserError(f"this kernel does not let users create user namespaces ({why})", "build as root")
-    p = plan()
     if "cache-dir" in settings.table and not settings.explicit("cache-dir"):
         settings.set("cache-dir", str(user_cache_dir()), "the default cache of a build without root")
         if settings.get_bool("cache"):  # made by the user, so that ~/.cache stays the user's

@@ -71,6 +71,17 @@ def test_plan_refuses_missing_or_small_ranges(
     with pytest.raises(UserError) as err:
         userns.plan(uid=1000, gid=1000, subuid=u, subgid=g)
     assert where in str(err.value) and "usermod --add-subuids" in str(err.value) and "\n" not in str(err.value)
+    # A user without ranges gets the message a non-root build always got, then the way out.
+    assert str(err.value).startswith("building needs root (or, to build without it, a range of 65536 ids")
+
+
+def test_preflight_without_ranges_comes_before_the_refusals(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_range() -> userns.Plan:
+        raise UserError("building needs root (or ...)")
+
+    monkeypatch.setattr(userns, "plan", no_range)
+    with pytest.raises(UserError, match="^building needs root"):
+        userns.preflight(Settings(libvirt="lxc:///"), Path("/var/lib/lxc/c1"))
 
 
 def test_plan_refuses_a_range_holding_the_users_own_id(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -112,12 +123,14 @@ def test_ns_writable(tmp_path: Path) -> None:
 
 
 def test_preflight_refuses_without_uidmap(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(userns, "plan", lambda: plan_for(1000, 1000))
     monkeypatch.setattr(userns.shutil, "which", lambda tool, path=None: None)
     with pytest.raises(UserError, match="newuidmap, which is not installed; install the uidmap package"):
         userns.preflight(Settings(), Path("/tmp/x/c1"))
 
 
 def test_preflight_refuses_when_the_kernel_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(userns, "plan", lambda: plan_for(1000, 1000))
     monkeypatch.setattr(userns.shutil, "which", lambda tool, path=None: f"/usr/bin/{tool}")
     monkeypatch.setattr(userns, "_kernel_refusal", lambda: "/proc/sys/user/max_user_namespaces is 0")
     with pytest.raises(UserError, match="does not let users create user namespaces"):
