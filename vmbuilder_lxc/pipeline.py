@@ -404,6 +404,7 @@ def _build(ctx: Context) -> dict[str, Any]:
             raise BuildInterrupted(
                 _signame(exc), f"{ctx.dest} is complete, but the deploy step (e.g. --libvirt's define) did not finish"
             ) from exc
+    userns.give_back_outputs(ctx.summary, ctx.dest if ctx.keep_dest else None)  # without root: the user's files
     summary = summarize(ctx, status="ok")
     if not ctx.keep_dest:
         summary["dest"] = summary["rootfs"] = None

@@ -43,6 +43,7 @@ MS_NOSUID, MS_NODEV, MS_NOEXEC = 2, 4, 8
 HOOK_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 ENV = "VMBUILDER_USERNS"  # set in the namespace: "UIDSTART:GIDSTART:COUNT" (for hooks and child processes)
 LXC_PATH = Path("/var/lib/lxc")
+MARKER = "vmbuilder-lxc.json"
 UIDMAP_HINT = "install the uidmap package (apt-get install uidmap)"
 CACHE_HINT = "give --cache-dir a directory of yours, or pass --no-cache"
 
@@ -299,6 +300,31 @@ def give_back(path: Path) -> None:
     m = current_map()
     if m is not None:
         os.chown(path, m.count, m.count, follow_symlinks=False)
+
+
+def give_back_outputs(summary: dict[str, Any], dest: Path | None) -> None:
+    """After a build without root: the exports (and the directories the build made for them), DEST
+    itself, its config and its marker become the user's, so the user may move, edit and delete them.
+    The rootfs stays with the subordinate range: that is what the container's map expects."""
+    m = current_map()
+    if m is None:
+        return
+    paths = [Path(p) for found in (summary.get("exports") or {}).values() for p in found]
+    for path in paths:
+        _chown_made(path, m)
+        for parent in path.parents:  # directories our root made (owner 0 here) up to the first that is not
+            st = parent.lstat()
+            if (st.st_uid, st.st_gid) != (0, 0) or parent == parent.parent:
+                break
+            _chown_made(parent, m)
+    if dest is not None:
+        for path in (dest, dest / "config", dest / MARKER):
+            if os.path.lexists(path):
+                _chown_made(path, m)
+
+
+def _chown_made(path: Path, m: IdMap) -> None:
+    os.chown(path, m.count, m.count, follow_symlinks=False)
 
 
 def pid_exists(pid: int) -> bool:

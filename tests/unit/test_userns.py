@@ -181,3 +181,24 @@ def test_inactive_outside_a_namespace() -> None:
     assert userns.host_pid() == os.getpid()
     assert userns.pid_exists(os.getpid())
     userns.give_back(Path("/nonexistent"))  # a no-op in a root build
+
+
+def test_give_back_outputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The exports, the directories made for them, DEST, its config and marker: to the user (guest id 65536)."""
+    if os.geteuid() != 0:
+        pytest.skip("chown needs root")
+    monkeypatch.setitem(userns._state, "map", IdMap(200000, 200000, 65536))
+    mine = tmp_path / "home"
+    (mine / "ex" / "c1.lxc").mkdir(parents=True)
+    os.chown(mine, 4242, 4242)  # the user's home: not made by the build, left alone
+    (mine / "ex" / "c1.lxc" / "rootfs.tar.xz").write_bytes(b"x")
+    (mine / "ex" / "c1.tar").write_bytes(b"x")
+    dest = mine / "c1"
+    (dest / "rootfs").mkdir(parents=True)
+    for name in ("config", "vmbuilder-lxc.json"):
+        (dest / name).write_text("x")
+    exports = {"lxc": [str(mine / "ex/c1.lxc/rootfs.tar.xz")], "tar": [str(mine / "ex/c1.tar")]}
+    userns.give_back_outputs({"exports": exports}, dest)
+    for path in ("ex", "ex/c1.lxc", "ex/c1.lxc/rootfs.tar.xz", "ex/c1.tar", "c1", "c1/config", "c1/vmbuilder-lxc.json"):
+        assert (mine / path).stat().st_uid == 65536, path
+    assert (dest / "rootfs").stat().st_uid == 0 and mine.stat().st_uid == 4242
