@@ -22,7 +22,11 @@ fi
 current=$(readlink "$ROOTFS/etc/localtime" 2>/dev/null || true)
 if [ "$current" = "/usr/share/zoneinfo/$zone" ] || [ "$current" = "/usr/share/zoneinfo/Etc/$zone" ]; then
     if [ -f "$ROOTFS/usr/share/zoneinfo/${current#/usr/share/zoneinfo/}" ] && [ ! -L "$ROOTFS/etc/timezone" ]; then
-        if [ ! -e "$ROOTFS/etc/timezone" ] || [ "$(head -n 1 "$ROOTFS/etc/timezone")" = "${current#/usr/share/zoneinfo/}" ]; then
+        recorded=
+        if [ -f "$ROOTFS/etc/timezone" ]; then
+            IFS= read -r recorded < "$ROOTFS/etc/timezone" || true  # the first line (a builtin: no head process)
+        fi
+        if [ ! -e "$ROOTFS/etc/timezone" ] || [ "$recorded" = "${current#/usr/share/zoneinfo/}" ]; then
             exit 0
         fi
     fi
