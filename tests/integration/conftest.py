@@ -465,6 +465,34 @@ def _incus_answers() -> bool:
         return False
 
 
+SUBIDS = (Path("/etc/subuid"), Path("/etc/subgid"))
+
+
+def _one_root_range(argv: list[str]) -> list[str]:
+    """ARGV, run in a private mount namespace whose subuid/subgid files give root only its first range
+    when the host's give it more.
+
+    incusd reads root's ranges once, at start, and with two of them (test_rootless.py adds one to root
+    for its run) Incus 6.0.4 maps both from id 0, so every start fails in newuidmap ("write to uid_map
+    failed: Invalid argument"). newuidmap, run from inside the daemon, reads the same filtered files.
+    """
+    binds = []
+    for path in SUBIDS:
+        lines = path.read_text().splitlines() if path.exists() else []
+        roots = [line for line in lines if line.startswith("root:")]
+        if len(roots) > 1:
+            copy = Path("/run/vmbuilder-test-incus") / path.name
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            copy.write_text(
+                "\n".join(line for line in lines if not line.startswith("root:") or line == roots[0]) + "\n"
+            )
+            binds.append(f"mount --bind {copy} {path}")
+    if not binds:
+        return argv
+    script = " && ".join([*binds, 'exec "$@"'])
+    return ["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh", *argv]
+
+
 class IncusDaemon:
     """incusd as the tests run it: started by hand unless something else runs it, stoppable only then."""
 
@@ -477,7 +505,7 @@ class IncusDaemon:
             return
         INCUS_LOG.parent.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
-            [str(INCUS_DAEMON), "--group", "root", "--logfile", str(INCUS_LOG)],
+            _one_root_range([str(INCUS_DAEMON), "--group", "root", "--logfile", str(INCUS_LOG)]),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
