@@ -27,6 +27,11 @@ from .httpsserve import Served, https_tree
 PRODUCT = "ubuntu:noble:amd64:default"
 DEBIAN = "debian:bookworm:amd64:default"
 REMOTE = f"vmbt-pub{os.getpid()}"
+# The same server under another URL (https://localhost:PORT; the certificate names both). The LXD
+# 5.0 daemon keeps a remote's index for an hour, by URL: a launch by alias on a host that already
+# read the index gets the version it read (the client's `image list` reads afresh). A host that
+# first asks after the second publish gets the new version: this remote stands for such a host.
+LATER = f"vmbt-publ{os.getpid()}"
 PUBLISH_TIMEOUT = 900
 HOUR = 3600
 TIMINGS: dict[str, float] = {}
@@ -76,8 +81,9 @@ def fingerprint(tree: Path, product: str, version: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("publish") / "tree"
+def tree(published_tree: Path) -> Path:
+    """The session's tree: test_publish_incus.py reads what this module leaves in it (noble, bookworm)."""
+    return published_tree
 
 
 @pytest.fixture(scope="module")
@@ -99,19 +105,20 @@ def served(tree: Path, first: Build, lxd: None, tmp_path_factory: pytest.TempPat
     started, before the CA existed: the client's servercerts/REMOTE.crt (the server's certificate)
     is what it hands the daemon with each download, so no restart is needed (LXD 5.0.2)."""
     with https_tree(tree, tmp_path_factory.mktemp("publish-ca")) as found:
-        lxc_client("remote", "add", REMOTE, found.url, "--protocol=simplestreams")
         assert found.cert is not None
-        pinned = LXD_CONF / "servercerts" / f"{REMOTE}.crt"
-        pinned.parent.mkdir(parents=True, exist_ok=True)
-        pinned.write_bytes(found.cert.read_bytes())
+        pinned = []
+        for name, url in ((REMOTE, found.url), (LATER, f"https://localhost:{found.port}")):
+            lxc_client("remote", "add", name, url, "--protocol=simplestreams")
+            pinned.append(LXD_CONF / "servercerts" / f"{name}.crt")
+            pinned[-1].parent.mkdir(parents=True, exist_ok=True)
+            pinned[-1].write_bytes(found.cert.read_bytes())
         try:
             yield found
         finally:
-            lxc_client("remote", "remove", REMOTE, check=False)
-            pinned.unlink(missing_ok=True)
-            for image in json.loads(lxc_client("image", "list", "--format", "json").stdout):
-                if image.get("update_source", {}).get("server") == found.url:
-                    lxc_client("image", "delete", image["fingerprint"], check=False)
+            for name, path in zip((REMOTE, LATER), pinned, strict=True):
+                lxc_client("remote", "remove", name, check=False)
+                path.unlink(missing_ok=True)
+            forget_local_images(found)
 
 
 @pytest.fixture
@@ -158,7 +165,7 @@ def launch(image: str, name: str, instances: list[str], boot: bool = True) -> st
 def forget_local_images(served: Served) -> None:
     """Remove LXD's cached copies of the tree's images, so that the next launch downloads again."""
     for image in json.loads(lxc_client("image", "list", "--format", "json").stdout):
-        if image.get("update_source", {}).get("server") == served.url:
+        if str(image.get("update_source", {}).get("server", "")).endswith(f":{served.port}"):
             lxc_client("image", "delete", image["fingerprint"], check=False)
 
 
@@ -248,9 +255,12 @@ def test_the_alias_moves_and_the_old_fingerprint_stays_until_prune(
     old_version, new_version = sorted(products(tree)[PRODUCT]["versions"])
     old, new = fingerprint(tree, PRODUCT, old_version), fingerprint(tree, PRODUCT, new_version)
     assert new == second["noble"]["fingerprint"] != old
+    listed = json.loads(lxc_client("image", "list", f"{REMOTE}:", "--format", "json").stdout)
+    by_alias = {a["name"]: i["fingerprint"] for i in listed for a in i.get("aliases") or []}
+    assert by_alias["ubuntu/noble"] == new  # the client reads the index afresh
     forget_local_images(served)
-    assert launch(f"{REMOTE}:ubuntu/noble", "vmbt-pub-c2", instances, boot=False) == new
-    assert launch(f"{REMOTE}:{old}", "vmbt-pub-c3", instances, boot=False) == old
+    assert launch(f"{LATER}:ubuntu/noble", "vmbt-pub-c2", instances, boot=False) == new
+    assert launch(f"{LATER}:{old}", "vmbt-pub-c3", instances, boot=False) == old
     old_dir = tree / f"images/ubuntu/noble/amd64/default/{old_version}"
     assert old_dir.is_dir()
     proc = publish(tree, "--prune", "--retention", "1", "--json")
@@ -260,7 +270,7 @@ def test_the_alias_moves_and_the_old_fingerprint_stays_until_prune(
     code, verified = tree_json(tree, "verify")
     assert code == 0 and verified["ok"], verified
     forget_local_images(served)
-    result = lxc_client("init", f"{REMOTE}:{old}", "vmbt-pub-c4", check=False, timeout=300)
+    result = lxc_client("init", f"{LATER}:{old}", "vmbt-pub-c4", check=False, timeout=300)
     instances.append("vmbt-pub-c4")
     assert result.returncode != 0  # the old version is gone from the server
 
@@ -299,7 +309,7 @@ def test_a_publish_killed_midway_leaves_a_tree_verify_and_lxd_accept(
 
 
 def test_debian_launches_from_lxd(served: Served, second: dict[str, Any], instances: list[str], tree: Path) -> None:
-    used = launch(f"{REMOTE}:debian/bookworm", "vmbt-pub-deb", instances)
+    used = launch(f"{LATER}:debian/bookworm", "vmbt-pub-deb", instances)
     (version,) = products(tree)[DEBIAN]["versions"]
     assert used == fingerprint(tree, DEBIAN, version)
 

@@ -3,7 +3,7 @@
 - lxd.tar.xz: the split image's metadata (metadata.yaml + templates/), xz as its ftype says. One
   file serves LXD and Incus: its templates use `instance.name`, which both offer (LXD 5.0 offers
   `container` too, Incus only `instance`).
-- rootfs.squashfs: the split image's root (the squashfs export, zstd).
+- rootfs.squashfs: the split image's root (zstd). Both are exports/lxdimage.py's split form.
 - meta.tar.xz + rootfs.tar.xz: LXC's download files (the lxc export; always xz). rootfs.tar.xz is
   also LXD's root.tar.xz (files at the archive root) with --root-tar.
 - unified.tar.* (--unified): the unified image, its own product.
@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..exports import FORMATS, ExportJob
-from ..exports.lxdimage import ROOTFS_PREFIX, write_metadata_dir
+from ..exports.lxdimage import ROOTFS_PREFIX, write_metadata_dir, write_split
 from ..exports.sharing import write_unified
 from ..exports.stage import staged
-from ..exports.tarball import SUFFIX, write_tar
+from ..exports.tarball import SUFFIX
 from ..log import die, step
 from . import streams
 from .streams import FileInfo
@@ -31,7 +31,6 @@ from .streams import FileInfo
 __all__ = ["Built", "ExportJob", "build_files", "check_tools", "combined_sha256", "file_info", "is_xz"]
 CHUNK = 1 << 20
 XZ_MAGIC = b"\xfd7zXZ\x00"
-# The metadata tarball is a few KiB; its own level does not matter for speed.
 META_FLAVOUR = "incus"  # templates say `instance.name`: LXD 5.0 and Incus both fill it in
 TOOLS = ("mksquashfs", "xz", "tar")
 
@@ -75,25 +74,23 @@ def build_files(rootfs: Path, job: ExportJob, out: Path, *, keep: frozenset[str]
                 unified_compression: str | None, root_tar: bool) -> Built:  # fmt: skip
     """Write every file of the version into `out` (an empty staging directory)."""
     with step("Staging the rootfs for publishing"), staged(rootfs, keep) as (view, _stripped):
-        base = dataclasses.replace(job, root=view, out_dir=out, shared={}, compression_explicit=True)
+        base = dataclasses.replace(job, root=view, out_dir=out, shared={})
+        # The split image as exports/lxdimage.py writes it: the metadata xz (its ftype says so), the
+        # squashfs its own default, zstd (compression_explicit False), at that format's own level.
+        split = dataclasses.replace(base, compression="xz", compression_explicit=False, compression_level=None)
+        with step("Writing the LXD/Incus split image (lxd.tar.xz, rootfs.squashfs)"):
+            write_split(split, META_FLAVOUR, out / streams.META, out / streams.SQUASHFS)
         unified_name = None
-        with tempfile.TemporaryDirectory(prefix=".meta.", dir=out) as meta_dir:
-            names = write_metadata_dir(base, META_FLAVOUR, Path(meta_dir))
-            with step("Writing the LXD/Incus metadata (xz)"):
-                write_tar(None, out / streams.META, epoch=job.epoch, compression="xz", extra=(Path(meta_dir), names),
-                          level=xz_level)  # fmt: skip
-            if unified_compression is not None:
-                unified_name = streams.UNIFIED + SUFFIX[unified_compression]
-                ujob = dataclasses.replace(base, compression=unified_compression, compression_level=None)
-                with step(f"Writing the unified image ({unified_compression})"):
-                    write_unified(ujob, Path(meta_dir), names, out / unified_name, transform=ROOTFS_PREFIX,
-                                  label=unified_name)  # fmt: skip
-        squashfs = FORMATS["squashfs"]
-        sjob = dataclasses.replace(
-            base, name="rootfs", compression=squashfs.default_compression, compression_level=None
-        )
-        with step("Writing rootfs.squashfs"):
-            squashfs.write(sjob, out)
+        if unified_compression is not None:
+            unified_name = streams.UNIFIED + SUFFIX[unified_compression]
+            ujob = dataclasses.replace(base, compression=unified_compression, compression_level=None)
+            with (
+                step(f"Writing the unified image ({unified_compression})"),
+                tempfile.TemporaryDirectory(prefix=".meta.", dir=out) as meta_dir,
+            ):
+                names = write_metadata_dir(ujob, META_FLAVOUR, Path(meta_dir))
+                write_unified(ujob, Path(meta_dir), names, out / unified_name, transform=ROOTFS_PREFIX,
+                              label=unified_name)  # fmt: skip
         lxc = FORMATS["lxc"]
         ljob = dataclasses.replace(base, name="lxc", compression="xz", compression_level=xz_level)
         with step("Writing LXC's meta.tar.xz and rootfs.tar.xz"), tempfile.TemporaryDirectory(dir=out) as tmp:
