@@ -93,9 +93,12 @@ install_incus() {
     if [ "${ID:-}" = debian ] && [ "${VERSION_CODENAME:-}" = bookworm ]; then
         local list=/etc/apt/sources.list.d/vmbuilder-bookworm-backports.sources
         if [ ! -s "$list" ]; then
+            local mirror
+            mirror=$(debian_mirror)  # on its own line, so that set -e stops at its failure
             say "Adding bookworm-backports to apt's sources ($list), for incus"
             printf 'Types: deb\nURIs: %s\nSuites: bookworm-backports\nComponents: main\nSigned-By: %s\n' \
-                "$(debian_mirror)" /usr/share/keyrings/debian-archive-keyring.gpg > "$list"
+                "$mirror" /usr/share/keyrings/debian-archive-keyring.gpg > "$list.tmp"
+            mv "$list.tmp" "$list"
         fi
         target=(-t bookworm-backports)
     fi
