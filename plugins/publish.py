@@ -23,7 +23,7 @@ from vmbuilder_lxc.options import each
 from vmbuilder_lxc.places import check_writable_dir
 from vmbuilder_lxc.plugin import Plugin
 from vmbuilder_lxc.publish import streams
-from vmbuilder_lxc.publish.images import ExportJob
+from vmbuilder_lxc.publish.images import ExportJob, zero_based
 from vmbuilder_lxc.render import Templates
 from vmbuilder_lxc.reproducible import source_date_epoch
 from vmbuilder_lxc.settings import Needs, Setting
@@ -217,21 +217,21 @@ def _publish_all(tree: Path, args: argparse.Namespace) -> tuple[dict[str, Any], 
                               unified="zstd" if args.unified else None, xz_level=args.compression_level,
                               keep=keep_set(args.keep_apt_lists))  # fmt: skip
     dests = [Path(d).expanduser().absolute() for d in args.dest]
-    jobs = [(dest, existing_job(dest, tree)) for dest in dests]  # every DEST checked before the first is published
-    for _dest, job in jobs:
-        publish.publisher.check_image(publish.publisher.image_for(job, options))
+    jobs = [(dest, _marker(dest)) for dest in dests]  # every DEST checked before the first is published
+    for dest, marker in jobs:
+        publish.publisher.check_image(publish.publisher.image_for(existing_job(dest, marker, tree), options))
     results = []
-    for dest, job in jobs:
+    for dest, marker in jobs:
         _refuse_running(dest)
-        with backing.merged_view(dest):  # --backing overlay: DEST/rootfs is empty until the overlay is mounted
-            results.append(publish.publish(tree, dest / "rootfs", job, options))
+        # --backing overlay: DEST/rootfs is empty until the overlay is mounted; --idmap: images are 0-based
+        with backing.merged_view(dest), zero_based(dest / "rootfs", marker.get("idmap")) as rootfs:
+            results.append(publish.publish(tree, rootfs, existing_job(dest, marker, tree), options))
     lines = [f"published {', '.join(r['products'])} {r['version']} ({r['fingerprint'][:12]})" for r in results]
     return {"status": "ok", "tree": str(tree), "published": results}, lines, True
 
 
-def existing_job(dest: Path, tree: Path) -> ExportJob:
-    """What a finished build's vmbuilder-lxc.json says about it, as the export code takes it."""
-    marker = _marker(dest)
+def existing_job(dest: Path, marker: dict[str, Any], tree: Path) -> ExportJob:
+    """What a finished build's vmbuilder-lxc.json (`marker`) says about it, as the export code takes it."""
     release = _table(marker, "release")
     settings = _table(marker, "settings")
     hook_env = {k: str(v) for k, v in (_table(marker, "guest_facts") or {"INIT": release.get("init", "")}).items()}

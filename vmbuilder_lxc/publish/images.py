@@ -24,11 +24,13 @@ from ..exports.lxdimage import ROOTFS_PREFIX, write_metadata_dir, write_split
 from ..exports.sharing import write_unified
 from ..exports.stage import staged
 from ..exports.tarball import SUFFIX
+from ..exports.unshift import zero_based
 from ..log import die, step
 from . import streams
 from .streams import FileInfo
 
-__all__ = ["Built", "ExportJob", "build_files", "check_tools", "combined_sha256", "file_info", "is_xz"]
+# zero_based: a finished --idmap build's rootfs seen 0-based, as every export reads it (plugins/publish.py).
+__all__ = ["Built", "ExportJob", "build_files", "check_tools", "combined_sha256", "file_info", "is_xz", "zero_based"]
 CHUNK = 1 << 20
 XZ_MAGIC = b"\xfd7zXZ\x00"
 META_FLAVOUR = "incus"  # templates say `instance.name`: LXD 5.0 and Incus both fill it in
