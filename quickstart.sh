@@ -32,6 +32,9 @@ install_packages() {
         pkgs+=(libxml2-utils)
         # The export tests: LXD imports and launches our images; squashfs and file capabilities are read back.
         pkgs+=(lxd lxd-client squashfs-tools libcap2-bin)
+        # The publish tests (issue 17): a CA and a server certificate made with openssl, trusted with
+        # update-ca-certificates (ca-certificates), and lxc-create -t download, which fetches with wget.
+        pkgs+=(openssl wget)
         # The id shift's unit tests (--idmap) set and read POSIX ACLs with setfacl/getfacl.
         pkgs+=(acl)
         # The sbuild export: sbuild 0.85 builds a package in it (unshare mode, with uidmap).
