@@ -324,6 +324,8 @@ def _build(ctx: Context) -> dict[str, Any]:
         # when every check passes).
         ctx.settings.check_resolved()
         call_hook(ctx.plugins, "set_defaults")
+        if os.geteuid() != 0:
+            userns.refuse_early(ctx.settings, ctx.dest)  # --libvirt, --idmap, ...: before the plugins try them
         # Plugins first: their refusals (a running container, an existing libvirt domain) name
         # the real obstacle better than "the destination exists" would.
         call_hook(ctx.plugins, "preflight_check")
@@ -331,8 +333,9 @@ def _build(ctx: Context) -> dict[str, Any]:
         shiftstep.preflight(ctx)  # --idmap
         for stray in shellhooks.unknown_scripts(hook_dirs(ctx)):
             LOG.warning("%s does not start with a stage name (%s); ignored", stray, ", ".join(shellhooks.STAGES))
-        # Without root, last: the subordinate ranges, what cannot work without root, the places (userns.py).
-        plan = userns.preflight(ctx.settings, ctx.dest) if os.geteuid() != 0 else None
+    # Without root, after the warnings, as "building needs root" always came: the subordinate ranges,
+    # what cannot work without root, the places (userns.py).
+    plan = userns.preflight(ctx.settings, ctx.dest) if os.geteuid() != 0 else None
     if plan is not None:  # continue as root of a user namespace mapped to the user's subordinate ids
         userns.enter(plan)
         ctx.summary["idmap"] = plan.idmap.to_json()  # the LXC config's lxc.idmap, the marker, --json

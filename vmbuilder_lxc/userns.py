@@ -30,7 +30,7 @@ from typing import Any, NoReturn
 
 from .idmap import MIN_COUNT, SUBGID, SUBUID, IdMap, Range, owner_names, read_subids
 from .log import LOG, UserError
-from .places import nearest_existing
+from .places import check_writable_dir, nearest_existing
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUSER = 0x10000000
@@ -186,6 +186,20 @@ def _places(settings: Any, dest: Path) -> list[tuple[str, Path]]:
     return out
 
 
+def refuse_early(settings: Any, dest: Path) -> None:
+    """Before the plugins' checks (which would try libvirtd or pick an --idmap range): what needs root.
+
+    Only for a user who could build without root; anyone else hears "building needs root" from
+    preflight(), after every other check has passed.
+    """
+    try:
+        plan()
+    except UserError:
+        return
+    for problem, fix in refusals(settings, dest):
+        raise UserError(problem, fix)
+
+
 def preflight(settings: Any, dest: Path) -> Plan:
     """Every check of a build without root, before anything slow: tools, kernel, ranges, settings.
 
@@ -208,6 +222,7 @@ def preflight(settings: Any, dest: Path) -> Plan:
             except OSError as exc:
                 raise UserError(f"cannot create the cache {user_cache_dir()}: {exc.strerror}", CACHE_HINT) from None
     for what, place in _places(settings, dest):
+        check_writable_dir(place, what.split()[0], "choose a directory of yours on a writable disk", shown=place)
         probe = nearest_existing(Path(os.path.abspath(place)))
         if probe.is_dir() and not ns_writable(probe, p):
             raise UserError(

@@ -202,3 +202,15 @@ def test_give_back_outputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     for path in ("ex", "ex/c1.lxc", "ex/c1.lxc/rootfs.tar.xz", "ex/c1.tar", "c1", "c1/config", "c1/vmbuilder-lxc.json"):
         assert (mine / path).stat().st_uid == 65536, path
     assert (dest / "rootfs").stat().st_uid == 0 and mine.stat().st_uid == 4242
+
+
+def test_refuse_early_only_for_users_who_could_build(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(userns, "plan", lambda: plan_for(1000, 1000))
+    with pytest.raises(UserError, match="--libvirt defines a domain"):
+        userns.refuse_early(Settings(libvirt="lxc:///"), Path("/tmp/x/c1"))
+
+    def no_range() -> userns.Plan:
+        raise UserError("building needs root (or ...)")
+
+    monkeypatch.setattr(userns, "plan", no_range)
+    userns.refuse_early(Settings(libvirt="lxc:///"), Path("/tmp/x/c1"))  # preflight says it, after the rest
