@@ -229,7 +229,7 @@ class LXC(Hypervisor):
             "rootfs": str(ctx.dest / "rootfs"),
             **self._rootfs_vars(),
             "hostname": s["hostname"],
-            **guest_config_vars(str(s["arch"]), ctx.hook_env),
+            **guest_config_vars(str(s["arch"]), ctx.hook_env, on_this_host=True),
             "network": "none" if s["network"] == "none" else "veth",
             "bridge": s["bridge"],
             "mac": s["mac"] or random_mac(),

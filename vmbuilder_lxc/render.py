@@ -46,7 +46,7 @@ def _finalize(value: Any) -> Any:
 
 # What the packaged LXC config templates write; an override template may write other keys.
 LXC_KEYS = re.compile(
-    r"lxc\.(include|rootfs\.path|uts\.name|idmap|mount\.auto|arch|tty\.max|tty\.dir|environment|start\.auto"
+    r"lxc\.(include|rootfs\.path|uts\.name|idmap|mount\.auto|arch|signal\.halt|tty\.max|tty\.dir|environment|start\.auto"
     r"|net\.0\.(type|link|flags|name|hwaddr)|cgroup\.(memory|cpu)\.[a-z_]+|cgroup2\.(memory|cpu)\.[a-z_]+)"
 )
 LXC_LINE = re.compile(r"(?P<key>lxc\.[A-Za-z0-9_.-]+)[ \t]*=(?P<value>.*)")

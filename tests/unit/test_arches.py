@@ -19,6 +19,7 @@ from vmbuilder_lxc import arches, cli, mirrors
 from vmbuilder_lxc.cache import cache_key
 from vmbuilder_lxc.distro import DebianFamily
 from vmbuilder_lxc.log import UserError
+from vmbuilder_lxc.lxcconf import guest_config_vars
 from vmbuilder_lxc.source.archive import ArchiveSource
 from vmbuilder_lxc.suites import (
     ReleaseTable,
@@ -233,3 +234,17 @@ def test_libvirt_refuses_a_foreign_domain_on_this_host(
     with pytest.raises(UserError, match="an? arm64 domain cannot be defined at lxc:///") as err:
         libvirt.preflight_check()
     assert "lxc-start" in (err.value.hint or "")
+
+
+@pytest.mark.parametrize(
+    ("arch", "init", "here", "signal"),
+    [("arm64", "systemd", True, "SIGRTMIN+5"), ("amd64", "systemd", True, ""), ("arm64", "systemd", False, ""),
+     ("arm64", "upstart", True, "")],
+)  # fmt: skip
+def test_lxc_halt_signal_for_an_emulated_systemd(
+    monkeypatch: pytest.MonkeyPatch, arch: str, init: str, here: bool, signal: str
+) -> None:
+    """lxc-stop reaches an emulated systemd only with qemu-user's numbering of SIGRTMIN+3; an image's
+    config (here=False) may run natively and keeps LXC's own choice."""
+    monkeypatch.setattr(arches.platform, "machine", lambda: "x86_64")
+    assert guest_config_vars(arch, {"INIT": init}, on_this_host=here)["halt_signal"] == signal

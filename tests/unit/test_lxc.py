@@ -27,6 +27,7 @@ BASE_VARS: dict[str, Any] = {
     "lxcpath_arg": False,
     "includes": [],
     "lxc_arch": "x86_64",
+    "halt_signal": "",
     "rootfs": "/var/lib/lxc/web1/rootfs",
     "backing": "dir",
     "overlay_lower": "",
