@@ -12,8 +12,8 @@ TTYS = 4  # lxc.tty.max; the console is pts/0, the ttys pts/1..TTYS
 
 # LXC stops a systemd guest with SIGRTMIN+3, but only when it sees init block that signal in
 # /proc/PID/status; under qemu-user the guest's signal mask is the emulator's own, so LXC sends
-# SIGPWR, which systemd ignores. qemu-user (Debian 12's 7.2) hands host signal SIGRTMIN+N to the
-# guest as its kernel's SIGRTMIN+N-2, the guest's glibc's SIGRTMIN+N-4: host +5 is systemd's +3.
+# SIGPWR, which systemd ignores. qemu-user (Debian 12's 7.2) hands the host's glibc SIGRTMIN+N (34+N)
+# to the guest as signal 32+N, the guest glibc's SIGRTMIN+N-2: host +5 is systemd's +3.
 EMULATED_SYSTEMD_HALT = "SIGRTMIN+5"
 
 
