@@ -65,7 +65,8 @@ class Publish(Plugin):
 
     def register_options(self) -> Sequence[Setting]:
         return [
-            Setting("publish", PUBLISH_HELP, metavar="TREE", group=GROUP),
+            Setting("publish", PUBLISH_HELP, metavar="TREE", validate=v.writable_dir("--publish", TREE_HINT),
+                    group=GROUP),
             Setting("alias", ALIAS_HELP, "list", [], metavar="ALIAS", validate=each(_alias), needs=(PUBLISHING,),
                     group=GROUP),
             Setting("publish-xz-level", XZ_LEVEL_HELP, "int", metavar="N", validate=v.int_range(0, 9),
