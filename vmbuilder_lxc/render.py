@@ -21,14 +21,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+from functools import cached_property
 from pathlib import Path
-from typing import Any
-
-import jinja2
+from typing import TYPE_CHECKING, Any
 
 from . import formats
 from .data import templates_dir
 from .formats import FormatError, Rendered
+
+if TYPE_CHECKING:
+    import jinja2
 
 
 def _autoescape(name: str | None) -> bool:
@@ -113,7 +115,14 @@ POSTCHECKS: dict[str, Callable[[str, str, bool], object]] = {
 class Templates:
     def __init__(self, override_dirs: Sequence[Path] = ()) -> None:
         self.search = [*override_dirs, templates_dir()]
-        self.env = jinja2.Environment(
+
+    @cached_property
+    def env(self) -> jinja2.Environment:
+        """Made on the first render: importing jinja2 costs ~15 ms, which a command that renders
+        nothing (`lxc export --export tar`, `--version`) should not pay."""
+        import jinja2
+
+        env = jinja2.Environment(
             loader=jinja2.FileSystemLoader([str(p) for p in self.search]),
             undefined=jinja2.StrictUndefined,
             keep_trailing_newline=True,
@@ -122,7 +131,8 @@ class Templates:
             autoescape=_autoescape,
             finalize=_finalize,
         )
-        self.env.filters.update(formats.FILTERS)
+        env.filters.update(formats.FILTERS)
+        return env
 
     def render(self, name: str, context: dict[str, Any] | None = None) -> str:
         text = self.env.get_template(name).render(**(context or {}))
@@ -137,6 +147,8 @@ class Templates:
             candidate = directory / name
             if candidate.is_file():
                 return candidate
+        import jinja2
+
         raise jinja2.TemplateNotFound(name)
 
 

@@ -29,10 +29,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import sh
-
 from . import aptnet
 from .log import HEARTBEAT, LOG, OneLineError, Progress, UserError, verbosity
+
+
+def __getattr__(name: str) -> Any:
+    """`run.sh`, imported on first use: the `sh` library pulls in asyncio (~20 ms of every start,
+    paid by `--version` and `lxc export` too); tests may replace it with monkeypatch."""
+    if name == "sh":
+        import sh as module
+
+        globals()["sh"] = module
+        return module
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _sh() -> Any:
+    """The `sh` module run() uses (the library, or the stand-in a test put in its place)."""
+    module = globals().get("sh")
+    return module if module is not None else __getattr__("sh")
+
 
 BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -306,6 +322,7 @@ def run(
     if _reaper["proc"] is not None:  # inherited by the command's children: the reaper finds them all
         full_env[REAPER_ENV] = _reaper["tag"].split("=", 1)[1]
     exe = shutil.which(args[0], path=full_env.get("PATH", BASE_PATH))
+    sh = _sh()
     try:
         command = sh.Command(exe or args[0])
     except sh.CommandNotFound:
