@@ -99,6 +99,10 @@ def trusted_ca(cert: Path, name: str | None = None) -> Iterator[Path]:
     """The CA in the system store for the `with` block only; yields where it was put."""
     target = CA_DIR / f"{name or f'vmbuilder-test-{os.getpid()}'}.crt"
     CA_DIR.mkdir(parents=True, exist_ok=True)
+    for stale in CA_DIR.glob("vmbuilder-test-*.crt"):  # left by a run that was killed (its PID is gone)
+        pid = stale.stem.rsplit("-", 1)[-1]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            stale.unlink(missing_ok=True)
     target.write_bytes(cert.read_bytes())
     try:
         _update_store()
