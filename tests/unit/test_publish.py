@@ -315,3 +315,23 @@ def test_an_unreadable_products_file_is_one_line(t: Tree) -> None:
     t.path(streams.PRODUCTS_PATH).write_text("{not json")
     with pytest.raises(UserError, match="cannot be read as JSON"):
         t.load()
+
+
+def test_one_publisher_at_a_time_holds_the_trees_lock(t: Tree) -> None:
+    """The commit and prune run under an exclusive flock on the tree's lock file: another publisher
+    (another open file description, as another process has) cannot take it meanwhile."""
+    import fcntl
+    import os
+
+    with t.locked():
+        fd = os.open(t.root / tree.LOCK, os.O_RDWR)
+        try:
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(fd)
+    fd = os.open(t.root / tree.LOCK, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free again once the holder is done
+    finally:
+        os.close(fd)
