@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import aptargs, aptnet
+from . import aptargs, aptnet, userns
 from .arches import foreign
 from .log import UserError
 from .mirrors import DEBOOTSTRAP_SCRIPTS
@@ -162,6 +162,8 @@ def bootstrap(
         argv[1:1] = hook_args
     else:
         argv = debootstrap_argv(req, target)
+        if userns.active():  # no mknod in a user namespace: debootstrap then bind-mounts the device nodes
+            env["container"] = "lxc"
         for hook in setup_hooks:
             run_script(hook, target, env, STAGE="setup")
     run(argv, env={**env, "STAGE": "setup"}, progress=backend)
