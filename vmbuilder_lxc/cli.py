@@ -15,17 +15,21 @@ import traceback
 from dataclasses import replace
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
-from . import __version__, compat, pipeline
+from . import __version__
 from .cliparse import build_parser
-from .context import Context
 from .log import LOG, UserError, setup_logging
-from .options import core_settings
-from .plugin import Distro, Plugin, PluginError, by_kind, call_report, commands_for, discover
-from .render import Templates
+from .plugin import Distro, Plugin, PluginError, builtin_command, by_kind, call_report, commands_for, discover
 from .run import INTERRUPT_SIGNALS, BuildError, BuildInterrupted, CommandError, interrupt_exit_code
 from .settings import SYSTEM_CONFIG, USER_CONFIG, Setting, Settings
 from .textchecks import one_line
+
+if TYPE_CHECKING:
+    from .context import Context
+
+# The build's machinery (pipeline, context, options, render, compat) is imported by the functions
+# that build: `vmbuilder --version` and `vmbuilder lxc export` do not load it at all.
 
 PROG = "vmbuilder"
 GLOBAL_FLAGS = {"-v", "--verbose", "--debug", "--json"}
@@ -94,6 +98,10 @@ def top_help(plugins: dict[str, type[Plugin]]) -> str:
 
 def make_context(hypervisor: str, distro: str, plugins: dict[str, type[Plugin]]) -> Context:
     """Instantiate the plugins of a build and collect their settings into one table."""
+    from . import compat
+    from .context import Context
+    from .options import core_settings
+
     hypervisors, distros = by_kind(plugins, "hypervisor"), by_kind(plugins, "distro")
     if hypervisor not in hypervisors:
         installed = f"installed: {', '.join(hypervisors) or 'none'}"
@@ -159,6 +167,8 @@ def configure(ctx: Context, rest: list[str]) -> None:
     for name, lost, won in settings.overridden:  # only the winner was checked; values are not shown (secrets)
         by = "the command line" if won == "command line" else won
         LOG.debug("'%s' from %s is overridden by %s (not checked)", name, lost, by)
+    from .render import Templates
+
     ctx.templates = Templates([Path(p) for p in settings.get_list("templates")])
 
 
@@ -225,8 +235,10 @@ def _main(args: list[str], state: dict[str, bool]) -> int:
     if "--version" in args:
         print(f"{PROG} (vmbuilder-lxc) {__version__}")
         return 0
-    plugins = discover()
     positionals, rest = split_argv(args)
+    if len(positionals) == 2 and (command := builtin_command(*positionals)) is not None:
+        return command(rest)  # `lxc export` and the like: only their own plugin is loaded
+    plugins = discover()
     if len(positionals) < 2:
         if {"-h", "--help"} & set(rest) or not args:
             print(top_help(plugins), end="")
@@ -248,6 +260,8 @@ def _main(args: list[str], state: dict[str, bool]) -> int:
         if report is not None:
             print(report, end="" if report.endswith("\n") else "\n")
             return 0
+    from . import pipeline
+
     summary = pipeline.build(ctx)
     if state["json"]:
         print(json.dumps(summary, indent=2, sort_keys=True, default=str))

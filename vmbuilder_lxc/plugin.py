@@ -15,9 +15,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import sys
 import traceback
 from collections.abc import Callable, Sequence
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -42,6 +42,12 @@ BUILTIN_PLUGINS = {
     "publish": "vmbuilder_lxc.plugins.publish:Publish",
 }
 KINDS = ("hypervisor", "distro", "plugin")
+# The built-in commands, `vmbuilder HYPERVISOR COMMAND`, by the built-in plugin that provides each
+# (test_plugin checks this against the plugins' own `commands`): while no third-party plugin is
+# installed, builtin_command() loads that one plugin instead of every plugin.
+BUILTIN_COMMANDS = {
+    "lxc": {"export": "export", "validate": "libvirt", "doctor": "doctor", "cache": "cache", "publish": "publish"}
+}
 
 
 class PluginError(Exception):
@@ -146,10 +152,28 @@ def _load(spec: str) -> type[Plugin]:
     return obj
 
 
+def _load_named(name: str, spec: str) -> type[Plugin]:
+    try:
+        cls = _load(spec)
+    except Exception as exc:  # noqa: BLE001 - reported with the plugin's name
+        raise UserError(
+            f"plugin '{name}' ({spec}) cannot be loaded: {type(exc).__name__}: {exc}",
+            "fix or uninstall that plugin",
+        ) from exc
+    if cls.name != name:
+        raise UserError(
+            f"plugin entry point '{name}' loads a plugin that calls itself '{cls.name}'",
+            "make the entry-point name match the plugin's name",
+        )
+    return cls
+
+
 def discover() -> dict[str, type[Plugin]]:
     """All installed plugins by name. A plugin that fails to load is an error naming it."""
     specs: dict[str, str] = dict(BUILTIN_PLUGINS)
     if os.environ.get("VMBUILDER_NO_ENTRY_POINTS") != "1":
+        from importlib import metadata
+
         for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
             if ep.name in BUILTIN_PLUGINS and ep.value != BUILTIN_PLUGINS[ep.name]:
                 raise UserError(
@@ -157,22 +181,72 @@ def discover() -> dict[str, type[Plugin]]:
                     "rename the third-party plugin",
                 )
             specs[ep.name] = ep.value
-    found: dict[str, type[Plugin]] = {}
-    for name, spec in specs.items():
+    return {name: _load_named(name, spec) for name, spec in specs.items()}
+
+
+def _declares_only_builtins(text: str) -> bool:
+    """Whether an entry_points.txt declares no plugin but the built-ins (with their own values)."""
+    section = ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("["):
+            section = line.strip("[]").strip()
+        elif section == ENTRY_POINT_GROUP:
+            name, sep, value = line.partition("=")
+            if not sep or BUILTIN_PLUGINS.get(name.strip()) != value.strip():
+                return False
+    return True
+
+
+def only_builtin_plugins() -> bool:
+    """Whether no third-party plugin is installed, read from the entry_points.txt files on sys.path.
+
+    Importing importlib.metadata costs ~25 ms of CPU, as long as the rest of `vmbuilder lxc export`'s
+    start; this reads the same files and is conservative: a path entry it cannot list as a directory
+    (a zip), a file it cannot read or a distribution finder other than the standard one counts as
+    a third-party plugin, and the caller then discovers plugins the full way.
+    """
+    if os.environ.get("VMBUILDER_NO_ENTRY_POINTS") == "1":
+        return True
+    from importlib.machinery import PathFinder
+
+    if any(hasattr(f, "find_distributions") and f is not PathFinder for f in sys.meta_path):
+        return False
+    for entry in sys.path:
+        directory = entry or "."
         try:
-            cls = _load(spec)
-        except Exception as exc:  # noqa: BLE001 - reported with the plugin's name
-            raise UserError(
-                f"plugin '{name}' ({spec}) cannot be loaded: {type(exc).__name__}: {exc}",
-                "fix or uninstall that plugin",
-            ) from exc
-        if cls.name != name:
-            raise UserError(
-                f"plugin entry point '{name}' loads a plugin that calls itself '{cls.name}'",
-                "make the entry-point name match the plugin's name",
-            )
-        found[name] = cls
-    return found
+            names = os.listdir(directory)
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return False
+        for name in names:
+            if not name.endswith((".dist-info", ".egg-info")):
+                continue
+            try:
+                with open(os.path.join(directory, name, "entry_points.txt"), encoding="utf-8") as f:
+                    text = f.read()
+            except FileNotFoundError:
+                continue
+            except (OSError, UnicodeError):
+                return False
+            if ENTRY_POINT_GROUP in text and not _declares_only_builtins(text):
+                return False
+    return True
+
+
+def builtin_command(hypervisor: str, command: str) -> Callable[[list[str]], int] | None:
+    """`vmbuilder HYPERVISOR COMMAND`'s function when it is a built-in command and no third-party
+    plugin could add or override anything (the same one commands_for() finds then), loading only
+    the plugin that provides it; None otherwise."""
+    name = BUILTIN_COMMANDS.get(hypervisor, {}).get(command)
+    if name is None or not only_builtin_plugins():
+        return None
+    cls = _load_named(name, BUILTIN_PLUGINS[name])
+    function: Callable[[list[str]], int] = getattr(cls, cls.commands[command])
+    return function
 
 
 def by_kind(plugins: dict[str, type[Plugin]], kind: str) -> dict[str, type[Plugin]]:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.unit.conftest import Plugins
-from vmbuilder_lxc import cli, manpage
+from vmbuilder_lxc import manpage, options
 from vmbuilder_lxc.manpage import checker
 from vmbuilder_lxc.options import core_settings
 from vmbuilder_lxc.plugin import Plugin
@@ -250,7 +250,7 @@ def test_new_setting_without_regenerating_fails(
         return [*original(self), Setting("frobnicate", "a new option", "bool", False, group="Customisation")]
 
     monkeypatch.setattr(postinst, "register_options", more)
-    monkeypatch.setattr(cli, "core_settings", lambda: [*core_settings(), Setting("zap", "core", metavar="Z")])
+    monkeypatch.setattr(options, "core_settings", lambda: [*core_settings(), Setting("zap", "core", metavar="Z")])
     code, out = run_check(mandir, capsys)
     assert code == 1
     assert out == [

@@ -1,0 +1,111 @@
+"""`vmbuilder lxc export` and the other built-in commands load only their own plugin, and only while
+that cannot change what runs: with a third-party plugin installed, every plugin is discovered as before."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.unit.conftest import Plugins
+from vmbuilder_lxc import cli
+from vmbuilder_lxc.plugin import (
+    BUILTIN_COMMANDS,
+    BUILTIN_PLUGINS,
+    _declares_only_builtins,
+    builtin_command,
+    commands_for,
+    only_builtin_plugins,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_table_matches_the_plugins_own_commands(plugins: Plugins) -> None:
+    """BUILTIN_COMMANDS is what commands_for() finds among the built-in plugins alone."""
+    builtins = {name: plugins[name] for name in BUILTIN_PLUGINS}
+    for hypervisor, table in BUILTIN_COMMANDS.items():
+        assert set(table) == set(commands_for(builtins, hypervisor))
+        for command, plugin in table.items():
+            assert command in builtins[plugin].commands
+            assert builtin_command(hypervisor, command) is commands_for(builtins, hypervisor)[command]
+
+
+def test_not_a_command_is_not_dispatched_early() -> None:
+    assert builtin_command("lxc", "ubuntu") is None
+    assert builtin_command("lcx", "export") is None
+
+
+def test_entry_points_of_the_builtins_alone_allow_it() -> None:
+    own = "\n".join(f"{name} = {spec}" for name, spec in BUILTIN_PLUGINS.items())
+    assert _declares_only_builtins(
+        f"[console_scripts]\nvmbuilder = vmbuilder_lxc.cli:main\n\n[vmbuilder_lxc.plugins]\n{own}\n"
+    )
+    assert _declares_only_builtins("[other.group]\nhello = x:Y\n")
+
+
+@pytest.mark.parametrize(
+    "line",
+    ["hello = thirdparty:Hello", "export = thirdparty:Export", "lxc = vmbuilder_lxc.plugins.lxc:LXC [extra]", "odd"],
+)
+def test_any_other_entry_point_forbids_it(line: str) -> None:
+    assert not _declares_only_builtins(f"[vmbuilder_lxc.plugins]\n{line}\n")
+
+
+def test_a_third_party_plugin_on_sys_path_forbids_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("VMBUILDER_NO_ENTRY_POINTS", raising=False)
+    assert only_builtin_plugins()
+    info = tmp_path / "thirdparty-1.0.dist-info"
+    info.mkdir()
+    (info / "entry_points.txt").write_text("[vmbuilder_lxc.plugins]\nhello = thirdparty:Hello\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert not only_builtin_plugins()
+    assert builtin_command("lxc", "export") is None
+    monkeypatch.setenv("VMBUILDER_NO_ENTRY_POINTS", "1")  # entry points are not read at all then
+    assert only_builtin_plugins()
+
+
+def test_a_broken_third_party_plugin_still_fails_the_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As before: a plugin that cannot load is reported, whatever the command."""
+    monkeypatch.delenv("VMBUILDER_NO_ENTRY_POINTS", raising=False)
+    (tmp_path / "broken_fast.py").write_text("1/0\n")
+    info = tmp_path / "broken_fast-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-fast\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[vmbuilder_lxc.plugins]\nbrokenfast = broken_fast:Broken\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert cli.main(["lxc", "export", "--help"]) == 2
+    assert "plugin 'brokenfast'" in capsys.readouterr().err
+    sys.modules.pop("broken_fast", None)
+
+
+def test_export_help_loads_neither_the_other_plugins_nor_sh_nor_jinja2() -> None:
+    code = (
+        "import sys\n"
+        "from vmbuilder_lxc.cli import main\n"
+        "assert main(['lxc', 'export', '--help']) == 0\n"
+        "loaded = set(sys.modules)\n"
+        "print(sorted(m for m in loaded if m in {'sh', 'jinja2', 'asyncio'} or m.startswith("
+        "('vmbuilder_lxc.plugins.ubuntu', 'vmbuilder_lxc.plugins.libvirt', 'vmbuilder_lxc.plugins.publish'))))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True, timeout=120
+    ).stdout
+    assert out.splitlines()[-1] == "[]"
+
+
+def test_version_loads_no_plugin() -> None:
+    code = (
+        "import sys\n"
+        "from vmbuilder_lxc.cli import main\n"
+        "main(['--version'])\n"
+        "print(sorted(m for m in sys.modules if '.plugins' in m or m in {'sh', 'jinja2'}))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True, timeout=120
+    ).stdout
+    assert out.splitlines()[-1] == "[]"
