@@ -111,13 +111,15 @@ def lxc(value: object, what: str = "a value") -> Rendered:
 
 # XML 1.0 Char, without the C0 controls that are allowed (tab, newline, carriage return): a value
 # of ours never needs them, and in an attribute the parser turns them into spaces anyway.
-_XML_BAD = re.compile("[^\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+# Patterns over the whole of Unicode take ~5 ms each to compile: kept as text, re compiles (and
+# caches) them on first use, not in every vmbuilder start.
+_XML_BAD = "[^\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
 
 
 def xml(value: object, what: str = "a value") -> Rendered:
     """Text or an attribute value in XML: & < > " ' escaped, characters XML 1.0 cannot hold refused."""
     text = _text(value)
-    bad = _XML_BAD.search(text) or re.search("[\x7f-\x9f\u2028\u2029]", text)
+    bad = re.search(_XML_BAD, text) or re.search("[\x7f-\x9f\u2028\u2029]", text)
     if bad:
         refuse(text, what, "the libvirt domain XML", f"it contains {_describe(bad.group())}")
     return Rendered(str(escape(text)))
@@ -134,7 +136,7 @@ def xml_comment(value: object, what: str = "a value") -> Rendered:
 
 # What YAML 1.1 (PyYAML, libyaml: netplan; go-yaml: LXD) may hold raw in a double-quoted scalar:
 # printable characters that are not line breaks. Everything else is written as an escape.
-_YAML_RAW = re.compile("[\u0020-\u007e\u00a0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]")
+_YAML_RAW = "[\u0020-\u007e\u00a0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]"
 
 
 def _yaml_string(text: str) -> str:
@@ -142,7 +144,7 @@ def _yaml_string(text: str) -> str:
     for char in text:
         if char in '"\\':
             out.append("\\" + char)
-        elif _YAML_RAW.fullmatch(char):
+        elif re.fullmatch(_YAML_RAW, char):
             out.append(char)
         elif ord(char) <= 0xFF:
             out.append(f"\\x{ord(char):02x}")
