@@ -8,9 +8,13 @@ SIGTERM 143, SIGHUP 129), as a shell reports a command killed by that signal.
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
+import logging
+import os
 import signal
 import sys
+import threading
 import traceback
 from dataclasses import replace
 from pathlib import Path
@@ -178,7 +182,46 @@ def _print_error(message: str, details: list[str] | None = None) -> None:
         print(f"    {line}", file=sys.stderr)
 
 
+def _atexit_handlers() -> int | None:
+    count = getattr(atexit, "_ncallbacks", None)  # CPython's; elsewhere teardown is never skipped
+    return int(count()) if callable(count) else None
+
+
+def _leave(code: int, atexit_before: int | None) -> None:
+    """End the process now, without the interpreter's teardown (~20 ms of freeing every module and
+    object once the work is done), when nothing relies on that teardown; otherwise return.
+
+    vmbuilder's own cleanup (mounts, locks, staging directories, the reaper) runs in `finally`
+    blocks before main() returns. Teardown would not wait for daemon threads either, so only a
+    live non-daemon thread or an atexit handler registered during the run (a library's) keeps the
+    normal exit, and so does a loaded coverage tool (its handler saves the data). logging's
+    atexit handler is run here by hand.
+    """
+    if atexit_before is None or _atexit_handlers() != atexit_before:
+        return
+    main_thread = threading.main_thread()
+    if any(t is not main_thread and t.is_alive() and not t.daemon for t in threading.enumerate()):
+        return
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (AttributeError, OSError, ValueError):  # a closed pipe: the normal exit reports it as before
+        return
+    logging.shutdown()
+    os._exit(code)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run `vmbuilder ARGS` and return its exit code; run as the program (no argv given), end the
+    process once the output is flushed (see _leave)."""
+    atexit_before = _atexit_handlers() if argv is None and "coverage" not in sys.modules else None
+    code = _run(argv)
+    if argv is None:
+        _leave(code, atexit_before)
+    return code
+
+
+def _run(argv: list[str] | None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     setup_logging(2 if "--debug" in args else 1 if {"-v", "--verbose"} & set(args) else 0)
     # Whether errors are reported as JSON too; _main() updates it once config files are read.

@@ -109,3 +109,38 @@ def test_version_loads_no_plugin() -> None:
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True, timeout=120
     ).stdout
     assert out.splitlines()[-1] == "[]"
+
+
+def _program(body: str) -> subprocess.CompletedProcess[str]:
+    """A Python program that runs cli.main() as the console script does (no argv)."""
+    return subprocess.run(
+        [sys.executable, "-c", body], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def test_the_program_exits_with_its_output_flushed() -> None:
+    done = _program("import sys\nfrom vmbuilder_lxc import cli\nsys.argv[1:] = ['--version']\nsys.exit(cli.main())\n")
+    assert (done.returncode, done.stdout, done.stderr) == (0, "vmbuilder (vmbuilder-lxc) 0.1.0\n", "")
+    done = _program("import sys\nfrom vmbuilder_lxc import cli\nsys.argv[1:] = ['lxc']\nsys.exit(cli.main())\n")
+    assert done.returncode == 2 and done.stderr.startswith("vmbuilder: error: missing DISTRO after 'lxc'")
+
+
+def test_teardown_is_kept_when_something_relies_on_it() -> None:
+    """An atexit handler registered during the run still runs, as does the wait for a live thread."""
+    body = (
+        "import atexit, sys, threading, time\n"
+        "from vmbuilder_lxc import cli\n"
+        "def command(rest):\n"
+        "    atexit.register(print, 'atexit ran')\n"
+        "    threading.Thread(target=lambda: (time.sleep(0.2), print('thread ran'))).start()\n"
+        "    return 3\n"
+        "cli._main = lambda args, state: command(args)\n"
+        "sys.exit(cli.main())\n"
+    )
+    done = _program(body)
+    assert done.returncode == 3
+    assert done.stdout.splitlines() == ["thread ran", "atexit ran"]
+
+
+def test_in_process_callers_get_the_code_back() -> None:
+    assert cli.main(["--version"]) == 0
