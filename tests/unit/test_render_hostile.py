@@ -81,8 +81,13 @@ JOB = types.SimpleNamespace(name="web1", distro="ubuntu", suite="noble", version
 MIRROR = "http://127.0.0.1:9/ubuntu"
 APT = {"mirror": MIRROR, "suite": "noble", "pockets": ["updates", "security"], "components": ["main", "universe"],
        "security_mirror": "http://127.0.0.1:9/security"}  # fmt: skip
-GUEST_LXC = {"lxc_arch": "x86_64", "halt_signal": "SIGRTMIN+5", "ttys": 4, "tty_dir_empty": True,
-             "container_ttys": "pts/1 pts/2"}
+GUEST_LXC = {
+    "lxc_arch": "x86_64",
+    "halt_signal": "SIGRTMIN+5",
+    "ttys": 4,
+    "tty_dir_empty": True,
+    "container_ttys": "pts/1 pts/2",
+}
 LXC = {"version": "0.1.0", "name": "web1", "lxcpath": "/srv/ct", "lxcpath_arg": True, "includes": [],
        "rootfs": "/srv/ct/web1/rootfs", "hostname": "web1", **GUEST_LXC, "network": "veth", "bridge": "lxcbr0",
        "mac": "00:16:3e:12:34:56", "mem": 256, "cpus": 2, "autostart": True, "cgroup_layout": "unified (cgroup2)",
@@ -284,8 +289,11 @@ LIBLXC_READS = {
 PREFIX = {("systemd/firstboot.service.j2", "script"): "/var/lib/vmbuilder-lxc/"}
 APT_PREFIX = {"mirror": MIRROR + "/", "security_mirror": MIRROR + "/", "keyring": "/usr/share/keyrings/"}
 # Formats where every value is escaped and none needs refusing.
-ESCAPING_ONLY = {("exports/template.properties.j2", "job"), ("exports/template.properties.j2", "sha256"),
-                 ("exports/template.properties.j2", "arch")}
+ESCAPING_ONLY = {
+    ("exports/template.properties.j2", "job"),
+    ("exports/template.properties.j2", "sha256"),
+    ("exports/template.properties.j2", "arch"),
+}
 
 
 def test_every_template_has_contexts_or_no_variables() -> None:
