@@ -278,11 +278,29 @@ def export_existing(args: argparse.Namespace) -> dict[str, Any]:
     if os.geteuid() != 0:
         die("exporting needs root (the rootfs holds root-only files)", "run it as root, e.g. with sudo")
     _refuse_running(dest)
+    job = job_from_marker(
+        dest,
+        marker,
+        out_dir,
+        compression=args.compression or "",
+        compression_level=args.compression_level,
+        lxd_image=args.lxd_image,
+    )
+    with backing.merged_view(dest), unshift.zero_based(dest / "rootfs", marker.get("idmap")) as rootfs:
+        # --backing overlay: DEST/rootfs is empty until the overlay is mounted; --idmap: exports are 0-based
+        keep = keep_set(args.keep_apt_lists)
+        result = exports.export(rootfs, formats, job, keep=keep, overwrite=args.overwrite)
+    LOG.debug("exported %s", dest)
+    return {"status": "ok", "dest": str(dest), "exports": result.pop("formats"), "export": result}
+
+
+def job_from_marker(dest: Path, marker: dict[str, Any], out_dir: Path, **choices: Any) -> exports.ExportJob:
+    """What a finished build's vmbuilder-lxc.json (`marker`) says about it, as the export code takes it;
+    `choices` are the caller's own (compression, its level, the LXD image forms)."""
     release = _table(marker, "release")
     settings = _table(marker, "settings")
     hook_env = {k: str(v) for k, v in (_table(marker, "guest_facts") or {"INIT": release.get("init", "")}).items()}
-    templates = Templates([Path(p) for p in settings.get("templates") or []])
-    job = exports.ExportJob(
+    return exports.ExportJob(
         root=dest / "rootfs",
         out_dir=out_dir,
         name=dest.name,
@@ -293,16 +311,8 @@ def export_existing(args: argparse.Namespace) -> dict[str, Any]:
         variant=str(settings.get("variant", "minbase")),
         hostname=str(settings.get("hostname", dest.name)),
         epoch=source_date_epoch(_built_at(marker)),
-        compression=args.compression or "",
-        compression_level=args.compression_level,
-        lxd_image=args.lxd_image,
         dest_rootfs=dest / "rootfs",
         hook_env=hook_env,
-        render=templates.render,
+        render=Templates([Path(p) for p in settings.get("templates") or []]).render,
+        **choices,
     )
-    with backing.merged_view(dest), unshift.zero_based(dest / "rootfs", marker.get("idmap")) as rootfs:
-        # --backing overlay: DEST/rootfs is empty until the overlay is mounted; --idmap: exports are 0-based
-        keep = keep_set(args.keep_apt_lists)
-        result = exports.export(rootfs, formats, job, keep=keep, overwrite=args.overwrite)
-    LOG.debug("exported %s", dest)
-    return {"status": "ok", "dest": str(dest), "exports": result.pop("formats"), "export": result}

@@ -24,11 +24,9 @@ from vmbuilder_lxc.places import check_writable_dir
 from vmbuilder_lxc.plugin import Plugin
 from vmbuilder_lxc.publish import streams
 from vmbuilder_lxc.publish.images import ExportJob, zero_based
-from vmbuilder_lxc.render import Templates
-from vmbuilder_lxc.reproducible import source_date_epoch
 from vmbuilder_lxc.settings import Needs, Setting
 
-from .export import Export, _built_at, _marker, _refuse_running, _table, keep_set
+from .export import Export, _marker, _refuse_running, job_from_marker, keep_set
 
 GROUP = "Publish options"
 PUBLISH_HELP = ("add the build to the image tree TREE (simplestreams for LXD/Incus, and lxc-create's download "
@@ -232,22 +230,5 @@ def _publish_all(tree: Path, args: argparse.Namespace) -> tuple[dict[str, Any], 
 
 
 def existing_job(dest: Path, marker: dict[str, Any], tree: Path) -> ExportJob:
-    """What a finished build's vmbuilder-lxc.json (`marker`) says about it, as the export code takes it."""
-    release = _table(marker, "release")
-    settings = _table(marker, "settings")
-    hook_env = {k: str(v) for k, v in (_table(marker, "guest_facts") or {"INIT": release.get("init", "")}).items()}
-    return ExportJob(
-        root=dest / "rootfs",
-        out_dir=tree,
-        name=dest.name,
-        distro=str(release.get("distro") or marker.get("distro", "")),
-        suite=str(release.get("series", "")),
-        version=str(release.get("version", "")),
-        arch=str(settings.get("arch", "")),
-        variant=str(settings.get("variant", "minbase")),
-        hostname=str(settings.get("hostname", dest.name)),
-        epoch=source_date_epoch(_built_at(marker)),
-        compression="xz",
-        hook_env=hook_env,
-        render=Templates([Path(p) for p in settings.get("templates") or []]).render,
-    )
+    """A finished build as the export code takes it; a tree's LXC files and metadata are xz."""
+    return job_from_marker(dest, marker, tree, compression="xz")
