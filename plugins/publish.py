@@ -15,15 +15,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar, cast
 
-from vmbuilder_lxc import backing, publish
+from vmbuilder_lxc import backing
 from vmbuilder_lxc import validators as v
 from vmbuilder_lxc.cliparse import CommandParser
 from vmbuilder_lxc.log import UserError, die, setup_logging
 from vmbuilder_lxc.options import each
 from vmbuilder_lxc.places import check_writable_dir
 from vmbuilder_lxc.plugin import Plugin
-from vmbuilder_lxc.publish import streams
+from vmbuilder_lxc.publish import admin, images, publisher, streams
 from vmbuilder_lxc.publish.images import ExportJob, zero_based
+from vmbuilder_lxc.publish.tree import Tree
 from vmbuilder_lxc.settings import Needs, Setting
 
 from .export import Export, _marker, _refuse_running, job_from_marker, keep_set
@@ -79,9 +80,9 @@ class Publish(Plugin):
         if os.geteuid() != 0:
             die("publishing needs root (the rootfs holds root-only files)", "run it as root, e.g. with sudo")
         job = self._export().job(Path("/nonexistent"))
-        image = publish.publisher.image_for(job, self._options())
-        publish.publisher.check_image(image)
-        publish.images.check_tools(None)
+        image = publisher.image_for(job, self._options())
+        publisher.check_image(image)
+        images.check_tools(None)
 
     def _export(self) -> Export:
         for plugin in self.context.plugins:
@@ -89,9 +90,9 @@ class Publish(Plugin):
                 return cast(Export, plugin)
         raise UserError("--publish needs the export plugin, which is not loaded", "reinstall vmbuilder-lxc")
 
-    def _options(self) -> publish.Options:
+    def _options(self) -> publisher.Options:
         s = self.settings
-        return publish.Options(aliases=tuple(s.get_list("alias")), xz_level=s.get_int("publish-xz-level"),
+        return publisher.Options(aliases=tuple(s.get_list("alias")), xz_level=s.get_int("publish-xz-level"),
                                keep=keep_set(s.get_bool("keep-apt-lists")))  # fmt: skip
 
     def finalize(self) -> None:
@@ -100,7 +101,7 @@ class Publish(Plugin):
             return
         ctx = self.context
         job = self._export().job(ctx.rootfs)
-        ctx.summary["published"] = publish.publish(_tree(tree), ctx.rootfs, job, self._options())
+        ctx.summary["published"] = publisher.publish(_tree(tree), ctx.rootfs, job, self._options())
 
     def next_steps(self) -> list[str]:
         found = self.context.summary.get("published")
@@ -177,25 +178,25 @@ def run_command(args: argparse.Namespace) -> tuple[dict[str, Any], list[str], bo
     if modes:
         if args.dest:
             die(f"--{modes[0]} takes no DEST", f"publish and --{modes[0]} in two runs")
-        if not publish.Tree(tree).exists():
+        if not Tree(tree).exists():
             die(f"{tree} is not an image tree (no {streams.INDEX_PATH})", "give the TREE you publish into")
-        return _admin(modes[0], publish.Tree(tree), args)
+        return _admin(modes[0], Tree(tree), args)
     if not args.dest:
         die("nothing to publish", "give one or more DEST directories built by vmbuilder, or --list/--prune/--verify")
     return _publish_all(tree, args)
 
 
-def _admin(mode: str, tree: publish.Tree, args: argparse.Namespace) -> tuple[dict[str, Any], list[str], bool]:
+def _admin(mode: str, tree: Tree, args: argparse.Namespace) -> tuple[dict[str, Any], list[str], bool]:
     if mode == "list":
-        summary, lines = publish.list_tree(tree)
+        summary, lines = admin.list_tree(tree)
         return summary, lines, True
     if mode == "verify":
-        return publish.verify(tree)
+        return admin.verify(tree)
     if args.retention is None:
         die("--prune needs --retention N", "give the number of versions to keep per product, e.g. --retention 3")
     if not 1 <= args.retention <= 10000:
         die(f"--retention {args.retention} is not a number of versions", "give 1 or more")
-    summary, lines = publish.prune(tree, args.retention)
+    summary, lines = admin.prune(tree, args.retention)
     return summary, lines, True
 
 
@@ -212,19 +213,19 @@ def _publish_all(tree: Path, args: argparse.Namespace) -> tuple[dict[str, Any], 
         die(f"--compression-level {args.compression_level} is not an xz level", "give 0 to 9")
     if os.geteuid() != 0:
         die("publishing needs root (the rootfs holds root-only files)", "run it as root, e.g. with sudo")
-    options = publish.Options(aliases=tuple(args.alias), variant=args.image_variant, root_tar=args.root_tar,
+    options = publisher.Options(aliases=tuple(args.alias), variant=args.image_variant, root_tar=args.root_tar,
                               unified="zstd" if args.unified else None, xz_level=args.compression_level,
                               keep=keep_set(args.keep_apt_lists))  # fmt: skip
     dests = [Path(d).expanduser().absolute() for d in args.dest]
     jobs = [(dest, _marker(dest)) for dest in dests]  # every DEST checked before the first is published
     for dest, marker in jobs:
-        publish.publisher.check_image(publish.publisher.image_for(existing_job(dest, marker, tree), options))
+        publisher.check_image(publisher.image_for(existing_job(dest, marker, tree), options))
     results = []
     for dest, marker in jobs:
         _refuse_running(dest)
         # --backing overlay: DEST/rootfs is empty until the overlay is mounted; --idmap: images are 0-based
         with backing.merged_view(dest), zero_based(dest / "rootfs", marker.get("idmap")) as rootfs:
-            results.append(publish.publish(tree, rootfs, existing_job(dest, marker, tree), options))
+            results.append(publisher.publish(tree, rootfs, existing_job(dest, marker, tree), options))
     lines = [f"published {', '.join(r['products'])} {r['version']} ({r['fingerprint'][:12]})" for r in results]
     return {"status": "ok", "tree": str(tree), "published": results}, lines, True
 

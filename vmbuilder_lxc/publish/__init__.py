@@ -1,8 +1,5 @@
 """Publishing builds into a static image tree that LXD, Incus (simplestreams) and `lxc-create -t
 download` fetch from over HTTPS; serving it is a web server's job (docs/publish.md)."""
 
-from .admin import list_tree, prune, verify
-from .publisher import Options, publish
-from .tree import Tree
-
-__all__ = ["Options", "Tree", "list_tree", "prune", "publish", "verify"]
+# The modules are imported by name (publisher, admin, tree, streams, images); this package imports none
+# of them, so that a module's `from . import streams` makes no cycle through it.
