@@ -32,14 +32,22 @@ def drop_proxy_lines(path: Path | str, fs: GuestFS | None = None) -> bool:
         with GuestFS(Path(path).parent) as parent:
             return drop_proxy_lines(Path(path).name, parent)
     name = str(path)
-    if fs.is_symlink(name) or not fs.is_file(name):
+    kept = without_proxy_lines(fs, name)
+    if kept is None:
         return False
-    text = fs.read_text(name, follow=False, errors="replace")
-    if not PROXY_LINE.search(text):
-        return False
-    kept = [ln for ln in text.splitlines(keepends=True) if not PROXY_LINE.search(ln)]
-    if any(ln.strip() for ln in kept):
-        rewrite(fs, name, "".join(kept).encode())
+    if kept.strip():
+        rewrite(fs, name, kept.encode())
     else:
         fs.unlink(name)
     return True
+
+
+def without_proxy_lines(fs: GuestFS, name: str) -> str | None:
+    """The text of a config file without its proxy settings; None if it has none (or is not a
+    regular file). Reads only: the exports plan their changes before making any."""
+    if fs.is_symlink(name) or not fs.is_file(name):
+        return None
+    text = fs.read_text(name, follow=False, errors="replace")
+    if not PROXY_LINE.search(text):
+        return None
+    return "".join(ln for ln in text.splitlines(keepends=True) if not PROXY_LINE.search(ln))

@@ -34,7 +34,8 @@ def tar_of(root: Path) -> bytes:
 
 
 def staged_tar(rootfs: Path) -> tuple[bytes, bool]:
-    with stage.staged(rootfs) as (view, report):
+    with stage.staged(rootfs) as staged:
+        view, report = staged.root, staged.stripped
         assert report["ssh-host-keys"] == ["etc/ssh/ssh_host_rsa_key"]
         mounted = bool(mounts_below(view))
         data = tar_of(view)
@@ -72,3 +73,63 @@ def test_paths_overlayfs_would_misread_are_not_mounted(tmp_path: Path) -> None:
     odd.mkdir()
     assert stage.overlay_view(odd, tmp_path / "view") is None
     assert not (tmp_path / "view").exists()
+
+
+def removals_only(rootfs: Path) -> Path:
+    """A rootfs whose strip is removals only: what a direct export leaves out with tar's excludes."""
+    (rootfs / "etc/machine-id").write_text("")
+    (rootfs / "var/log/apt").mkdir(parents=True)
+    for rel in ("var/log/apt/history.log", "var/log/wtmp", "var/log/wtmp.keep", "etc/passwd-"):
+        (rootfs / rel).write_text("x\n")
+    os.link(rootfs / "var/log/wtmp", rootfs / "usr/bin/wtmp-link")  # a removed path's hard link stays
+    for rel in ("var/log/apt", "var/log", "var", "etc", "etc/ssh"):
+        os.utime(rootfs / rel, (EPOCH - 50, EPOCH - 50))  # older than the epoch: not clamped
+    return rootfs
+
+
+def staged_bytes(rootfs: Path, direct: bool) -> tuple[bytes, tuple[str, ...], Path]:
+    with stage.staged(rootfs, direct=direct) as staged:
+        argv = tarball.tar_argv(staged.root, epoch=EPOCH, exclude=staged.exclude)
+        data = subprocess.run(argv, capture_output=True, check=True, timeout=60).stdout
+        return data, staged.exclude, staged.root
+
+
+def test_a_direct_export_excludes_what_the_view_removes_and_gives_the_same_bytes(rootfs: Path) -> None:
+    removals_only(rootfs)
+    direct, exclude, root = staged_bytes(rootfs, direct=True)
+    assert root == rootfs and "var/log/wtmp" in exclude and "etc/ssh/ssh_host_rsa_key" in exclude
+    assert "var/log/wtmp.keep" in exclude  # var/log/** : every file, each named whole
+    via_view, none, view = staged_bytes(rootfs, direct=False)
+    assert none == () and view != rootfs
+    assert direct == via_view  # the view's changed directories get the rootfs's times back
+    names = subprocess.run(["tar", "-t"], input=direct, capture_output=True, check=True).stdout.decode().split()
+    assert "./usr/bin/wtmp-link" in names and "./var/log/apt/" in names
+    assert not {"./var/log/wtmp", "./var/log/apt/history.log", "./etc/passwd-"} & set(names)
+    assert (rootfs / "var/log/wtmp").exists() and not mounts_below(rootfs.parent)
+
+
+def test_a_change_that_is_not_a_removal_takes_the_view(rootfs: Path) -> None:
+    """The fixture's machine-id is not empty: it is emptied in a view, never in the rootfs."""
+    data, exclude, root = staged_bytes(rootfs, direct=True)
+    assert exclude == () and root != rootfs
+    assert (rootfs / "etc/machine-id").read_text().startswith("0123")
+
+
+def test_exclude_names_are_matched_whole_not_as_patterns(tmp_path: Path) -> None:
+    root = tmp_path / "r"
+    (root / "a").mkdir(parents=True)
+    for name in ("*", "f", "f.1", "[f]"):
+        (root / "a" / name).write_text("x")
+    argv = tarball.tar_argv(root, epoch=EPOCH, exclude=("a/*", "a/[f]"))
+    data = subprocess.run(argv, capture_output=True, check=True, timeout=60).stdout
+    names = subprocess.run(["tar", "-t"], input=data, capture_output=True, check=True).stdout.decode().split()
+    assert names == ["./", "./a/", "./a/f", "./a/f.1"]
+
+
+def test_a_removal_whose_name_is_not_utf8_takes_the_view(rootfs: Path) -> None:
+    removals_only(rootfs)
+    (rootfs / "var/log" / os.fsdecode(b"bad-\xff.log")).write_text("x\n")
+    data, exclude, root = staged_bytes(rootfs, direct=True)
+    assert exclude == () and root != rootfs
+    names = subprocess.run(["tar", "-t"], input=data, capture_output=True, check=True).stdout
+    assert b"bad-" not in names and b"./var/log/apt/" in names

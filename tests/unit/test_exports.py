@@ -21,6 +21,7 @@ import yaml
 from vmbuilder_lxc import exports
 from vmbuilder_lxc.exports import lxcimage, lxdimage, stage
 from vmbuilder_lxc.exports.identity import hosts_with
+from vmbuilder_lxc.guestedit import drop_proxy_lines
 from vmbuilder_lxc.log import UserError
 from vmbuilder_lxc.render import Templates
 
@@ -94,7 +95,8 @@ def sha256(path: Path) -> str:
 
 
 def test_staged_view_strips_leftovers_and_leaves_the_rootfs_alone(rootfs: Path) -> None:
-    with stage.staged(rootfs) as (view, report):
+    with stage.staged(rootfs) as staged:
+        view, report = staged.root, staged.stripped
         assert not list((view / "etc/ssh").glob("ssh_host_*"))
         assert (view / "etc/ssh/sshd_config").exists()
         assert (view / "etc/machine-id").read_text() == ""
@@ -118,13 +120,15 @@ def test_staged_view_strips_leftovers_and_leaves_the_rootfs_alone(rootfs: Path) 
 
 
 def test_keep_apt_lists_keeps_them(rootfs: Path) -> None:
-    with stage.staged(rootfs, frozenset({"keep_apt_lists"})) as (view, _):
+    with stage.staged(rootfs, frozenset({"keep_apt_lists"})) as staged:
+        view = staged.root
         assert (view / "var/lib/apt/lists/some_Packages").exists()
 
 
 def test_a_resolv_conf_that_is_not_the_hosts_stays(rootfs: Path) -> None:
     (rootfs / "etc/resolv.conf").write_text("nameserver 192.0.2.53\n")
-    with stage.staged(rootfs) as (view, _):
+    with stage.staged(rootfs) as staged:
+        view = staged.root
         assert (view / "etc/resolv.conf").read_text() == "nameserver 192.0.2.53\n"
 
 
@@ -225,7 +229,8 @@ def test_write_split_for_other_callers(rootfs: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     exports.export(rootfs, [exports.FORMATS["lxd"]], job_for(rootfs, out, lxd_image="split"), keep=frozenset(),
                    overwrite=False)  # fmt: skip
-    with stage.staged(rootfs) as (view, _):
+    with stage.staged(rootfs) as staged:
+        view = staged.root
         job = job_for(view, tmp_path, compression="zstd")
         lxdimage.write_split(job, "lxd", tmp_path / "lxd.tar.zst", tmp_path / "root.squashfs")
     assert (tmp_path / "lxd.tar.zst").read_bytes() == (out / "web1.lxd/lxd.tar.zst").read_bytes()
@@ -309,7 +314,7 @@ def test_lxc_excludes_list_device_nodes_only(tmp_path: Path) -> None:
 
 def test_proxy_lines_go_and_an_emptied_file_with_them(tmp_path: Path) -> None:
     conf = write(tmp_path, "99mmdebstrap", 'APT::Install-Recommends "false";\nAcquire::http::Proxy "http://p:3142";\n')
-    assert stage.drop_proxy_lines(conf) and conf.read_text() == 'APT::Install-Recommends "false";\n'
-    assert not stage.drop_proxy_lines(conf)
+    assert drop_proxy_lines(conf) and conf.read_text() == 'APT::Install-Recommends "false";\n'
+    assert not drop_proxy_lines(conf)
     only = write(tmp_path, "proxy", 'Acquire::https::Proxy "http://p";\n')
-    assert stage.drop_proxy_lines(only) and not only.exists()
+    assert drop_proxy_lines(only) and not only.exists()

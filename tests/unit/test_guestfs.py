@@ -302,8 +302,9 @@ def test_tweak_actions_stay_inside(world: World) -> None:
 def test_export_strip_stays_inside_the_view(world: World) -> None:
     (world.root / "home/evil").symlink_to(world.hostdir)
     (world.root / "etc/hosts").symlink_to(world.hostfile)
-    for rule in stage.STRIP:
-        stage.apply_strip(world.root, rule)
+    with GuestFS(world.root) as guest:
+        plan = stage.plan_strip(guest)
+    stage.apply_plan(world.root, plan, world.root)
     with stage.with_files(world.root, {"etc/hosts": b"127.0.1.1 N\n", "etc/x": b"N\n"}, "test") as view:
         assert (view / "etc/x").read_bytes() == b"N\n"
 

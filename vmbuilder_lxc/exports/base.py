@@ -47,6 +47,9 @@ class ExportJob:
     # What one export run compressed once for several formats (lxd and incus share their rootfs
     # stream and squashfs): key -> where it is. The runner gives each run a fresh one.
     shared: dict[tuple[object, ...], Any] = field(default_factory=dict, compare=False, repr=False)
+    # Relative paths of `root` that the stripped rootfs does not have (a direct export: stage.Staged);
+    # only formats with `excludes` are given a job with some.
+    exclude: tuple[str, ...] = ()
 
     @property
     def profile(self) -> str:
@@ -81,6 +84,9 @@ class ExportFormat:
     # (file, its default compression) for a file compressed apart from the rest (LXD's
     # rootfs.squashfs): the writer reads its default here, so --help can say what it is.
     parts: tuple[tuple[str, str], ...] = ()
+    # Its writer leaves job.exclude out of what it reads (a plain tar of job.root does): then the
+    # runner may hand it the rootfs itself instead of a stripped view.
+    excludes: bool = False
 
     def tools_for(self, job: ExportJob) -> tuple[str, ...]:
         return self.tools(job) if callable(self.tools) else self.tools

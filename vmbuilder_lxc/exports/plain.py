@@ -22,7 +22,7 @@ def _tar_outputs(job: ExportJob) -> list[str]:
 def _write_tar(job: ExportJob, tmp: Path) -> None:
     out = tmp / tar_name(job)
     size, sha256 = write_tar_digest(job.root, out, epoch=job.epoch, compression=job.compression,
-                                    level=job.compression_level)  # fmt: skip
+                                    level=job.compression_level, exclude=job.exclude)  # fmt: skip
     properties = job.render(
         "exports/template.properties.j2",
         {
@@ -45,6 +45,7 @@ TAR = ExportFormat(
     profile="any",
     outputs=_tar_outputs,
     write=_write_tar,
+    excludes=True,
 )
 
 SQUASHFS_DEFAULT = "zstd"

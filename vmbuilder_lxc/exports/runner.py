@@ -89,10 +89,12 @@ def export(
     outputs: dict[str, list[str]] = {}
     committed = False
     try:
-        with step("Staging the rootfs for export"), staged(rootfs, keep) as (view, stripped):
+        direct = all(fmt.excludes for fmt in formats)
+        with step("Staging the rootfs for export"), staged(rootfs, keep, direct=direct) as stage:
+            stripped = stage.stripped
             for rule, paths in stripped.items():
                 LOG.debug("stripped %s: %s", rule, ", ".join(paths[:10]) + (" ..." if len(paths) > 10 else ""))
-            base = dataclasses.replace(job, root=view, shared={})
+            base = dataclasses.replace(job, root=stage.root, exclude=stage.exclude, shared={})
             for fmt in formats:
                 fjob = dataclasses.replace(
                     base, compression=compression_for(fmt, job.compression), compression_explicit=bool(job.compression)

@@ -57,7 +57,7 @@ def schroot_conf(job: ExportJob) -> str:
 
 def _write(job: ExportJob, tmp: Path) -> None:
     write_tar(job.root, tmp / tarball_name(job), epoch=job.epoch, compression=job.compression,
-              level=job.compression_level)  # fmt: skip
+              level=job.compression_level, exclude=job.exclude)  # fmt: skip
     (tmp / conf_name(job)).write_text(schroot_conf(job), encoding="utf-8")
     if job.dest_rootfs is None and job.compression not in SCHROOT_READS:
         LOG.warning(
@@ -76,4 +76,5 @@ SBUILD = ExportFormat(
     profile="buildd",
     outputs=_outputs,
     write=_write,
+    excludes=True,
 )

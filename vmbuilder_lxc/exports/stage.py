@@ -6,7 +6,9 @@ mounted it is `cp -al` of the rootfs beside it (hard links: a second or so for a
 Leftovers of the build and of the build host are unlinked or replaced in the view only. Files are
 never written in place: a hard-linked file shares its inode with the rootfs, so every change is
 unlink-then-create.
-The rules are data (STRIP), each with the reason an image must not carry it.
+The rules are data (STRIP), each with the reason an image must not carry it. The changes are
+planned first, reading only; when all are removals and every format can leave paths out (a plain
+tarball), no view is made: tar reads the rootfs with those paths excluded, for the same bytes.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..chroot import unmount_below
-from ..guestedit import drop_proxy_lines, rewrite
+from ..guestedit import rewrite, without_proxy_lines
 from ..guestfs import GuestFS
 from ..locks import lock_or_wait
 from ..log import LOG
@@ -64,44 +66,80 @@ STRIP: tuple[Strip, ...] = (
 )  # fmt: skip
 
 
-def apply_strip(root: Path, rule: Strip) -> list[str]:
-    """Apply one rule to the view at `root`; returns the paths it changed (relative). Patterns are
-    matched and files changed through guestfs: no symlink in the view leads a change out of it."""
-    with GuestFS(root) as fs:
-        return _apply_strip(fs, rule)
+@dataclass(frozen=True)
+class Change:
+    """One planned change of the view: `path` (relative) removed, or replaced by `data`."""
+
+    path: str
+    remove: bool
+    data: bytes = b""
 
 
-def _apply_strip(fs: GuestFS, rule: Strip) -> list[str]:
-    changed: list[str] = []
+def plan_strip(fs: GuestFS, keep: frozenset[str] = frozenset()) -> dict[str, list[Change]]:
+    """What the rules change in the tree of `fs`, by rule name, found without changing anything
+    (guestfs: no symlink leads a match out of the tree). A path is changed by the first rule that
+    matches it only."""
+    plan: dict[str, list[Change]] = {}
+    seen: set[str] = set()
+    for rule in STRIP:
+        if rule.unless and rule.unless in keep:
+            continue
+        changes = [c for c in _rule_changes(fs, rule) if c.path not in seen]
+        seen.update(c.path for c in changes)
+        if changes:
+            plan[rule.name] = changes
+    return plan
+
+
+def _rule_changes(fs: GuestFS, rule: Strip) -> Iterator[Change]:
     for pattern in rule.patterns:
         for path in fs.glob(pattern):
-            mode = fs.lstat(path).st_mode
-            if stat.S_ISDIR(mode):
+            st = fs.lstat(path)
+            if stat.S_ISDIR(st.st_mode):
                 continue
-            not_regular = not stat.S_ISREG(mode)  # a symlink, FIFO or device is never read or emptied
+            rel = path.lstrip("/")
+            regular = stat.S_ISREG(st.st_mode)  # a symlink, FIFO or device is never read or emptied
             if rule.action == "remove":
-                fs.unlink(path)
+                yield Change(rel, remove=True)
             elif rule.action == "empty":
-                if not_regular or fs.lstat(path).st_size == 0:
-                    continue
-                rewrite(fs, path, b"")
+                if regular and st.st_size:
+                    yield Change(rel, remove=False)
             elif rule.action == "host-resolv":
-                if not_regular:
-                    continue
-                try:
-                    same = fs.read_bytes(path, follow=False) == HOST_RESOLV.read_bytes()
-                except OSError:
-                    same = False
-                if not same:
-                    continue
-                rewrite(fs, path, b"")
+                if regular and _same_as_host_resolv(fs, path):
+                    yield Change(rel, remove=False)
             elif rule.action == "unproxy":
-                if not drop_proxy_lines(path, fs):
-                    continue
+                kept = without_proxy_lines(fs, path)
+                if kept is not None:
+                    yield Change(rel, remove=not kept.strip(), data=kept.encode())
             else:
                 raise ValueError(f"unknown strip action {rule.action}")
-            changed.append(path.lstrip("/"))
-    return changed
+
+
+def _same_as_host_resolv(fs: GuestFS, path: str) -> bool:
+    try:
+        return fs.read_bytes(path, follow=False) == HOST_RESOLV.read_bytes()
+    except OSError:
+        return False
+
+
+def apply_plan(view: Path, plan: dict[str, list[Change]], original: Path) -> None:
+    """Make the planned changes in the view (unlink, or a new inode renamed over the file), then
+    give each changed directory back the times it has in `original`: the archives then carry the
+    rootfs's directory times, as when the same paths are left out of a tar of the rootfs itself."""
+    changes = [c for rule in plan.values() for c in rule]
+    with GuestFS(view) as fs, GuestFS(original) as orig:
+        for change in changes:
+            if change.remove:
+                fs.unlink(change.path)
+            else:
+                rewrite(fs, change.path, change.data)
+        for parent in sorted({os.path.dirname(c.path) for c in changes}):
+            if parent:
+                st = orig.lstat(parent)
+                fs.utime(parent, (st.st_atime_ns, st.st_mtime_ns))
+            else:  # the top: the view's own directory
+                st = os.lstat(original)
+                os.utime(view, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
 
 
 def _remove(path: Path) -> None:
@@ -191,20 +229,50 @@ def exclusive(rootfs: Path) -> Iterator[None]:
         os.close(fd)
 
 
+# Above this many removals a direct export would pass tar a long exclude list: the view is used.
+MAX_EXCLUDES = 4096
+
+
+def _excludable(paths: list[str]) -> bool:
+    """Whether tar can be told to leave these out on its command line: not too many, and each name
+    valid UTF-8 (a name with other bytes is stripped in a view instead)."""
+    if len(paths) > MAX_EXCLUDES:
+        return False
+    try:
+        for path in paths:
+            path.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class Staged:
+    """What the formats read: `root`, less the relative paths in `exclude` (a direct export), and
+    what was stripped (rule name -> paths)."""
+
+    root: Path
+    stripped: dict[str, list[str]]
+    exclude: tuple[str, ...] = ()
+
+
 @contextmanager
-def staged(rootfs: Path, keep: frozenset[str] = frozenset()) -> Iterator[tuple[Path, dict[str, list[str]]]]:
-    """The stripped view of `rootfs` and what was stripped (rule name -> paths)."""
+def staged(rootfs: Path, keep: frozenset[str] = frozenset(), *, direct: bool = False) -> Iterator[Staged]:
+    """The stripped rootfs. With `direct` (every format can leave paths out) and only removals to
+    make, that is the rootfs itself with those paths excluded: no view is mounted, and tar reads the
+    rootfs, not an overlay. Otherwise it is a view with the changes made; both give the same archives."""
     with exclusive(rootfs):
         remove_stale_views(rootfs.parent)
+        with GuestFS(rootfs) as fs:
+            plan = plan_strip(fs, keep)
+        stripped = {name: [c.path for c in changes] for name, changes in plan.items()}
+        removals = [c.path for changes in plan.values() for c in changes if c.remove]
+        if direct and len(removals) == sum(map(len, plan.values())) and _excludable(removals):
+            yield Staged(rootfs, stripped, tuple(sorted(removals)))
+            return
         with hardlink_view(rootfs, "stage") as view:
-            report: dict[str, list[str]] = {}
-            for rule in STRIP:
-                if rule.unless and rule.unless in keep:
-                    continue
-                changed = apply_strip(view, rule)
-                if changed:
-                    report[rule.name] = changed
-            yield view, report
+            apply_plan(view, plan, rootfs)
+            yield Staged(view, stripped)
 
 
 @contextmanager

@@ -75,8 +75,8 @@ def is_xz(path: Path) -> bool:
 def build_files(rootfs: Path, job: ExportJob, out: Path, *, keep: frozenset[str], xz_level: int | None,
                 unified_compression: str | None, root_tar: bool) -> Built:  # fmt: skip
     """Write every file of the version into `out` (an empty staging directory)."""
-    with step("Staging the rootfs for publishing"), staged(rootfs, keep) as (view, _stripped):
-        base = dataclasses.replace(job, root=view, out_dir=out, shared={})
+    with step("Staging the rootfs for publishing"), staged(rootfs, keep) as stage:
+        base = dataclasses.replace(job, root=stage.root, out_dir=out, shared={})
         # The split image as exports/lxdimage.py writes it: the metadata xz (its ftype says so), the
         # squashfs its own default, zstd (compression_explicit False), at that format's own level.
         split = dataclasses.replace(base, compression="xz", compression_explicit=False, compression_level=None)
