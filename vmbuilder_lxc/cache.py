@@ -23,6 +23,7 @@ import json
 import os
 import shutil
 import stat
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -34,7 +35,7 @@ from . import cachetree
 from .locks import lock_or_wait
 from .log import LOG, UserError
 from .places import check_writable_dir
-from .run import pause_point, run
+from .run import BuildError, pause_point, run
 
 DEFAULT_CACHE_DIR = Path("/var/cache/vmbuilder-lxc")
 FORMAT = 2  # 1: KEY.tar[.zst] + KEY.json (before the trees); such entries are removed on sight
@@ -73,6 +74,31 @@ def _fsync(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+class _Manifest(threading.Thread):
+    """cachetree.write_manifest in a thread: hashing is C code that releases the GIL, so it runs
+    on the other core while a command copies the same tree."""
+
+    def __init__(self, top: Path, out: Path) -> None:
+        super().__init__(name="cache-manifest", daemon=True)
+        self.top, self.out = top, out
+        self.value: tuple[int, int] | None = None
+        self.error: BaseException | None = None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self.value = cachetree.write_manifest(self.top, self.out)
+        except BaseException as exc:  # noqa: BLE001 - re-raised by result() in the caller's thread
+            self.error = exc
+
+    def result(self) -> tuple[int, int]:
+        self.join()
+        if self.error is not None:
+            raise self.error
+        assert self.value is not None
+        return self.value
 
 
 def _remove_tree(path: Path) -> None:
@@ -240,9 +266,19 @@ class BaseCache:
         partial = self.dir / f"{key}.tree.partial"
         man_partial = self.dir / f"{key}.manifest.partial"
         partial.mkdir()
+        # The manifest (every file hashed) is made from `root` on the other core while cp copies it,
+        # then the copy is checked against it the way a hit is: a copy that differs is not stored.
+        recorded = _Manifest(root, man_partial)
         copy = ["cp", "-a", "--reflink=auto", "--one-file-system", "--no-target-directory"]
-        run([*copy, "--", root, partial / "rootfs"], progress="copying to the cache")
-        files, size = cachetree.write_manifest(partial / "rootfs", man_partial)
+        try:
+            run([*copy, "--", root, partial / "rootfs"], progress="copying to the cache")
+        except BaseException:
+            recorded.join()  # not writing into the partial names while they are removed
+            raise
+        files, size = recorded.result()
+        why = cachetree.compare(partial / "rootfs", cachetree.read_manifest(man_partial), full=False)
+        if why is not None:
+            raise BuildError(f"the copy of the base in the cache differs from the base ({why}); nothing was stored")
         run(["sync", "--file-system", partial / "rootfs"])  # the tree's data is on the disk before its name
         pause_point("cache-store")  # test-only: the tree is written, nothing is published yet
         meta = {"key": key, "format": FORMAT, "created": time.time(), "inputs": manifest, "paths": files,
