@@ -368,3 +368,23 @@ def test_a_store_over_an_older_entry_never_lets_the_old_marker_vouch(
     monkeypatch.undo()
     assert lookup(cache) is None
     assert names(cache) == []
+
+
+def test_a_copy_that_differs_from_the_base_is_not_stored(
+    cache: BaseCache, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The manifest is made from the base while cp copies it; the copy is checked against it."""
+    real_run = cache_module.run
+
+    def lossy_cp(argv: list[Any], **kwargs: Any) -> Any:
+        result = real_run(argv, **kwargs)
+        if argv[0] == "cp":
+            (Path(argv[-1]) / "etc/os-release").chmod(0o600)  # a copy that lost a file's mode
+        return result
+
+    monkeypatch.setattr(cache_module, "run", lossy_cp)
+    with pytest.raises(cache_module.BuildError, match="differs from the base.*etc/os-release"), cache.locked(KEY):
+        cache.store(KEY, root, MANIFEST, {})
+    monkeypatch.undo()
+    assert lookup(cache) is None
+    assert names(cache) == []
