@@ -26,7 +26,7 @@ from vmbuilder_lxc import binfmt
 from vmbuilder_lxc.arches import QEMU_NAMES
 
 from .conftest import BUILD_TIMEOUT, REQUIRED, Build, Builder, Container, lxc_client
-from .test_sbuild import CHANGELOG, CONTROL, RULES, USER, as_user, sbuild_user, user_dir  # noqa: F401
+from .test_sbuild import as_user, chroot_for, sbuild_user, source_package, user_dir  # noqa: F401
 
 # arch -> (suite, extra arguments): one build each.
 BUILDS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -172,9 +172,6 @@ def test_arm64_boots_under_lxc_start(builds: dict[str, Build], container: Callab
     assert stop.returncode == 0 and c.state() == "STOPPED", f"systemd ignored lxc-stop: {stop.stdout}{stop.stderr}"
 
 
-SBUILD_CHANGELOG = CHANGELOG.replace("noble", "bookworm")
-
-
 def test_sbuild_builds_in_the_arm64_chroot(builds: dict[str, Build], sbuild_user: pwd.struct_passwd,  # noqa: F811
                                            user_dir: Path) -> None:  # noqa: F811  # fmt: skip
     build = builds["arm64-buildd"].check()
@@ -182,26 +179,9 @@ def test_sbuild_builds_in_the_arm64_chroot(builds: dict[str, Build], sbuild_user
     tarball = out / "bookworm-arm64.tar.zst"
     assert tarball.is_file(), sorted(p.name for p in out.iterdir())
     assert qemu_files(tar_names(tarball)) == []
-    cache = Path(sbuild_user.pw_dir) / ".cache/sbuild"
-    cache.mkdir(parents=True, exist_ok=True)
-    for path in (cache.parent, cache):
-        os.chown(path, sbuild_user.pw_uid, sbuild_user.pw_gid)
-    chroot = cache / tarball.name
-    shutil.copyfile(tarball, chroot)
-    os.chown(chroot, sbuild_user.pw_uid, sbuild_user.pw_gid)
+    chroot = chroot_for(sbuild_user, tarball)
     try:
-        src = user_dir / "vmbhello-1.0"
-        (src / "debian/source").mkdir(parents=True)
-        (src / "debian/control").write_text(CONTROL.replace("Architecture: all", "Architecture: any"))
-        (src / "debian/changelog").write_text(SBUILD_CHANGELOG)
-        (src / "debian/rules").write_text(RULES)
-        (src / "debian/rules").chmod(0o755)
-        (src / "debian/source/format").write_text("3.0 (native)\n")
-        (src / "debian/vmbhello.install").write_text("greeting usr/share/vmbhello/\n")
-        (src / "greeting").write_text("built by sbuild in an arm64 vmbuilder-lxc chroot\n")
-        subprocess.run(["chown", "-R", f"{USER}:", str(user_dir)], check=True)
-        made = as_user(sbuild_user, "dpkg-source -b vmbhello-1.0", user_dir, timeout=120)
-        assert made.returncode == 0, made.stdout + made.stderr
+        source_package(sbuild_user, user_dir, "bookworm", "any", "built by sbuild in an arm64 vmbuilder-lxc chroot")
         result = as_user(
             sbuild_user,
             "sbuild --chroot-mode=unshare --arch arm64 -d bookworm --no-run-lintian --no-run-autopkgtest "

@@ -117,6 +117,34 @@ def members(tarball: Path) -> dict[str, int]:
     return sizes
 
 
+def chroot_for(user: pwd.struct_passwd, tarball: Path) -> Path:
+    """The chroot tarball copied where sbuild's unshare mode looks for it (~/.cache/sbuild), the user's."""
+    cache = Path(user.pw_dir) / ".cache/sbuild"
+    cache.mkdir(parents=True, exist_ok=True)
+    for path in (cache.parent, cache):
+        os.chown(path, user.pw_uid, user.pw_gid)
+    chroot = cache / tarball.name
+    shutil.copyfile(tarball, chroot)
+    os.chown(chroot, user.pw_uid, user.pw_gid)
+    return chroot
+
+
+def source_package(user: pwd.struct_passwd, user_dir: Path, suite: str, arch: str, greeting: str) -> None:
+    """vmbhello_1.0.dsc in user_dir, made by the user: a tiny dh package for SUITE, `Architecture: ARCH`."""
+    src = user_dir / "vmbhello-1.0"
+    (src / "debian/source").mkdir(parents=True)
+    (src / "debian/control").write_text(CONTROL.replace("Architecture: all", f"Architecture: {arch}"))
+    (src / "debian/changelog").write_text(CHANGELOG.replace(" noble;", f" {suite};"))
+    (src / "debian/rules").write_text(RULES)
+    (src / "debian/rules").chmod(0o755)
+    (src / "debian/source/format").write_text("3.0 (native)\n")
+    (src / "debian/vmbhello.install").write_text("greeting usr/share/vmbhello/\n")
+    (src / "greeting").write_text(greeting + "\n")
+    subprocess.run(["chown", "-R", f"{USER}:", str(user_dir)], check=True)
+    made = as_user(user, "dpkg-source -b vmbhello-1.0", user_dir, timeout=120)
+    assert made.returncode == 0, made.stdout + made.stderr
+
+
 def test_sbuild_builds_a_package_in_the_export(
     builder: Builder, tmp_path: Path, sbuild_user: pwd.struct_passwd, user_dir: Path
 ) -> None:
@@ -144,27 +172,9 @@ def test_sbuild_builds_a_package_in_the_export(
         "directory": str(build.dest / "rootfs"), "union-type": "overlay",
     }  # fmt: skip
 
-    cache = Path(sbuild_user.pw_dir) / ".cache/sbuild"
-    cache.mkdir(parents=True, exist_ok=True)
-    for path in (cache.parent, cache):
-        os.chown(path, sbuild_user.pw_uid, sbuild_user.pw_gid)
-    chroot = cache / tarball.name
-    shutil.copyfile(tarball, chroot)
-    os.chown(chroot, sbuild_user.pw_uid, sbuild_user.pw_gid)
+    chroot = chroot_for(sbuild_user, tarball)
     try:
-        src = user_dir / "vmbhello-1.0"
-        (src / "debian/source").mkdir(parents=True)
-        (src / "debian/control").write_text(CONTROL)
-        (src / "debian/changelog").write_text(CHANGELOG)
-        (src / "debian/rules").write_text(RULES)
-        (src / "debian/rules").chmod(0o755)
-        (src / "debian/source/format").write_text("3.0 (native)\n")
-        (src / "debian/vmbhello.install").write_text("greeting usr/share/vmbhello/\n")
-        (src / "greeting").write_text("built by sbuild in a vmbuilder-lxc chroot\n")
-        subprocess.run(["chown", "-R", f"{USER}:", str(user_dir)], check=True)
-        made = as_user(sbuild_user, "dpkg-source -b vmbhello-1.0", user_dir, timeout=120)
-        assert made.returncode == 0, made.stdout + made.stderr
-
+        source_package(sbuild_user, user_dir, "noble", "all", "built by sbuild in a vmbuilder-lxc chroot")
         result = as_user(
             sbuild_user,
             "sbuild --chroot-mode=unshare -d noble --no-run-lintian --no-run-autopkgtest --no-apt-upgrade "
