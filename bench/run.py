@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 from . import measure
-from .proc import disk_type, have, machine, remove
+from .proc import disk_type, empty_trash, have, machine, remove
 from .stats import Row, markdown_table, summary
 
 
@@ -103,6 +103,7 @@ def main() -> int:
     try:
         rows = run_all(b)
     finally:
+        empty_trash()
         for container in b.lxcpath.glob("*"):
             subprocess.run(["lxc-destroy", "-P", str(b.lxcpath), "-n", container.name], capture_output=True)
         unmount_btrfs(work)
