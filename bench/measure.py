@@ -50,8 +50,10 @@ class Bench:
         """The first (cold) build: its rootfs is the one every peer copies, archives or matches."""
         return self.work / "cold"
 
-    def build(self, dest: Path, backing: str | None = None, extra: list[str] | None = None) -> Run:
-        args = ["lxc", "ubuntu", "--suite", self.suite, "--network", "none", "--cache-dir", str(self.cache),
+    def build(
+        self, dest: Path, backing: str | None = None, extra: list[str] | None = None, cache: Path | None = None
+    ) -> Run:
+        args = ["lxc", "ubuntu", "--suite", self.suite, "--network", "none", "--cache-dir", str(cache or self.cache),
                 "-d", str(dest), *(["--backing", backing] if backing else []), *(extra or [])]  # fmt: skip
         return self.project(args)
 
@@ -98,8 +100,7 @@ def cold_build(b: Bench) -> list[Row]:
     mms.append(peers.mmdebstrap(b.work / "mmdebstrap", b.suite, packages, b.components))
     remove(b.work / "mmdebstrap")
     # The second cold build: its own empty cache and DEST, both removed (the first one's are kept).
-    again = b.project(["lxc", "ubuntu", "--suite", b.suite, "--network", "none", "--cache-dir",
-                       str(b.work / "cache-cold2"), "-d", str(b.work / "cold2")])  # fmt: skip
+    again = b.build(b.work / "cold2", cache=b.work / "cache-cold2")
     remove(b.work / "cold2")
     remove(b.work / "cache-cold2")
     colds = _ok(cold) + _ok(again)
