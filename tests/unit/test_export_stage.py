@@ -29,8 +29,9 @@ def rootfs(tmp_path: Path) -> Path:
     return root
 
 
-def tar_of(root: Path) -> bytes:
-    return subprocess.run(tarball.tar_argv(root, epoch=EPOCH), capture_output=True, check=True, timeout=60).stdout
+def tar_of(root: Path, exclude: tuple[str, ...] = ()) -> bytes:
+    argv = tarball.tar_argv(root, epoch=EPOCH, exclude=exclude)
+    return subprocess.run(argv, capture_output=True, check=True, timeout=60).stdout
 
 
 def staged_tar(rootfs: Path) -> tuple[bytes, bool]:
@@ -89,9 +90,7 @@ def removals_only(rootfs: Path) -> Path:
 
 def staged_bytes(rootfs: Path, direct: bool) -> tuple[bytes, tuple[str, ...], Path]:
     with stage.staged(rootfs, direct=direct) as staged:
-        argv = tarball.tar_argv(staged.root, epoch=EPOCH, exclude=staged.exclude)
-        data = subprocess.run(argv, capture_output=True, check=True, timeout=60).stdout
-        return data, staged.exclude, staged.root
+        return tar_of(staged.root, staged.exclude), staged.exclude, staged.root
 
 
 def test_a_direct_export_excludes_what_the_view_removes_and_gives_the_same_bytes(rootfs: Path) -> None:
@@ -120,8 +119,7 @@ def test_exclude_names_are_matched_whole_not_as_patterns(tmp_path: Path) -> None
     (root / "a").mkdir(parents=True)
     for name in ("*", "f", "f.1", "[f]"):
         (root / "a" / name).write_text("x")
-    argv = tarball.tar_argv(root, epoch=EPOCH, exclude=("a/*", "a/[f]"))
-    data = subprocess.run(argv, capture_output=True, check=True, timeout=60).stdout
+    data = tar_of(root, ("a/*", "a/[f]"))
     names = subprocess.run(["tar", "-t"], input=data, capture_output=True, check=True).stdout.decode().split()
     assert names == ["./", "./a/", "./a/f", "./a/f.1"]
 
