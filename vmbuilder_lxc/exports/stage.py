@@ -266,8 +266,9 @@ def staged(rootfs: Path, keep: frozenset[str] = frozenset(), *, direct: bool = F
         with GuestFS(rootfs) as fs:
             plan = plan_strip(fs, keep)
         stripped = {name: [c.path for c in changes] for name, changes in plan.items()}
-        removals = [c.path for changes in plan.values() for c in changes if c.remove]
-        if direct and len(removals) == sum(map(len, plan.values())) and _excludable(removals):
+        changes = [c for rule in plan.values() for c in rule]
+        removals = [c.path for c in changes]
+        if direct and all(c.remove for c in changes) and _excludable(removals):
             yield Staged(rootfs, stripped, tuple(sorted(removals)))
             return
         with hardlink_view(rootfs, "stage") as view:
