@@ -25,11 +25,11 @@ import shutil
 import stat
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from . import cachetree
 from .locks import lock_or_wait
@@ -44,6 +44,7 @@ VERIFY_MODES = ("quick", "full")
 # Set by `vmbuilder lxc cache refresh` (cacheadmin.py) for the build that re-bootstraps an entry: that
 # build ignores the entry of this key (it would hit it) and replaces it by storing its fresh base.
 REFRESH_ENV = "VMBUILDER_CACHE_REFRESH"
+T = TypeVar("T")
 
 
 def request_record(keyring: Path | None, seedfile: str | None, hook_dirs: list[str]) -> dict[str, Any]:
@@ -76,29 +77,28 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-class _Manifest(threading.Thread):
-    """cachetree.write_manifest in a thread: hashing is C code that releases the GIL, so it runs
-    on the other core while a command copies the same tree."""
+class _Beside(threading.Thread, Generic[T]):
+    """fn(*args) in a thread, its value or error kept for the caller: a tree walk or hashing (C code
+    that releases the GIL) runs on the other core while a command copies the same tree."""
 
-    def __init__(self, top: Path, out: Path) -> None:
-        super().__init__(name="cache-manifest", daemon=True)
-        self.top, self.out = top, out
-        self.value: tuple[int, int] | None = None
+    def __init__(self, fn: Callable[..., T], *args: Any) -> None:
+        super().__init__(name=f"cache-{fn.__name__}", daemon=True)
+        self.fn, self.args = fn, args
+        self.value: T | None = None
         self.error: BaseException | None = None
         self.start()
 
     def run(self) -> None:
         try:
-            self.value = cachetree.write_manifest(self.top, self.out)
+            self.value = self.fn(*self.args)
         except BaseException as exc:  # noqa: BLE001 - re-raised by result() in the caller's thread
             self.error = exc
 
-    def result(self) -> tuple[int, int]:
+    def result(self) -> T:
         self.join()
         if self.error is not None:
             raise self.error
-        assert self.value is not None
-        return self.value
+        return self.value  # type: ignore[return-value]  # fn returned it (it may be None)
 
 
 def _remove_tree(path: Path) -> None:
@@ -140,8 +140,9 @@ class Entry:
         except OSError:
             return None
 
-    def problem(self, full: bool) -> str | None:
-        """Why this entry must not be trusted (None: it is intact). Reads only; removes nothing."""
+    def problem(self, full: bool, content: bool = True) -> str | None:
+        """Why this entry must not be trusted (None: it is intact). Reads only; removes nothing.
+        Without `content` only the marker and the tree's presence are checked (see content_problem)."""
         meta = self.load_meta()
         if meta is None:
             return "no readable marker (an interrupted store?)"
@@ -149,6 +150,11 @@ class Entry:
             return "an older cache format"
         if not self.root.is_dir() or self.root.is_symlink():
             return "its tree is missing"
+        return self.content_problem(full, meta) if content else None
+
+    def content_problem(self, full: bool, meta: dict[str, Any] | None = None) -> str | None:
+        """The tree against its manifest: an lstat walk, or every file hashed (`full`)."""
+        meta = meta if meta is not None else self.load_meta() or {}
         try:
             if cachetree.digest_file(self.manifest) != meta.get("manifest_sha256"):
                 return "its manifest does not match the marker"
@@ -169,6 +175,11 @@ class BaseCache:
         self.dir = directory / "bases"
         self.max_age = max_age_days * 86400
         self.verify = verify
+
+    @property
+    def full(self) -> bool:
+        """--cache-verify full: every file of a hit is hashed, not only its lstat fields compared."""
+        return self.verify == "full"
 
     def entry(self, key: str) -> Entry:
         return Entry(key, self.dir / f"{key}.tree", self.dir / f"{key}.manifest", self.dir / f"{key}.json")
@@ -226,20 +237,20 @@ class BaseCache:
             )
         return True
 
-    def lookup(self, key: str, full: bool | None = None) -> Entry | None:
-        """A valid entry, or None (a broken, stale or expired one is removed). Call with the lock held."""
+    def lookup(self, key: str, full: bool | None = None, content: bool = True) -> Entry | None:
+        """A valid entry, or None (a broken, stale or expired one is removed). Call with the lock held.
+        `content=False` leaves the tree's check to restore(), which makes it while copying."""
         entry = self.entry(key)
         if not any(p.exists() for p in self._paths(entry)):
             return None
         meta = entry.load_meta() or {}
-        why = entry.problem(self.verify == "full" if full is None else full)
+        why = entry.problem(self.full if full is None else full, content)
         if why is None and meta.get("stale"):
             why = "marked stale by `vmbuilder lxc cache refresh`"
         if why is None and self.max_age and time.time() - _created(meta) > self.max_age:
             why = "older than the maximum age (--cache-max-age)"
         if why is not None:
-            LOG.warning("cache entry %s is not used: %s; rebuilding it", key, why)
-            self.remove(entry)
+            self._drop(entry, why)
             return None
         entry.used.touch()
         return entry
@@ -268,14 +279,14 @@ class BaseCache:
         partial.mkdir()
         # The manifest (every file hashed) is made from `root` on the other core while cp copies it,
         # then the copy is checked against it the way a hit is: a copy that differs is not stored.
-        recorded = _Manifest(root, man_partial)
+        recorded = _Beside(cachetree.write_manifest, root, man_partial)
         copy = ["cp", "-a", "--reflink=auto", "--one-file-system", "--no-target-directory"]
         try:
             run([*copy, "--", root, partial / "rootfs"], progress="copying to the cache")
         except BaseException:
             recorded.join()  # not writing into the partial names while they are removed
             raise
-        files, size = recorded.result()
+        files, size = recorded.result()  # (files, bytes)
         why = cachetree.compare(partial / "rootfs", cachetree.read_manifest(man_partial), full=False)
         if why is not None:
             raise BuildError(f"the copy of the base in the cache differs from the base ({why}); nothing was stored")
@@ -299,8 +310,25 @@ class BaseCache:
         entry.used.touch()
         return entry
 
-    def restore(self, entry: Entry, root: Path) -> None:
-        """Copy the entry's tree to `root` (shared blocks where the file system has reflinks)."""
+    def restore(self, entry: Entry, root: Path) -> bool:
+        """Copy the entry's tree to `root` (shared blocks where the file system has reflinks), checking
+        the tree against its manifest on the other core meanwhile: a hit then costs the copy alone.
+        False: the check failed, so the copy is removed (`root` is left empty) and so is the entry."""
         root.mkdir(parents=True, exist_ok=True)
-        run(["cp", "-a", "--reflink=auto", "--no-target-directory", "--", entry.root, root],
-            progress="copying the cached base")  # fmt: skip
+        check = _Beside(entry.content_problem, self.full)
+        try:
+            run(["cp", "-a", "--reflink=auto", "--no-target-directory", "--", entry.root, root],
+                progress="copying the cached base")  # fmt: skip
+        finally:
+            check.join()
+        why = check.result()
+        if why is None:
+            return True
+        run(["rm", "-rf", "--one-file-system", "--", root])
+        root.mkdir()
+        self._drop(entry, why)
+        return False
+
+    def _drop(self, entry: Entry, why: str) -> None:
+        LOG.warning("cache entry %s is not used: %s; rebuilding it", entry.key, why)
+        self.remove(entry)

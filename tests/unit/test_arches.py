@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from vmbuilder_lxc import arches, cli, mirrors
+from vmbuilder_lxc.bootstrap import choose_backend
 from vmbuilder_lxc.cache import cache_key
 from vmbuilder_lxc.distro import DebianFamily
 from vmbuilder_lxc.log import UserError
@@ -136,6 +137,28 @@ def test_release_file_fetched_once_through_the_proxy(plugins: Plugins, no_host_c
     d.check_suite_arch("arm64")
     d.archive_fields("trixie")
     assert calls == [(f"{MIRROR}/dists/trixie/InRelease", proxy)]
+
+
+def test_a_request_the_cache_holds_does_not_ask_the_archive(
+    plugins: Plugins, no_host_config: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A warm build: the cache has a base for exactly this request, stored when the archive served it,
+    and a hit downloads nothing, so preflight spares the round trip. Any other request still asks."""
+    calls: list[tuple[str, str | None]] = []
+    serve_release(monkeypatch, "debian", calls)
+    args = ["--suite", "bookworm", "--arch", "arm64", "--mirror", MIRROR, "--cache-dir", str(tmp_path), "--insecure"]
+    d = distro_for(plugins, "debian", *args)
+    source = d.source
+    assert isinstance(source, ArchiveSource)
+    source.preflight()
+    assert len(calls) == 1
+    req = source.bootstrap_request()
+    (tmp_path / "bases").mkdir()
+    (tmp_path / "bases" / f"{cache_key(source.cache_manifest(req, choose_backend('auto', req)))}.json").touch()
+    for again in (args, [*args, "--addpkg", "less"]):
+        d = distro_for(plugins, "debian", *again)
+        d.source.preflight()
+    assert len(calls) == 2  # only the request with --addpkg (another base) asked
 
 
 def test_unsafe_mirror_is_refused_before_any_fetch(plugins: Plugins, no_host_config: Path,

@@ -125,6 +125,33 @@ def test_a_corrupted_entry_is_not_trusted_and_is_removed(cache: BaseCache, tmp_p
     assert lookup(cache) is None  # and it stays absent
 
 
+TREE_CORRUPTIONS = ["file-truncated", "manifest-missing", "manifest-edited", "manifest-garbage",
+                    "meta-without-digest", "meta-with-another-digest"]  # fmt: skip
+
+
+@pytest.mark.parametrize("how", TREE_CORRUPTIONS)
+def test_a_copy_checked_while_copying_is_dropped_with_its_entry(cache: BaseCache, tmp_path: Path, how: str) -> None:
+    """A warm `--backing dir` build looks the entry up without walking it and lets restore() check the
+    tree while cp copies it: a bad tree is then caught after the copy, which is thrown away."""
+    corrupt(stored(cache, tmp_path), how)
+    with cache.locked(KEY):
+        entry = cache.lookup(KEY, content=False)
+        assert entry is not None  # the marker and the tree are there
+        target = tmp_path / "ct/rootfs"
+        assert cache.restore(entry, target) is False
+    assert target.is_dir() and not any(target.iterdir())  # as before the copy: the build bootstraps into it
+    assert leftovers(cache) == []
+
+
+def test_a_checked_copy_of_an_intact_entry_is_kept(cache: BaseCache, tmp_path: Path) -> None:
+    stored(cache, tmp_path)
+    with cache.locked(KEY):
+        entry = cache.lookup(KEY, content=False)
+        assert entry is not None and cache.restore(entry, tmp_path / "ct/rootfs") is True
+    assert (tmp_path / "ct/rootfs/etc/hostname").read_text() == "base\n"
+    assert lookup(cache, full=True) == entry
+
+
 @pytest.mark.parametrize("how", CORRUPTIONS)
 def test_a_new_store_over_a_corrupted_entry_is_trusted_again(cache: BaseCache, tmp_path: Path, how: str) -> None:
     corrupt(stored(cache, tmp_path), how)

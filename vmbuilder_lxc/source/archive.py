@@ -9,13 +9,14 @@ what the bootstrap copied from the host, and stored.
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .. import __version__, backing, shellhooks
 from ..bootstrap import BootstrapRequest, bootstrap, choose_backend
-from ..cache import BaseCache, cache_key, check_cache_dir, request_record
+from ..cache import REFRESH_ENV, BaseCache, cache_key, check_cache_dir, request_record
 from ..chroot import Chroot
 from ..keyring import require_keyring, sha256_file
 from ..log import LOG, note, step
@@ -73,11 +74,27 @@ class ArchiveSource:
             LOG.debug("archive keys: %s", ", ".join(fprs))
         else:
             LOG.warning("--insecure: archive signatures will NOT be verified while building")
-        host.check_suite_arch(str(s["arch"]))
         host.check_package_inputs()
         if s.get_bool("cache"):
             check_cache_dir(Path(str(s["cache-dir"])))
-        choose_backend(str(s["bootstrapper"]), self.bootstrap_request())
+        req = self.bootstrap_request()
+        backend = choose_backend(str(s["bootstrapper"]), req)
+        if self.cached(req, backend):
+            LOG.debug("the cache holds a base for this request: the archive is not asked for its architectures")
+        else:
+            host.check_suite_arch(str(s["arch"]))
+
+    def cached(self, req: BootstrapRequest, backend: str) -> bool:
+        """Whether the cache has an entry for exactly this request. The archive served this suite and
+        architecture when it was stored, and a hit downloads nothing, so a warm build need not ask
+        the archive again (a network round trip, a third of a warm build's own time)."""
+        s = self.host.settings
+        if not s.get_bool("cache") or os.environ.get(REFRESH_ENV):
+            return False
+        cache = BaseCache(Path(str(s["cache-dir"])))
+        if not cache.dir.is_dir():  # a first build: nothing to hash the inputs for
+            return False
+        return cache.entry(cache_key(self.cache_manifest(req, backend))).meta.is_file()
 
     # -- the request ----------------------------------------------------------------------------
 
@@ -156,16 +173,16 @@ class ArchiveSource:
             self.build_base(req, backend)
             return
         cache = BaseCache(Path(str(s["cache-dir"])), s.get_int("cache-max-age") or 0, str(s["cache-verify"]))
+        copied = backing.backing_of(s) == "dir"  # restore() checks the tree while it copies it
         with cache.locked(key):
-            entry = None if cache.refreshing(key, manifest) else cache.lookup(key)
+            entry = None if cache.refreshing(key, manifest) else cache.lookup(key, content=not copied)
             if entry is not None:
                 meta = entry.load_meta() or {}
                 built = dt.datetime.fromtimestamp(float(meta.get("created", 0))).strftime("%Y-%m-%d %H:%M")
                 note("cache hit: reusing base %s built %s (%s)", key, built, entry.root)
-                ctx.summary["cache"].update({"hit": True, "path": str(entry.root), "built": built})
-                if not backing.attach(ctx, entry):
-                    cache.restore(entry, ctx.rootfs)
-                return
+                if backing.attach(ctx, entry) or cache.restore(entry, ctx.rootfs):
+                    ctx.summary["cache"].update({"hit": True, "path": str(entry.root), "built": built})
+                    return
             note("cache miss: no base %s yet in %s", key, cache.dir)
             self.build_base(req, backend)
             with step("Saving the base system to the cache"):
