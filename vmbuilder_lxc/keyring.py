@@ -13,7 +13,6 @@ import os
 import shutil
 import sys
 import tempfile
-import urllib.request
 from pathlib import Path
 
 from .cliparse import CommandParser
@@ -105,6 +104,8 @@ def sha256_file(path: Path) -> str:
 
 def fetch_ubuntu_keyring(mirror: str | None = None, dest: Path = KEYRING_DIR) -> Path:
     """Download ubuntu-keyring, verify the pinned digest, and install its keyrings into dest."""
+    import urllib.request  # here: a build never downloads the keyring itself
+
     base = (mirror or default_mirror("gutsy", "amd64", "noble")).rstrip("/")
     url = f"{base}/{UBUNTU_KEYRING_DEB}"
     with tempfile.TemporaryDirectory(prefix="vmbuilder-keyring-") as tmp:

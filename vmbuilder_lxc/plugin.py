@@ -171,7 +171,7 @@ def _load_named(name: str, spec: str) -> type[Plugin]:
 def discover() -> dict[str, type[Plugin]]:
     """All installed plugins by name. A plugin that fails to load is an error naming it."""
     specs: dict[str, str] = dict(BUILTIN_PLUGINS)
-    if os.environ.get("VMBUILDER_NO_ENTRY_POINTS") != "1":
+    if not only_builtin_plugins():  # importlib.metadata only when a third-party plugin may be there
         from importlib import metadata
 
         for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
