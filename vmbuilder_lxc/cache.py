@@ -315,12 +315,9 @@ class BaseCache:
         the tree against its manifest on the other core meanwhile: a hit then costs the copy alone.
         False: the check failed, so the copy is removed (`root` is left empty) and so is the entry."""
         root.mkdir(parents=True, exist_ok=True)
-        check = _Beside(entry.content_problem, self.full)
-        try:
-            run(["cp", "-a", "--reflink=auto", "--no-target-directory", "--", entry.root, root],
-                progress="copying the cached base")  # fmt: skip
-        finally:
-            check.join()
+        check = _Beside(entry.content_problem, self.full)  # it only reads: not waited for if cp fails
+        run(["cp", "-a", "--reflink=auto", "--no-target-directory", "--", entry.root, root],
+            progress="copying the cached base")  # fmt: skip
         why = check.result()
         if why is None:
             return True
