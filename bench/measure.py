@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import peers
-from .proc import Run, bytecode_env, disk_bytes, have, remove, run, shell, vmbuilder
+from .proc import Run, bytecode_env, disk_bytes, have, remove, run, settle, shell, vmbuilder
 from .stats import Row, median, megabytes, not_available, ratio, runs, seconds
 
 RSS_LIMIT_BYTES = 100e6
@@ -87,16 +87,17 @@ def detect_backings() -> set[str]:
 
 
 def cold_build(b: Bench) -> list[Row]:
-    """Cold build (empty cache) vs plain mmdebstrap of the same packages, in turn A B B A, after one
-    unmeasured cold build. That first one gives the base every later row uses and the package list,
-    and takes the run's first download: the first download after a while is slow whichever tool
-    makes it (mmdebstrap first took 33.9 s, then this tool cold 21.7 s and mmdebstrap 18.5 s,
-    minutes apart), so the pairs measure the tools, not the network's state. Each side downloads
-    every package; the medians of two pairs, the order balanced, are compared. Then vs lxc-create."""
+    """Cold build (empty cache) vs plain mmdebstrap of the same packages, in turn A B B A (twice in
+    a full run), after one unmeasured cold build. That one gives the base every later row uses and
+    the package list, and takes the run's first download, which is slow whichever tool makes it
+    (mmdebstrap first took 33.9 s, then this tool cold 21.7 s and mmdebstrap 18.5 s, minutes
+    apart): the pairs measure the tools, not the network's state. Each side downloads every
+    package; the medians, the order balanced, are compared. Then vs lxc-create."""
     first = b.build(b.base)
     if first.seconds is None:
         raise SystemExit(f"bench: the cold build failed, nothing else can be measured: {first.tail}")
     b.notes.append(f"the first cold build (the run's first download, not in the table): {first.seconds:.2f} s")
+    settle()
     packages = peers.installed_packages(b.base / "rootfs")
 
     def ours(i: int) -> Run:
@@ -111,10 +112,14 @@ def cold_build(b: Bench) -> list[Row]:
         remove(b.work / "mmdebstrap")
         return result
 
-    cold, mms, again = ours(1), [theirs(), theirs()], ours(2)
-    colds = _ok(cold) + _ok(again)
+    order = "ABBA" * (1 if b.quick else 2)  # the network drifts: balanced, and four of each in a full run
+    builds = [ours(i) if side == "A" else theirs() for i, side in enumerate(order)]
+    mine = [r for r, side in zip(builds, order, strict=True) if side == "A"]
+    mms = [r for r, side in zip(builds, order, strict=True) if side == "B"]
+    colds = [s for r in mine for s in _ok(r)]
     mm_ok = [m.seconds for m in mms if m.seconds is not None]
-    rows = [Row(f"cold build ({b.suite}), {runs(len(colds))}, A B B A", seconds(colds, max(cold.rss_kb, again.rss_kb)),
+    work = f"cold build ({b.suite}), {runs(len(colds))}, {' '.join(order)}"
+    rows = [Row(work, seconds(colds, max(r.rss_kb for r in mine)),
                 f"plain mmdebstrap, same {len(packages)} packages: " + seconds(mm_ok, max(m.rss_kb for m in mms)),
                 ratio(median(colds), median(mm_ok)), 1.15, "≤ 1.15×")]  # fmt: skip
     for m in mms:

@@ -98,7 +98,7 @@ def remove(path: Path) -> None:
     in the last minute (six while its table block is dirty) when it allocates one, so a tree made
     right after a tree of the same size was deleted beside it took 8 s to copy instead of 0.5 s. A
     deletion would slow whatever the bench measures next, and a cold build (which copies its base
-    into the cache) twice as much as mmdebstrap.
+    into the cache) twice as much as mmdebstrap. The tree's data is then written back (settle).
     """
     if not (path.exists() or path.is_symlink()):
         return
@@ -109,6 +109,15 @@ def remove(path: Path) -> None:
         subprocess.run(["rm", "-rf", "--one-file-system", str(path)], check=False)
     else:
         _TRASH.append(aside)
+    settle()
+
+
+def settle() -> None:
+    """Write back every dirty page now, untimed, so that each measurement starts with none: the
+    data one command left behind is otherwise written back during the next one (tar and cp then
+    compete with the flusher), and a build's own `sync -f` (its cache store) would flush every
+    earlier command's trees as well as its own."""
+    os.sync()
 
 
 def empty_trash() -> None:
