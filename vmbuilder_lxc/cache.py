@@ -25,13 +25,13 @@ import shutil
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from . import cachetree
+from . import cachetree, treecopy
 from .locks import lock_or_wait
 from .log import LOG, UserError
 from .places import check_writable_dir
@@ -152,14 +152,17 @@ class Entry:
             return "its tree is missing"
         return self.content_problem(full, meta) if content else None
 
-    def content_problem(self, full: bool, meta: dict[str, Any] | None = None) -> str | None:
-        """The tree against its manifest: an lstat walk, or every file hashed (`full`)."""
+    def content_problem(
+        self, full: bool, meta: dict[str, Any] | None = None, links: dict[int, list[str]] | None = None
+    ) -> str | None:
+        """The tree against its manifest: an lstat walk, or every file hashed (`full`); the walk
+        also collects the hard links into `links` (cachetree.compare)."""
         meta = meta if meta is not None else self.load_meta() or {}
         try:
             if cachetree.digest_file(self.manifest) != meta.get("manifest_sha256"):
                 return "its manifest does not match the marker"
             recorded = cachetree.read_manifest(self.manifest)
-            return cachetree.compare(self.root, recorded, full)
+            return cachetree.compare(self.root, recorded, full, links)
         except (OSError, ValueError) as exc:
             return f"cannot be checked ({exc})"
 
@@ -311,13 +314,17 @@ class BaseCache:
         return entry
 
     def restore(self, entry: Entry, root: Path) -> bool:
-        """Copy the entry's tree to `root` (shared blocks where the file system has reflinks), checking
-        the tree against its manifest on the other core meanwhile: a hit then costs the copy alone.
+        """Copy the entry's tree to `root` (two `cp -a` side by side, treecopy.py; shared blocks where
+        the file system has reflinks), checking the tree against its manifest meanwhile.
         False: the check failed, so the copy is removed (`root` is left empty) and so is the entry."""
-        root.mkdir(parents=True, exist_ok=True)
-        check = _Beside(entry.content_problem, self.full)  # it only reads: not waited for if cp fails
-        run(["cp", "-a", "--reflink=auto", "--no-target-directory", "--", entry.root, root],
-            progress="copying the cached base")  # fmt: skip
+        links: dict[int, list[str]] = {}
+        check = _Beside(entry.content_problem, self.full, None, links)  # it only reads: not waited for if cp fails
+
+        def link_sets() -> Iterable[list[str]]:
+            check.join()  # its walk has collected them
+            return links.values()
+
+        treecopy.copy_tree(entry.root, root, "copying the cached base", link_sets)
         why = check.result()
         if why is None:
             return True

@@ -87,10 +87,13 @@ def read_manifest(path: Path) -> dict[str, list[Any]]:
     return found
 
 
-def compare(top: Path, manifest: dict[str, list[Any]], full: bool) -> str | None:
+def compare(
+    top: Path, manifest: dict[str, list[Any]], full: bool, links: dict[int, list[str]] | None = None
+) -> str | None:
     """The first difference between the tree and its manifest (None: they agree).
 
     The fields are those of _record, compared inline: on a hit this loop runs once per path.
+    `links` collects, by inode, the paths of every file with more than one link (for treecopy).
     """
     seen = 0
     root = str(top)
@@ -112,6 +115,8 @@ def compare(top: Path, manifest: dict[str, list[Any]], full: bool) -> str | None
             or st.st_gid != want[6]
         ):
             return f"{rel}: changed since it was stored"
+        if links is not None and st.st_nlink > 1 and kind != "d":
+            links.setdefault(st.st_ino, []).append(rel)
         if kind == "l" and os.readlink(os.path.join(root, rel)) != want[7]:
             return f"{rel}: link target changed"
         if full and kind == "f" and _digest(os.path.join(root, rel)) != want[7]:
