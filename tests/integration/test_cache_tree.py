@@ -32,7 +32,8 @@ IDENTITY = {
 
 
 def _describe(root: Path) -> dict[str, Any]:
-    """path -> what must agree: type, mode, owner, xattrs, and the content, link target or device."""
+    """path -> what must agree: type, mode, owner, xattrs, the content, link target or device, and
+    a file's link count (the warm copy is two cp -a whose hard links are joined again)."""
     found: dict[str, Any] = {}
     for dirpath, dirnames, filenames in os.walk(root):
         for name in dirnames + filenames:
@@ -49,7 +50,8 @@ def _describe(root: Path) -> dict[str, Any]:
                 body = st.st_rdev
             else:
                 body = None
-            found[rel] = (stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, xattrs, body)
+            links = None if stat.S_ISDIR(st.st_mode) else st.st_nlink
+            found[rel] = (stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, xattrs, body, links)
     return found
 
 
