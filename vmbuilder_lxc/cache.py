@@ -81,16 +81,16 @@ class _Beside(threading.Thread, Generic[T]):
     """fn(*args) in a thread, its value or error kept for the caller: a tree walk or hashing (C code
     that releases the GIL) runs on the other core while a command copies the same tree."""
 
-    def __init__(self, fn: Callable[..., T], *args: Any) -> None:
+    def __init__(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> None:
         super().__init__(name=f"cache-{fn.__name__}", daemon=True)
-        self.fn, self.args = fn, args
+        self.fn, self.args, self.kwargs = fn, args, kwargs
         self.value: T | None = None
         self.error: BaseException | None = None
         self.start()
 
     def run(self) -> None:
         try:
-            self.value = self.fn(*self.args)
+            self.value = self.fn(*self.args, **self.kwargs)
         except BaseException as exc:  # noqa: BLE001 - re-raised by result() in the caller's thread
             self.error = exc
 
@@ -318,7 +318,7 @@ class BaseCache:
         the file system has reflinks), checking the tree against its manifest meanwhile.
         False: the check failed, so the copy is removed (`root` is left empty) and so is the entry."""
         links: dict[int, list[str]] = {}
-        check = _Beside(entry.content_problem, self.full, None, links)  # it only reads: not waited for if cp fails
+        check = _Beside(entry.content_problem, self.full, links=links)  # it only reads: not waited for if cp fails
 
         def link_sets() -> Iterable[list[str]]:
             check.join()  # its walk has collected them

@@ -54,12 +54,10 @@ def split(src: Path) -> tuple[str, list[str]] | None:
     return "usr/lib", rest + sorted(name for name in os.listdir(src) if name != "usr")
 
 
-def copy_tree(
-    src: Path, dst: Path, progress: str, link_sets: Callable[[], Iterable[Sequence[str]]] | None = None
-) -> None:
+def copy_tree(src: Path, dst: Path, progress: str, link_sets: Callable[[], Iterable[Sequence[str]]]) -> None:
     """`cp -a` of the tree at src onto the directory dst (made if missing), split where it pays.
-    `link_sets`: the paths of src that share an inode, by set, when the caller has them already
-    (the cache's check walks the tree anyway); else src is walked for them after a split copy."""
+    `link_sets` gives the paths of src that share an inode, by set: the cache's check collects
+    them in the walk it makes anyway (cachetree.compare), so no second walk is needed."""
     dst.mkdir(parents=True, exist_ok=True)
     parts = split(src)
     if parts is None:
@@ -68,21 +66,9 @@ def copy_tree(
     big, rest = parts
     (dst / "usr").mkdir(mode=0o700, exist_ok=True)
     run(["sh", "-c", SPLIT_SCRIPT, "sh", dst.absolute(), big, *rest], cwd=src, progress=progress)
-    join_hard_links(src, dst, link_sets() if link_sets is not None else hard_links(src))
+    join_hard_links(src, dst, link_sets())
     for rel in ("usr", "."):  # the inner one first: setting usr's times leaves the top's alone
         copy_dir_metadata(src / rel, dst / rel)
-
-
-def hard_links(src: Path) -> list[list[str]]:
-    """The paths under src (relative) that share an inode, by set."""
-    sets: dict[int, list[str]] = {}
-    for top, _dirs, files in os.walk(src):
-        for name in files:
-            path = os.path.join(top, name)
-            st = os.lstat(path)
-            if st.st_nlink > 1:
-                sets.setdefault(st.st_ino, []).append(os.path.relpath(path, src))
-    return list(sets.values())
 
 
 def join_hard_links(src: Path, dst: Path, link_sets: Iterable[Sequence[str]]) -> None:

@@ -65,6 +65,11 @@ def snapshot(top: Path) -> tuple[dict[str, Any], set[frozenset[str]]]:
     return entries, {frozenset(paths) for paths in inodes.values()}
 
 
+def link_sets(src: Path) -> Any:
+    """What the cache's check hands copy_tree: src's paths that share an inode, by set."""
+    return lambda: [sorted(paths) for paths in snapshot(src)[1]]
+
+
 @pytest.fixture
 def src(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
@@ -77,7 +82,7 @@ def test_the_tree_is_split_at_usr_lib(src: Path) -> None:
 
 def test_a_split_copy_is_what_one_cp_a_makes(src: Path, tmp_path: Path) -> None:
     subprocess.run(["cp", "-a", "--no-target-directory", str(src), str(tmp_path / "one")], check=True)
-    treecopy.copy_tree(src, tmp_path / "two", "copying")
+    treecopy.copy_tree(src, tmp_path / "two", "copying", link_sets(src))
     one, two = snapshot(tmp_path / "one"), snapshot(tmp_path / "two")
     assert two == one
     assert frozenset({"usr/bin/perl", "usr/bin/perl5.36", "usr/lib/perl-alias"}) in two[1]
@@ -89,7 +94,7 @@ def test_a_copy_into_an_existing_empty_directory(src: Path, tmp_path: Path) -> N
     (tmp_path / "two").mkdir(mode=0o755)
     os.setxattr(tmp_path / "two", "user.stale", b"x")
     subprocess.run(["cp", "-a", "--no-target-directory", str(src), str(tmp_path / "one")], check=True)
-    treecopy.copy_tree(src, tmp_path / "two", "copying")
+    treecopy.copy_tree(src, tmp_path / "two", "copying", link_sets(src))
     assert snapshot(tmp_path / "two") == snapshot(tmp_path / "one")
 
 
@@ -108,7 +113,7 @@ def test_other_trees_get_one_plain_copy(src: Path, tmp_path: Path, monkeypatch: 
             subprocess.run(["rm", "-rf", str(src / "usr" / child)], check=True)
     assert treecopy.split(src) is None
     subprocess.run(["cp", "-a", "--no-target-directory", str(src), str(tmp_path / "one")], check=True)
-    treecopy.copy_tree(src, tmp_path / "two", "copying")
+    treecopy.copy_tree(src, tmp_path / "two", "copying", link_sets(src))
     assert snapshot(tmp_path / "two") == snapshot(tmp_path / "one")
 
 
@@ -118,7 +123,7 @@ def test_a_failing_part_fails_the_copy(src: Path, tmp_path: Path) -> None:
     (tmp_path / "two/usr/share").mkdir(parents=True)
     (tmp_path / "two/usr/share/doc").write_text("a file where the copy needs a directory")
     with pytest.raises(CommandError):
-        treecopy.copy_tree(src, tmp_path / "two", "copying")
+        treecopy.copy_tree(src, tmp_path / "two", "copying", link_sets(src))
 
 
 def test_a_cache_hit_is_copied_split_with_the_links_its_check_found(src: Path, tmp_path: Path) -> None:
