@@ -8,10 +8,18 @@
 # `netplan generate`, the Python command around it, is not used: it also runs `systemctl
 # daemon-reload`, which cannot work in a chroot. The binary is /usr/libexec/netplan/generate in
 # newer netplan, /lib/netplan/generate in older; where neither is found, `netplan get` checks
-# the files. Inputs: ROOTFS.
+# the files. netplan 1.2 (resolute) parses, then aborts (SIGABRT, an assertion on the systemd
+# generator directory it is only given when systemd runs it): a generator killed by a signal
+# has decided nothing, and `netplan get` checks the files instead. Inputs: ROOTFS.
 for generator in /usr/libexec/netplan/generate /usr/lib/netplan/generate /lib/netplan/generate; do
     if [ -f "$ROOTFS$generator" ] && [ -x "$ROOTFS$generator" ]; then
-        exec chroot "$ROOTFS" "$generator"
+        status=0
+        said=$(chroot "$ROOTFS" "$generator" 2>&1) || status=$?
+        if [ "$status" -lt 128 ]; then
+            [ -z "$said" ] || printf '%s\n' "$said" >&2
+            exit "$status"
+        fi
+        break
     fi
 done
 if chroot "$ROOTFS" netplan get --help >/dev/null 2>&1; then
