@@ -321,8 +321,10 @@ class BaseCache:
         check = _Beside(entry.content_problem, self.full, links=links)  # it only reads: not waited for if cp fails
 
         def link_sets() -> Iterable[list[str]]:
-            check.join()  # its walk has collected them
-            return links.values()
+            """The hard links the check's walk collected; none when it stopped at a difference (its
+            sets are then incomplete, and the copy is thrown away below)."""
+            check.join()
+            return links.values() if check.error is None and check.value is None else []
 
         treecopy.copy_tree(entry.root, root, "copying the cached base", link_sets)
         why = check.result()
