@@ -81,7 +81,7 @@ def join_hard_links(src: Path, dst: Path, link_sets: Iterable[Sequence[str]]) ->
             target = dst / rel
             if target.lstat().st_ino != ino:
                 temp = target.with_name(f".{target.name}.vmbuilder-link")
-                os.link(first, temp)
+                os.link(first, temp, follow_symlinks=False)  # a linked symlink is joined, never what it names
                 os.replace(temp, target)
                 touched.add(os.path.dirname(rel))
     for rel in touched:  # a rename sets its directory's times: back to the source's, as cp -a left them

@@ -33,6 +33,8 @@ def make_tree(top: Path) -> Path:
     (src / "usr/share/doc/README").write_text("doc\n")
     os.symlink("usr/bin", src / "bin")
     os.symlink("../bin/perl", src / "usr/share/perl-link")
+    # a hard-linked symlink across the parts: joined as the link itself, never as what it points at
+    os.link(src / "usr/share/perl-link", src / "usr/lib/perl-link-alias", follow_symlinks=False)
     os.mkfifo(src / "var/lib/fifo")
     (src / "tmp").chmod(0o1777)
     (src / "usr/bin/perl").chmod(0o4755)
