@@ -163,7 +163,12 @@ class BuildError(OneLineError):
 # killed in the instant between its start and its registration, or one that left its group). It
 # ignores the interrupt signals: it lives in its own session and only ever ends through its input.
 # After "=done" (stop_reaper: no command is running, none is being started) one pass over /proc is
-# enough; without it (vmbuilder was killed) it looks until three passes find nothing.
+# enough; without it (vmbuilder was killed) it looks until three passes find nothing. A process in
+# the middle of an exec (its new image's environment not yet set up) reads as an empty environment,
+# as a kernel thread, a zombie or a program started with none do: such a process, if it is not one
+# of those, keeps the scan going until it has read as empty in three passes in a row (a program
+# with no environment; an exec is over in far less), so a daemon a command left behind is not
+# missed because it was being exec'd at the instant of the one pass.
 REAPER_ENV = "VMBUILDER_BUILD_TOKEN"
 _REAPER_SCRIPT = """
 import os, signal, sys, time
@@ -185,24 +190,37 @@ for group in groups:
         os.killpg(group, signal.SIGKILL)
     except OSError:
         pass
+def exec_or_bare(pid):
+    with open("/proc/" + pid + "/stat", "rb") as fh:
+        fields = fh.read().rsplit(b")", 1)[1].split()
+    return fields[0] not in (b"Z", b"X") and not int(fields[6]) & 0x200000  # PF_KTHREAD
 quiet = 0
-for _ in range(50):  # until three passes 0.2 s apart find nothing (a child forked, not yet exec'd)
-    found = 0
+empty = {}
+for _ in range(50):  # until `passes` passes find nothing (three 0.2 s apart: a child forked, not yet exec'd)
+    found = unsure = 0
+    seen = {}
     for pid in os.listdir("/proc"):
         if not pid.isdigit() or int(pid) == os.getpid():
             continue
         try:
             with open("/proc/" + pid + "/environ", "rb") as fh:
-                if tag not in fh.read().split(b"\\0"):
-                    continue
+                environ = fh.read()
+            if not environ:
+                if exec_or_bare(pid):
+                    seen[pid] = empty.get(pid, 0) + 1
+                    unsure += seen[pid] < 3
+                continue
+            if tag not in environ.split(b"\\0"):
+                continue
             os.kill(int(pid), signal.SIGKILL)
             found += 1
-        except OSError:
+        except (OSError, ValueError, IndexError):
             pass
-    quiet = 0 if found else quiet + 1
+    empty = seen
+    quiet = 0 if found or unsure else quiet + 1
     if quiet >= passes:
         break
-    time.sleep(0.2)
+    time.sleep(0.05 if unsure and not found else 0.2)
 """
 _reaper: dict[str, Any] = {"proc": None, "tag": ""}
 

@@ -156,6 +156,41 @@ def test_a_clean_stop_still_kills_what_a_command_left_behind(tmp_path: Path) -> 
             os.kill(child, signal.SIGKILL)
 
 
+RE_EXECS_ITSELF = 'exec "$0"'  # a daemon caught mid-exec reads as an empty environment
+
+
+def test_a_clean_stop_kills_a_daemon_caught_in_the_middle_of_an_exec(tmp_path: Path) -> None:
+    """A left-behind daemon that execs itself over and over is, in a good share of reads, between
+    two images with no environment to read; the one pass after "=done" must not miss it then."""
+    loop = tmp_path / "loop"
+    loop.write_text(f"#!/bin/sh\n{RE_EXECS_ITSELF}\n")
+    loop.chmod(0o755)
+    for attempt in range(10):  # each read has a few percent chance of falling between two images
+        pidfile = tmp_path / f"pid{attempt}"
+        script = LEFT_BEHIND_BY_A_CLEAN_BUILD.replace("setsid sleep 120", f"setsid {loop}")
+        done = subprocess.run([sys.executable, "-c", script, str(pidfile)], timeout=HANG_GUARD,
+                              capture_output=True, text=True)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        child = int(pidfile.read_text())
+        try:
+            _wait(lambda pid=child: not _alive(pid), f"a daemon in an exec loop survived the build (attempt {attempt})")
+        finally:
+            if _alive(child):
+                os.kill(child, signal.SIGKILL)
+
+
+def test_a_clean_stop_leaves_a_stranger_with_no_environment_alone(tmp_path: Path) -> None:
+    """A program started with an empty environment (not the build's) reads like one mid-exec: the
+    reaper looks again a few times, then ends, and does not kill it."""
+    stranger = subprocess.Popen(["sleep", "120"], env={})
+    try:
+        test_a_clean_stop_still_kills_what_a_command_left_behind(tmp_path)
+        assert stranger.poll() is None, "the reaper killed a process that was not the build's"
+    finally:
+        stranger.kill()
+        stranger.wait()
+
+
 def test_no_pause_without_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     from vmbuilder_lxc.run import pause_point
 
